@@ -1,0 +1,84 @@
+"""Checkpoint formats: one module each, all returning project generators.
+
+=============  ============================================================  ==================
+format         files                                                         module
+=============  ============================================================  ==================
+``native``     ``*.safetensors`` written by mystyle-pl (architecture inside)  ``native.py``
+``nvidia``     stylegan2-ada-pytorch / stylegan3 pickles (``ffhq.pkl``)      ``nvidia_pkl.py``
+``rosinality`` rosinality/stylegan2-pytorch ``.pt`` (``g_ema`` state dict)   ``rosinality.py``
+=============  ============================================================  ==================
+
+``load_generator(path)`` sniffs the format from the file's first bytes; nothing is ever
+unpickled with the unrestricted unpickler.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from ..base import Generator
+from . import native
+from .errors import CheckpointError
+
+FORMAT_NAMES = ("native", "nvidia", "rosinality")
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Return the format name of the checkpoint at ``path`` (see ``FORMAT_NAMES``)."""
+    path = _existing_file(path)
+    if native.sniff(path):
+        return "native"
+    if zipfile.is_zipfile(path):  # torch.save's zip container: rosinality-style .pt
+        return "rosinality"
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if not head:
+        raise CheckpointError(f"{path}: the file is empty")
+    if head[:1] == b"\x80":  # a pickle stream
+        if b"torch_utils" in head or b"dnnlib" in head or path.suffix == ".pkl":
+            return "nvidia"
+        return "rosinality"  # torch's legacy (non-zip) serialisation
+    raise CheckpointError(
+        f"{path}: unrecognised checkpoint format (expected .safetensors from mystyle-pl, an NVIDIA "
+        f"stylegan2-ada/stylegan3 .pkl, or a rosinality stylegan2-pytorch .pt)"
+    )
+
+
+def load_generator(path: str | os.PathLike, format: str | None = None, **kwargs) -> Generator:
+    """Load a generator checkpoint of any supported format (``format=None`` sniffs it).
+
+    Extra keyword arguments go to the format's loader (e.g. ``size=`` or
+    ``channel_multiplier=`` for rosinality files whose architecture cannot be inferred).
+    """
+    path = _existing_file(path)
+    format = format or detect_format(path)
+    if format == "native":
+        return native.load(path, **kwargs)
+    if format == "nvidia":
+        from . import nvidia_pkl
+
+        return nvidia_pkl.load(path, **kwargs)
+    if format == "rosinality":
+        from . import rosinality
+
+        return rosinality.load(path, **kwargs)
+    raise ValueError(f"unknown checkpoint format {format!r}; expected one of {FORMAT_NAMES}")
+
+
+def save_generator(generator: Generator, path: str | os.PathLike, **kwargs) -> Path:
+    """Write ``generator`` in the native format (atomic)."""
+    return native.save(generator, path, **kwargs)
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
+    return path
+
+
+__all__ = ["CheckpointError", "FORMAT_NAMES", "detect_format", "load_generator", "save_generator"]
