@@ -1,0 +1,184 @@
+"""The ``mystyle-pl`` command: LightningCLI subcommands plus the project's tool commands.
+
+``mystyle-pl fit|validate|test|predict ...`` go to LightningCLI (``--config``,
+``--print_config``, class_path/init_args). Tool commands (``convert``, ``info``, ...) are
+plain argparse commands registered in ``TOOL_COMMANDS``. ``python cli.py`` is the same
+program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__
+
+LIGHTNING_COMMANDS = {
+    "fit": "tune a personal prior (LightningCLI: trainer + model + data from YAML/flags)",
+    "validate": "run validation of a model on its data (LightningCLI)",
+    "test": "run the test loop (LightningCLI)",
+    "predict": "run a task (invert, inpaint, superres, edit, sample) over inputs (LightningCLI)",
+}
+
+
+@dataclass(frozen=True)
+class ToolCommand:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# ----------------------------------------------------------------------------------------
+# info
+
+
+def _add_info_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="a generator checkpoint (.safetensors, NVIDIA .pkl, rosinality .pt)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from .generators import detect_format, load_generator
+
+    fmt = detect_format(args.path)
+    generator = load_generator(args.path, format=fmt)
+    summary = {"path": str(args.path), "format": fmt, **generator.describe()}
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+    config = summary.pop("config")
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        if isinstance(value, int) and key.endswith("parameters"):
+            value = f"{value:,}"
+        print(f"{key:<{width}}  {value}")
+    print("config:")
+    for key, value in sorted(config.items()):
+        print(f"  {key}: {value}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# convert
+
+
+def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="checkpoint to convert (NVIDIA .pkl, rosinality .pt, or native)")
+    parser.add_argument("dst", help="output .safetensors path (native format: weights + architecture)")
+    parser.add_argument(
+        "--format", default="auto", choices=["auto", "native", "nvidia", "rosinality"],
+        help="format of SRC (default: detected from the file's contents)",
+    )  # fmt: skip
+    parser.add_argument("--size", type=int, default=None, help="rosinality only: output resolution, if not inferable")
+    parser.add_argument(
+        "--channel-multiplier", type=int, default=None, help="rosinality only: channel multiplier (2 = config-f)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from .generators import load_generator, save_generator
+
+    src, dst = Path(args.src), Path(args.dst)
+    if dst.exists() and not args.overwrite:
+        raise SystemExit(f"error: {dst} exists; pass --overwrite to replace it")
+    if dst.resolve() == src.resolve():
+        raise SystemExit(f"error: DST must differ from SRC ({src}); the source is never modified")
+    kwargs = {}
+    if args.size is not None:
+        kwargs["size"] = args.size
+    if args.channel_multiplier is not None:
+        kwargs["channel_multiplier"] = args.channel_multiplier
+    generator = load_generator(src, format=None if args.format == "auto" else args.format, **kwargs).eval()
+    save_generator(generator, dst, extra_metadata={"converted_from": src.name})
+    # Prove the conversion by rendering: the same latents through the source and the written file.
+    reloaded = load_generator(dst, format="native").eval()
+    with torch.no_grad():
+        z = torch.randn(2, generator.z_dim, generator=torch.Generator().manual_seed(0))
+        ws = generator.broadcast_w(generator.mapping(z))
+        diff = (generator.synthesis(ws) - reloaded.synthesis(ws)).abs().max().item()
+    info = generator.describe()
+    print(f"wrote {dst}: {info['family']} {info['img_resolution']}px, num_ws={info['num_ws']}, "
+          f"{info['parameters']:,} parameters; render check max |diff| = {diff:.2e}")  # fmt: skip
+    if diff > 1e-5:
+        raise SystemExit(f"error: the written file renders differently from {src} (max |diff| {diff:.3g})")
+    return 0
+
+
+TOOL_COMMANDS: dict[str, ToolCommand] = {
+    "convert": ToolCommand("convert a generator checkpoint to the native safetensors format", _add_convert_arguments, _run_convert),
+    "info": ToolCommand("describe a checkpoint (family, resolution, num_ws, parameters)", _add_info_arguments, _run_info),
+}
+
+
+# ----------------------------------------------------------------------------------------
+# entry point
+
+
+def top_level_help() -> str:
+    width = max(len(n) for n in [*LIGHTNING_COMMANDS, *TOOL_COMMANDS])
+    lines = [
+        f"usage: mystyle-pl COMMAND [options]        (mystyle-pl {__version__})",
+        "",
+        "MyStyle personalized face priors: tune a StyleGAN on ~100 photos of one person, then",
+        "restore, complete, super-resolve and edit photos of that person.",
+        "",
+        "Training and tasks (LightningCLI; `mystyle-pl COMMAND --help`, `--print_config`):",
+        *(f"  {name:<{width}}  {text}" for name, text in LIGHTNING_COMMANDS.items()),
+        "",
+        "Tools (`mystyle-pl COMMAND --help`):",
+        *(f"  {name:<{width}}  {cmd.help}" for name, cmd in TOOL_COMMANDS.items()),
+        "",
+        "options:",
+        "  -h, --help     show this message",
+        "  --version      print the version",
+    ]
+    return "\n".join(lines)
+
+
+def run_tool(name: str, argv: Sequence[str]) -> int:
+    command = TOOL_COMMANDS[name]
+    parser = argparse.ArgumentParser(prog=f"mystyle-pl {name}", description=command.help)
+    command.add_arguments(parser)
+    args = parser.parse_args(list(argv))
+    try:
+        return command.run(args)
+    except (FileNotFoundError, ValueError) as e:  # CheckpointError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run_lightning(argv: Sequence[str] | None) -> int:
+    """Hand over to LightningCLI (``argv=None``: it reads ``sys.argv`` itself)."""
+    from .lightning_cli import MyStyleLightningCLI
+
+    MyStyleLightningCLI(args=None if argv is None else list(argv))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from_sys_argv = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(top_level_help())
+        return 0
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name in TOOL_COMMANDS:
+        return run_tool(name, rest)
+    if name in LIGHTNING_COMMANDS:
+        return run_lightning(None if from_sys_argv else argv)
+    print(f"error: unknown command {name!r}\n\n{top_level_help()}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny seeded generators and the location of ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mystyle_pl.generators import StyleGAN2Generator
+
+from .helpers import make_tiny_stylegan2, shared_data_dir
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("shared test data not found: set MYSTYLE_SHARED_DATA or place it at ../shared/data")
+    return path
+
+
+@pytest.fixture
+def tiny_generator() -> StyleGAN2Generator:
+    return make_tiny_stylegan2()

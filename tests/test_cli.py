@@ -1,0 +1,68 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mystyle_pl.cli import LIGHTNING_COMMANDS, TOOL_COMMANDS, main
+from mystyle_pl.generators import load_generator, save_generator
+
+from .helpers import REPO_ROOT
+
+
+def test_top_level_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in [*LIGHTNING_COMMANDS, *TOOL_COMMANDS]:
+        assert f"  {name} " in out
+
+
+def test_unknown_command_fails(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(TOOL_COMMANDS))
+def test_tool_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    assert f"mystyle-pl {name}" in capsys.readouterr().out
+
+
+def test_info_and_convert(tiny_generator, tmp_path, capsys):
+    src = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    assert main(["info", str(src), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert f'"num_ws": {tiny_generator.num_ws}' in out and '"family": "stylegan2"' in out
+
+    dst = tmp_path / "out" / "converted.safetensors"
+    assert main(["convert", str(src), str(dst)]) == 0
+    assert "render check" in capsys.readouterr().out
+    a, b = tiny_generator.state_dict(), load_generator(dst).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Refuses to overwrite without --overwrite, and never writes onto the source.
+    with pytest.raises(SystemExit, match="--overwrite"):
+        main(["convert", str(src), str(dst)])
+    with pytest.raises(SystemExit, match="never modified"):
+        main(["convert", str(src), str(src), "--overwrite"])
+
+
+def test_info_missing_file_names_it(tmp_path, capsys):
+    missing = tmp_path / "nope.pkl"
+    assert main(["info", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_cli_py_is_the_console_entry_point():
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "cli.py"), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "convert" in out.stdout and "fit" in out.stdout
+
+
+@pytest.mark.slow
+def test_lightning_fit_help_and_print_config():
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "cli.py"), "fit", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--print_config" in out.stdout and "--trainer.max_steps" in out.stdout
