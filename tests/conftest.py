@@ -19,6 +19,20 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def fetch_asset():
+    """``fetch_asset(name)`` -> the converted asset's path, or skip when no source can provide it."""
+    from mystyle_pl import assets
+
+    def fetch(name: str) -> Path:
+        try:
+            return assets.fetch(name, progress=False)
+        except assets.AssetError as e:
+            pytest.skip(f"asset {name!r} unavailable here: {str(e).splitlines()[0]}")
+
+    return fetch
+
+
 @pytest.fixture
 def tiny_generator() -> StyleGAN2Generator:
     return make_tiny_stylegan2()
