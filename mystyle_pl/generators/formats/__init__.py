@@ -23,6 +23,8 @@ from . import native
 from .errors import CheckpointError
 
 FORMAT_NAMES = ("native", "nvidia", "rosinality")
+# LONG1 opcode, 10 bytes, little-endian 0x1950a86a20f9469cfc6c: how torch.save (legacy) starts.
+_TORCH_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -36,10 +38,14 @@ def detect_format(path: str | os.PathLike) -> str:
         head = f.read(1 << 16)
     if not head:
         raise CheckpointError(f"{path}: the file is empty")
+    if head.startswith(b"PK\x03\x04"):  # a zip whose central directory is missing
+        raise CheckpointError(f"{path}: truncated or corrupt zip archive (torch.save file); copy it again")
     if head[:1] == b"\x80":  # a pickle stream
-        if b"torch_utils" in head or b"dnnlib" in head or path.suffix == ".pkl":
-            return "nvidia"
-        return "rosinality"  # torch's legacy (non-zip) serialisation
+        # torch.save's legacy (non-zip) files open with a pickled magic number; any other
+        # pickle can only be an NVIDIA network pickle (read with an allowlist, never trusted).
+        if _TORCH_LEGACY_MAGIC in head[:32]:
+            return "rosinality"
+        return "nvidia"
     raise CheckpointError(
         f"{path}: unrecognised checkpoint format (expected .safetensors from mystyle-pl, an NVIDIA "
         f"stylegan2-ada/stylegan3 .pkl, or a rosinality stylegan2-pytorch .pt)"

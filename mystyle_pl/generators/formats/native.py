@@ -110,7 +110,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> G
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: could not read tensors ({e}); the file may be truncated") from e
     load_state_strict(generator, state, source=str(path))
-    return generator
+    return generator.to(map_location)
 
 
 def load_state_strict(generator: Generator, state: dict[str, torch.Tensor], source: str) -> None:
