@@ -37,28 +37,62 @@ class ToolCommand:
 
 
 def _add_info_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="a generator checkpoint (.safetensors, NVIDIA .pkl, rosinality .pt)")
+    parser.add_argument(
+        "path", help="a generator checkpoint (.safetensors, NVIDIA .pkl, rosinality .pt), an asset name, or a prior folder"
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def _run_info(args: argparse.Namespace) -> int:
+def _describe(path: str) -> dict:
+    from . import assets
+    from .prior import PersonalPrior
+
+    if PersonalPrior.is_bundle(path):
+        return {"path": path, **PersonalPrior.load(path).describe()}
     from .generators import detect_format, load_generator
 
-    fmt = detect_format(args.path)
-    generator = load_generator(args.path, format=fmt)
-    summary = {"path": str(args.path), "format": fmt, **generator.describe()}
+    file = assets.fetch(path) if path in assets.REGISTRY else Path(path)
+    fmt = detect_format(file)
+    return {"path": str(file), "format": fmt, **load_generator(file, format=fmt).describe()}
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    summary = _describe(args.path)
     if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True))
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
         return 0
-    config = summary.pop("config")
+    nested = {k: summary.pop(k) for k in [k for k, v in summary.items() if isinstance(v, dict)]}
     width = max(len(k) for k in summary)
     for key, value in summary.items():
         if isinstance(value, int) and key.endswith("parameters"):
             value = f"{value:,}"
         print(f"{key:<{width}}  {value}")
-    print("config:")
-    for key, value in sorted(config.items()):
-        print(f"  {key}: {value}")
+    for title, values in nested.items():
+        print(f"{title}:")
+        for key, value in sorted(values.items()):
+            print(f"  {key}: {value}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# export
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a Lightning .ckpt written by `mystyle-pl fit`")
+    parser.add_argument("output", help="folder for the personal prior bundle")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .tuning import PersonalTuner, export_prior
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise SystemExit(f"error: {out} exists; pass --overwrite to replace it")
+    model = PersonalTuner.load_from_checkpoint(args.checkpoint, map_location="cpu", weights_only=False)
+    path = export_prior(model, out, metrics={"exported_from": str(args.checkpoint)})
+    print(f"personal prior written to {path}")
     return 0
 
 
@@ -158,7 +192,8 @@ def _run_assets(args: argparse.Namespace) -> int:
 TOOL_COMMANDS: dict[str, ToolCommand] = {
     "assets": ToolCommand("list, fetch and locate named weights (generators, LPIPS backbones)", _add_assets_arguments, _run_assets),
     "convert": ToolCommand("convert a generator checkpoint to the native safetensors format", _add_convert_arguments, _run_convert),
-    "info": ToolCommand("describe a checkpoint (family, resolution, num_ws, parameters)", _add_info_arguments, _run_info),
+    "info": ToolCommand("describe a checkpoint or a prior (family, resolution, num_ws, parameters)", _add_info_arguments, _run_info),
+    "export": ToolCommand("export the personal prior bundle from a fit checkpoint", _add_export_arguments, _run_export),
 }
 
 

@@ -1,0 +1,202 @@
+"""PersonalTuner on a tiny StyleGAN2: loss goes down, DDP == single process, exact resume, W&B grids, bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from mystyle_pl.anchors import InversionSettings, compute_anchors
+from mystyle_pl.data import PersonalPhotosDataModule, save_anchors
+from mystyle_pl.data.dataset import load_photo
+from mystyle_pl.data.io import write_image
+from mystyle_pl.generators import save_generator
+from mystyle_pl.prior import PersonalPrior
+from mystyle_pl.tuning import ExportPrior, ImageGridLogger, PersonalTuner
+
+from .helpers import make_tiny_stylegan2
+
+RES = 32
+NUM_PHOTOS = 8
+
+
+@pytest.fixture(scope="module")
+def setup_files(tmp_path_factory):
+    """A tiny generator file, an album of 8 photos of 'a person' (another generator's faces), anchors."""
+    root = tmp_path_factory.mktemp("tuning")
+    generator = make_tiny_stylegan2(RES)
+    gen_path = save_generator(generator, root / "g.safetensors")
+    person = make_tiny_stylegan2(RES, seed=7)
+    with torch.no_grad():
+        z = torch.randn(NUM_PHOTOS, person.z_dim, generator=torch.Generator().manual_seed(3))
+        photos = person(z)
+    for i, img in enumerate(photos):
+        write_image(root / "album" / "images" / f"{i:04d}.png", img)
+    names = [f"{i:04d}.png" for i in range(NUM_PHOTOS)]
+    anchors = compute_anchors(
+        generator, names, lambda i: load_photo(root / "album" / "images" / names[i], RES),
+        settings=InversionSettings(steps=15, batch_size=4), cache_dir=root / "cache", progress=False,
+    )  # fmt: skip
+    anchors_path = save_anchors(root / "anchors.safetensors", anchors.w, anchors.names)
+    return {"root": root, "generator": gen_path, "album": root / "album", "anchors": anchors_path}
+
+
+def make_run(files, tmp: Path, batch_size=4, max_epochs=2, devices=1, strategy="auto", callbacks=(), logger=None, **model_kw):
+    seed_everything(0, workers=True)
+    dm = PersonalPhotosDataModule(
+        str(files["album"]), resolution=RES, batch_size=batch_size, num_workers=0, anchors=str(files["anchors"])
+    )
+    model = PersonalTuner(generator=str(files["generator"]), val_inversion_steps=3, **model_kw)
+    trainer = Trainer(
+        accelerator="cpu", devices=devices, strategy=strategy, max_epochs=max_epochs,
+        logger=logger if logger is not None else CSVLogger(str(tmp)), callbacks=list(callbacks),
+        inference_mode=False, enable_progress_bar=False, enable_model_summary=False,
+        use_distributed_sampler=False, log_every_n_steps=1, deterministic=True, default_root_dir=str(tmp),
+    )  # fmt: skip
+    return model, dm, trainer
+
+
+def anchor_loss(model: PersonalTuner, files) -> float:
+    """Mean reconstruction loss of the album photos from their anchors."""
+    dm = PersonalPhotosDataModule(str(files["album"]), resolution=RES, batch_size=NUM_PHOTOS, num_workers=0, anchors=str(files["anchors"]))
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        return model.reconstruction_loss(model.render(batch["w"]), batch["image"])["loss"].mean().item()
+
+
+def synthesis_state(model: PersonalTuner) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.generator.synthesis.state_dict().items()}
+
+
+def test_tuning_lowers_reconstruction_loss(setup_files, tmp_path):
+    model, dm, trainer = make_run(setup_files, tmp_path, max_epochs=6, optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
+    before = anchor_loss(model, setup_files)
+    trainer.fit(model, dm)
+    after = anchor_loss(model, setup_files)
+    assert after < 0.8 * before, (before, after)
+    # Mapping network frozen; LPIPS not in the checkpointed state.
+    assert all(not p.requires_grad for p in model.generator.mapping.parameters())
+    assert not any(k.startswith("lpips.") for k in model.state_dict())
+
+
+def test_anchors_are_computed_at_fit_start_when_missing(setup_files, tmp_path):
+    dm = PersonalPhotosDataModule(str(setup_files["album"]), resolution=RES, batch_size=4, num_workers=0, val_names=["0003.png"])
+    model = PersonalTuner(generator=str(setup_files["generator"]), anchor_steps=5, anchors_cache=str(tmp_path / "cache"), val_inversion_steps=2)
+    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                      inference_mode=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(model, dm)
+    assert model.anchors is not None and "0003.png" not in model.anchors.names  # held-out photos never become anchors
+    assert len(model.anchors.names) == NUM_PHOTOS - 1
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+    assert 0 < trainer.callback_metrics["val/lpips"] < 1  # the held-out photo was inverted and scored
+
+
+class RecordFinalWeights(Callback):
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_fit_end(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            torch.save(synthesis_state(pl_module), self.path)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_single_process(setup_files, tmp_path):
+    single, dm, trainer = make_run(setup_files, tmp_path / "single", batch_size=4, max_epochs=2)
+    trainer.fit(single, dm)
+    out = tmp_path / "ddp_weights.pt"
+    model, dm, trainer = make_run(
+        setup_files, tmp_path / "ddp", batch_size=2, max_epochs=2, devices=2, strategy="ddp_spawn",
+        callbacks=[RecordFinalWeights(str(out))],
+    )  # fmt: skip
+    trainer.fit(model, dm)
+    ddp = torch.load(out, weights_only=True)
+    reference = synthesis_state(single)
+    worst = max((ddp[k] - reference[k]).abs().max().item() for k in reference)
+    assert worst < 1e-5, f"DDP and single-process weights differ by {worst}"
+
+
+class StopAtEpoch(Callback):
+    """Simulates a killed job: raises at the start of ``epoch``."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated kill")
+
+
+def test_resume_after_kill_matches_uninterrupted_run(setup_files, tmp_path):
+    reference, dm, trainer = make_run(setup_files, tmp_path / "ref", max_epochs=4)
+    trainer.fit(reference, dm)
+
+    ckpt_dir = tmp_path / "ckpt"
+    checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True, every_n_epochs=1, save_top_k=-1)
+    model, dm, trainer = make_run(setup_files, tmp_path / "killed", max_epochs=4, callbacks=[checkpoint, StopAtEpoch(2)])
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        trainer.fit(model, dm)
+    last = ckpt_dir / "last.ckpt"
+    assert last.is_file()
+    state = torch.load(last, weights_only=False)
+    assert not any(k.startswith("generator.mapping.") for k in state["state_dict"]), "frozen mapping was checkpointed"
+    assert not any(k.startswith("lpips.") for k in state["state_dict"]), "LPIPS was checkpointed"
+
+    resumed, dm, trainer = make_run(setup_files, tmp_path / "resumed", max_epochs=4)
+    trainer.fit(resumed, dm, ckpt_path=str(last))
+    worst = max((synthesis_state(resumed)[k] - synthesis_state(reference)[k]).abs().max().item() for k in synthesis_state(reference))
+    assert worst < 1e-6, f"resumed run differs from the uninterrupted one by {worst}"
+
+
+def test_wandb_offline_run_holds_image_grids(setup_files, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: the logger must choose offline by itself
+    from mystyle_pl.tuning import AutoWandbLogger
+
+    logger = AutoWandbLogger(save_dir=str(tmp_path / "wandb_runs"), name="grid-test")
+    assert logger._offline
+    model, dm, trainer = make_run(setup_files, tmp_path, max_epochs=2, logger=logger, callbacks=[ImageGridLogger(every_n_steps=2)])
+    trainer.fit(model, dm)
+    import wandb
+
+    wandb.finish()
+    run_dirs = list((tmp_path / "wandb_runs" / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 1, run_dirs
+    images = list(run_dirs[0].rglob("media/images/**/*.png"))
+    assert images, f"no image grid in {run_dirs[0]}"
+
+
+def test_exported_bundle_renders_anchors_identically(setup_files, tmp_path):
+    model, dm, trainer = make_run(setup_files, tmp_path, max_epochs=1, callbacks=[ExportPrior(str(tmp_path / "prior"))])
+    trainer.fit(model, dm)
+    prior = PersonalPrior.load(tmp_path / "prior")
+    assert prior.names == model.anchors.names
+    assert prior.info["album_digest"] and prior.info["training"]["l2_weight"] == 1.0
+    model.eval()
+    with torch.no_grad():
+        a = model.render(model.anchors.w)
+        b = prior.generator.synthesis(prior.generator.broadcast_w(prior.w), noise_mode="const")
+    assert torch.equal(a, b)
+
+
+def test_export_from_checkpoint_cli(setup_files, tmp_path):
+    from mystyle_pl.cli import main
+
+    checkpoint = ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), save_last=True)
+    model, dm, trainer = make_run(setup_files, tmp_path, max_epochs=1, callbacks=[checkpoint])
+    trainer.fit(model, dm)
+    assert main(["export", str(tmp_path / "ckpt" / "last.ckpt"), str(tmp_path / "prior")]) == 0
+    prior = PersonalPrior.load(tmp_path / "prior")
+    model.eval()
+    with torch.no_grad():
+        expected = model.render(model.anchors.w)
+        got = prior.generator.synthesis(prior.generator.broadcast_w(prior.w), noise_mode="const")
+    assert prior.names == model.anchors.names and torch.equal(expected, got)
+    assert main(["info", str(tmp_path / "prior"), "--json"]) == 0
