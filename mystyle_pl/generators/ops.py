@@ -169,6 +169,9 @@ def modulated_conv2d(
             x = conv2d_up2(x, weight, resample_filter)
         else:
             x = F.conv2d(x, weight.to(x.dtype), padding=kw // 2)
+        if dcoefs is not None and noise is not None:
+            # One fused multiply-add (one rounding), as the reference's fma(): bit-identical results.
+            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(batch, -1, 1, 1))
         if dcoefs is not None:
             x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
         if noise is not None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from .base import Generator
+from .mobilestylegan import MobileStyleGANGenerator
 from .stylegan2 import StyleGAN2Generator
 
 GENERATOR_FAMILIES: dict[str, type[Generator]] = {
     StyleGAN2Generator.family: StyleGAN2Generator,
+    MobileStyleGANGenerator.family: MobileStyleGANGenerator,
 }
 
 
