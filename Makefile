@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: setup test bench
+.PHONY: setup test bench grid
 
 setup:
 	bash scripts/setup.sh
@@ -13,3 +13,7 @@ test: setup
 
 bench: setup
 	$(PYTHON) benchmarks/generator.py
+
+# The main job until the demo lands: fetch the real MobileStyleGAN FFHQ prior, render 8 faces.
+grid: setup
+	$(PYTHON) benchmarks/mobilestylegan_grid.py --out outputs/faces.png --dlib
