@@ -19,9 +19,26 @@ _EXPORTS = {
     "AlbumError": ".dataset",
     "BalancedDistributedBatchSampler": ".sampler",
     "PersonalPhotosDataModule": ".datamodule",
+    # album preparation (mystyle-pl prepare) and pasting results back
+    "AlignTransform": ".align",
+    "align_face": ".align",
+    "face_mask": ".align",
+    "paste_back": ".align",
+    "ImageReadError": ".io",
+    "read_image": ".io",
+    "load_manifest": ".prepare",
+    "prepare_album": ".prepare",
 }
 
 __all__ = [
+    "AlignTransform",
+    "ImageReadError",
+    "align_face",
+    "face_mask",
+    "load_manifest",
+    "paste_back",
+    "prepare_album",
+    "read_image",
     "AlbumDataset",
     "AlbumError",
     "Anchors",

@@ -1,0 +1,421 @@
+"""Face detection, 68-point landmarks and identity descriptors behind small interfaces.
+
+Three roles, each a :class:`typing.Protocol` so that another implementation (a CNN detector,
+a different landmarker, ArcFace descriptors) can be dropped in:
+
+* :class:`FaceDetector`: ``detect(image) -> list[FaceBox]``;
+* :class:`Landmarker`: ``landmarks(image, box) -> [68, 2]`` (iBUG-300W order, pixel-index
+  coordinates: the centre of pixel ``(i, j)`` is ``x=j, y=i``);
+* :class:`FaceDescriptor`: ``describe(image, landmarks) -> [D]`` (faces of one person lie
+  close together in Euclidean distance).
+
+The dlib implementations use the models that PyPI distributes: ``dlib-bin`` (the library)
+and ``face_recognition_models`` (``shape_predictor_68_face_landmarks.dat`` and
+``dlib_face_recognition_resnet_model_v1.dat``). Models are loaded lazily, on first use, once
+per process. Images here are ``uint8`` RGB ``[H, W, 3]`` arrays: this module sits at the file
+edge of the pipeline, before anything becomes a tensor.
+
+:class:`FaceAnalyzer` combines the three with the scale handling that small and large photos
+need (the official MyStyle code upsamples small photos to 512 px before detecting).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
+RESNET_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
+MODELS_ENV = "MYSTYLE_DLIB_MODELS"  # a folder holding the two .dat files (overrides face_recognition_models)
+
+
+class FaceModelsUnavailable(RuntimeError):
+    """dlib or its model files are missing; the message says what to install."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face: box corners in source pixel coordinates and the detector's confidence."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    score: float = 0.0
+
+    @property
+    def size(self) -> float:
+        """The box's larger side in pixels (what the face-size rule measures)."""
+        return max(self.right - self.left, self.bottom - self.top)
+
+    def to_list(self) -> list[float]:
+        return [round(float(v), 2) for v in (self.left, self.top, self.right, self.bottom)]
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        """All faces in ``image`` (uint8 RGB [H, W, 3]), most confident first."""
+        ...
+
+
+@runtime_checkable
+class Landmarker(Protocol):
+    num_points: int
+
+    def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
+        """``float64 [num_points, 2]`` (x, y) for the face in ``box``."""
+        ...
+
+
+@runtime_checkable
+class FaceDescriptor(Protocol):
+    dim: int
+
+    def describe(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """``float32 [dim]`` identity descriptor of the face with these landmarks."""
+        ...
+
+
+# ----------------------------------------------------------------------------------------
+# dlib implementations
+
+
+def dlib_model_dir() -> Path:
+    """The folder of dlib's ``.dat`` models: ``$MYSTYLE_DLIB_MODELS`` or ``face_recognition_models``."""
+    env = os.environ.get(MODELS_ENV)
+    if env:
+        return Path(env)
+    # Do not import face_recognition_models: its __init__ needs pkg_resources, which modern
+    # setuptools no longer ships. Its files are found through the import system instead.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FaceModelsUnavailable(
+            "the dlib face models are missing: pip install face_recognition_models "
+            f"(or point ${MODELS_ENV} at a folder with {LANDMARKS_68} and {RESNET_DESCRIPTOR})"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def _import_dlib():
+    try:
+        import dlib  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise FaceModelsUnavailable(f"dlib is not installed: pip install dlib-bin ({e})") from None
+    return dlib
+
+
+def _model_path(name: str, path: str | os.PathLike | None) -> Path:
+    p = Path(path) if path is not None else dlib_model_dir() / name
+    if not p.is_file():
+        raise FaceModelsUnavailable(f"dlib model file not found: {p} (pip install face_recognition_models)")
+    return p
+
+
+def check_face_models(model_dir: str | os.PathLike | None = None) -> Path:
+    """Raise :class:`FaceModelsUnavailable` unless dlib imports and both model files exist; returns their folder."""
+    _import_dlib()
+    folder = Path(model_dir) if model_dir is not None else dlib_model_dir()
+    for name in (LANDMARKS_68, RESNET_DESCRIPTOR):
+        _model_path(name, folder / name)
+    return folder
+
+
+_MODEL_CACHE: dict[tuple[str, str], object] = {}
+
+
+def _cached(kind: str, path: Path, build):
+    key = (kind, str(path))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = build(str(path))
+    return _MODEL_CACHE[key]
+
+
+class DlibFrontalDetector:
+    """dlib's HOG + linear SVM frontal face detector.
+
+    It finds faces of about 80 px and larger; each ``upsample`` doubles the image first (so 40 px
+    faces are found with ``upsample=1``) at four times the cost.
+    """
+
+    def __init__(
+        self,
+        upsample: int = 1,  # Times the detector doubles the image before scanning (dlib's second argument).
+        threshold: float = 0.0,  # SVM score a detection must exceed (dlib's default 0; higher = fewer false faces).
+    ):
+        self.upsample = upsample
+        self.threshold = threshold
+        self._detector = None
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        if self._detector is None:
+            dlib = _import_dlib()
+            self._detector = _MODEL_CACHE.setdefault(("detector", "frontal"), dlib.get_frontal_face_detector())
+        rects, scores, _ = self._detector.run(_rgb8(image), self.upsample, self.threshold)
+        boxes = [FaceBox(r.left(), r.top(), r.right(), r.bottom(), float(s)) for r, s in zip(rects, scores)]
+        return sorted(boxes, key=lambda b: -b.score)
+
+
+class DlibLandmarker:
+    """dlib's 68-point shape predictor (iBUG 300-W points, Kazemi & Sullivan 2014)."""
+
+    num_points = 68
+
+    def __init__(self, model_path: str | os.PathLike | None = None):  # None = face_recognition_models' file
+        self.model_path = model_path
+        self._predictor = None
+
+    def landmarks(self, image: np.ndarray, box: FaceBox) -> np.ndarray:
+        dlib = _import_dlib()
+        if self._predictor is None:
+            self._predictor = _cached("shape68", _model_path(LANDMARKS_68, self.model_path), dlib.shape_predictor)
+        rect = dlib.rectangle(int(round(box.left)), int(round(box.top)), int(round(box.right)), int(round(box.bottom)))
+        shape = self._predictor(_rgb8(image), rect)
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+class DlibResNetDescriptor:
+    """dlib's 128-d face recognition ResNet (99.38% on LFW; same person: distance < 0.6)."""
+
+    dim = 128
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,  # None = face_recognition_models' file.
+        num_jitters: int = 0,  # Extra randomly jittered crops averaged in (slower, slightly more stable).
+    ):
+        self.model_path = model_path
+        self.num_jitters = num_jitters
+        self._net = None
+
+    def describe(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        dlib = _import_dlib()
+        if self._net is None:
+            path = _model_path(RESNET_DESCRIPTOR, self.model_path)
+            self._net = _cached("resnet", path, dlib.face_recognition_model_v1)
+        pts = np.rint(np.asarray(landmarks, dtype=np.float64)).astype(int)
+        rect = dlib.rectangle(int(pts[:, 0].min()), int(pts[:, 1].min()), int(pts[:, 0].max()), int(pts[:, 1].max()))
+        shape = dlib.full_object_detection(rect, [dlib.point(int(x), int(y)) for x, y in pts])
+        return np.asarray(self._net.compute_face_descriptor(_rgb8(image), shape, self.num_jitters), dtype=np.float32)
+
+
+def _rgb8(image: np.ndarray) -> np.ndarray:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+# ----------------------------------------------------------------------------------------
+# analysis of one photo
+
+
+def _mirror_permutation_68() -> np.ndarray:
+    """Index map of the 68 iBUG points under a horizontal flip (left eye <-> right eye, ...)."""
+    perm = np.arange(68)
+    pairs = [(i, 16 - i) for i in range(8)] + [(17 + i, 26 - i) for i in range(5)] + [(31, 35), (32, 34)]
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67)]
+    for a, b in pairs:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+MIRROR_68 = _mirror_permutation_68()
+
+# dlib's frontal-detector box on FFHQ-aligned faces, as fractions of the side (left, top, right,
+# bottom): the mean over the 59 real FFHQ-aligned photos of ../shared/data/albums (std ~0.03).
+FFHQ_DLIB_BOX = (0.196, 0.275, 0.805, 0.883)
+
+# Box jitters (dx, dy as fractions of the side, scale) whose landmark predictions are averaged.
+REFINE_JITTERS = ((0.0, 0.0, 1.0), (-0.03, -0.03, 1.0), (-0.03, 0.03, 1.0), (0.03, -0.03, 1.0), (0.03, 0.03, 1.0),
+                  (0.0, 0.0, 0.93), (0.0, 0.0, 1.07))  # fmt: skip
+
+
+@dataclass
+class Face:
+    """One face found in a photo; every coordinate is in the source photo's pixels."""
+
+    box: FaceBox
+    landmarks: np.ndarray  # [68, 2]
+    descriptor: np.ndarray | None = None  # [D], None when no descriptor was computed
+    extra: dict = field(default_factory=dict)  # measurements added later (sharpness, crop size, ...)
+
+
+class FaceAnalyzer:
+    """Detect every face in a photo, then landmark (and refine) and describe each one.
+
+    Scale: the photo is resized for detection so that its shorter side is at least ``min_side``
+    (small photos are upsampled, as the official MyStyle preprocessing does) and its longer side
+    at most ``max_side`` (large photos are downsampled, which bounds detection time; with
+    ``upsample=1`` faces are then found down to about ``40 / scale`` source pixels).
+
+    Refinement (``refine_iterations``): landmarks predicted from a detector box depend on where
+    the box falls, and the detector's boxes move with the face's tilt and scale. Each iteration
+    warps the face into the FFHQ frame (``refine_frame`` px) through the current landmarks and
+    predicts the landmarks again from a fixed box (``FFHQ_DLIB_BOX``), averaged over small box
+    jitters and a mirror image, then maps them back. This makes the landmarks, and so the
+    alignment, nearly independent of the photo's rotation and scale. The descriptor is computed
+    in that frame too.
+    """
+
+    def __init__(
+        self,
+        detector: FaceDetector | None = None,  # None = DlibFrontalDetector().
+        landmarker: Landmarker | None = None,  # None = DlibLandmarker(); must give the 68 iBUG points.
+        descriptor: FaceDescriptor | None = None,  # None = DlibResNetDescriptor(); skipped when describe=False.
+        min_side: int = 512,  # Upsample photos whose shorter side is below this before detecting (px).
+        max_side: int = 1600,  # Downsample photos whose longer side is above this before detecting (px).
+        max_faces: int = 8,  # Landmark and describe at most this many faces (the most confident).
+        refine_iterations: int = 2,  # Landmark refinement passes in the FFHQ frame (0 = detector box only).
+        refine_frame: int = 512,  # Side of the FFHQ frame used for refinement and descriptors (px).
+        retry_pad: float = 0.2,  # When nothing is found, pad by this fraction of the shorter side and retry (0 = off).
+        retry_angles: tuple[float, ...] = (25.0, -25.0),  # Then retry on the photo turned by these angles (degrees).
+    ):
+        self.detector = detector if detector is not None else DlibFrontalDetector()
+        self.landmarker = landmarker if landmarker is not None else DlibLandmarker()
+        self.descriptor = descriptor if descriptor is not None else DlibResNetDescriptor()
+        self.min_side = min_side
+        self.max_side = max_side
+        self.max_faces = max_faces
+        self.refine_iterations = refine_iterations
+        self.refine_frame = refine_frame
+        self.retry_pad = retry_pad
+        self.retry_angles = tuple(float(a) for a in retry_angles)
+
+    def settings(self) -> dict:
+        """What determines this analyser's output (stored in the manifest; a change re-analyses)."""
+        det = self.detector
+        return {
+            "detector": type(det).__name__,
+            "upsample": getattr(det, "upsample", None),
+            "threshold": getattr(det, "threshold", None),
+            "landmarker": type(self.landmarker).__name__,
+            "descriptor": type(self.descriptor).__name__,
+            "min_side": self.min_side,
+            "max_side": self.max_side,
+            "max_faces": self.max_faces,
+            "refine_iterations": self.refine_iterations,
+            "refine_frame": self.refine_frame,
+            "retry_pad": self.retry_pad,
+            "retry_angles": list(self.retry_angles),
+        }
+
+    def detection_scale(self, width: int, height: int) -> float:
+        scale = max(1.0, self.min_side / min(width, height))
+        if max(width, height) * scale > self.max_side:
+            scale = self.max_side / max(width, height)
+        return scale
+
+    def analyze(self, image: np.ndarray, describe: bool = True) -> list[Face]:
+        """Every face in ``image`` (uint8 RGB), most confident first, in source pixel coordinates."""
+        image = _rgb8(image)
+        height, width = image.shape[:2]
+        scale = self.detection_scale(width, height)
+        if abs(scale - 1.0) > 1e-6:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            resample = Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS
+            work = np.asarray(Image.fromarray(image).resize(size, resample))
+            sx, sy = size[0] / width, size[1] / height
+        else:
+            work, sx, sy = image, 1.0, 1.0
+        view, to_work, boxes = work, (np.eye(2), np.zeros(2)), self.detector.detect(work)
+        for make_view in self._retry_views():
+            if boxes:
+                break
+            view, to_work = make_view(work)
+            boxes = self.detector.detect(view)
+        faces = []
+        for box in boxes[: self.max_faces]:
+            a, t = to_work
+            lm_work = self.landmarker.landmarks(view, box) @ a.T + t
+            cx, cy = np.array([(box.left + box.right) / 2, (box.top + box.bottom) / 2]) @ a.T + t
+            hw, hh = (box.right - box.left) / 2, (box.bottom - box.top) / 2
+            box = FaceBox(cx - hw, cy - hh, cx + hw, cy + hh, box.score)
+            lm = np.stack([_rescale(lm_work[:, 0], 1 / sx), _rescale(lm_work[:, 1], 1 / sy)], axis=1)
+            frame, lm_frame = None, None
+            for _ in range(self.refine_iterations):
+                try:
+                    lm, frame, lm_frame = self.refine(image, lm)
+                except ValueError:  # degenerate landmarks: keep the detector-box prediction
+                    break
+            desc = None
+            if describe:
+                desc = self.descriptor.describe(frame, lm_frame) if frame is not None else self.descriptor.describe(image, lm)
+            faces.append(Face(box=_scale_box(box, 1 / sx, 1 / sy), landmarks=lm, descriptor=desc))
+        return faces
+
+    def _retry_views(self):
+        """Fallback views of the detection image, tried in turn while no face is found. Each
+        returns ``(view, (A, t))`` with ``work pixel = A @ view pixel + t``.
+
+        Tightly cropped faces (no margin around chin and forehead) escape the sliding-window
+        detector, which a plain border fixes; tilted heads (beyond ~20 degrees) escape the
+        upright-face detector, which turning the photo fixes. Refinement then removes any
+        dependence of the landmarks on the view they came from.
+        """
+        if self.retry_pad > 0:
+            yield lambda work: _padded_view(work, self.retry_pad)
+        for angle in self.retry_angles:
+            yield lambda work, angle=angle: _rotated_view(work, angle)
+
+    def refine(self, image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One refinement pass: ``(landmarks in the source, the FFHQ-frame image, landmarks in it)``."""
+        from .align import align_face  # align imports nothing from here; keep faces importable alone
+
+        size = self.refine_frame
+        frame, transform = align_face(image, landmarks, size, supersample=2)
+        mirrored = np.ascontiguousarray(frame[:, ::-1])
+        l0, t0, r0, b0 = FFHQ_DLIB_BOX
+        predictions = []
+        for dx, dy, s in REFINE_JITTERS:
+            cx, cy = (l0 + r0) / 2 + dx, (t0 + b0) / 2 + dy
+            hw, hh = (r0 - l0) / 2 * s, (b0 - t0) / 2 * s
+            box = FaceBox((cx - hw) * size - 0.5, (cy - hh) * size - 0.5, (cx + hw) * size - 0.5, (cy + hh) * size - 0.5)
+            predictions.append(self.landmarker.landmarks(frame, box))
+            flipped = self.landmarker.landmarks(mirrored, FaceBox(size - 1 - box.right, box.top, size - 1 - box.left, box.bottom))
+            flipped = flipped[MIRROR_68]
+            flipped[:, 0] = size - 1 - flipped[:, 0]
+            predictions.append(flipped)
+        lm_frame = np.mean(predictions, axis=0)
+        return transform.to_source(lm_frame, size), frame, lm_frame
+
+
+def _padded_view(work: np.ndarray, fraction: float):
+    pad = max(1, int(round(fraction * min(work.shape[:2]))))
+    fill = np.median(work.reshape(-1, 3), axis=0).astype(np.uint8)
+    view = np.empty((work.shape[0] + 2 * pad, work.shape[1] + 2 * pad, 3), dtype=np.uint8)
+    view[:] = fill
+    view[pad:-pad, pad:-pad] = work
+    return view, (np.eye(2), np.full(2, -float(pad)))
+
+
+def _rotated_view(work: np.ndarray, angle: float):
+    """``work`` turned by ``angle`` degrees (the whole photo kept, corners filled with its median)."""
+    h, w = work.shape[:2]
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    big_w, big_h = int(math.ceil(w * abs(c) + h * abs(s))), int(math.ceil(w * abs(s) + h * abs(c)))
+    a = np.array([[c, -s], [s, c]])  # view (continuous, about its centre) -> work (about its centre)
+    centre_view, centre_work = np.array([big_w, big_h]) / 2, np.array([w, h]) / 2
+    t_cont = centre_work - a @ centre_view
+    fill = tuple(int(v) for v in np.median(work.reshape(-1, 3), axis=0))
+    coeffs = (a[0, 0], a[0, 1], t_cont[0], a[1, 0], a[1, 1], t_cont[1])
+    view = Image.fromarray(work).transform((big_w, big_h), Image.Transform.AFFINE, coeffs, Image.Resampling.BICUBIC, fillcolor=fill)
+    # Pixel-index coordinates: work_idx + 0.5 = a @ (view_idx + 0.5) + t_cont.
+    return np.asarray(view), (a, t_cont + a @ np.full(2, 0.5) - 0.5)
+
+
+def _scale_box(box: FaceBox, fx: float, fy: float) -> FaceBox:
+    return FaceBox(float(_rescale(box.left, fx)), float(_rescale(box.top, fy)),
+                   float(_rescale(box.right, fx)), float(_rescale(box.bottom, fy)), box.score)  # fmt: skip
+
+
+def _rescale(v, factor: float):
+    """Pixel-index coordinate ``v`` in an image resized by ``factor`` (pixel centres map to centres)."""
+    return (np.asarray(v, dtype=np.float64) + 0.5) * factor - 0.5 if factor != 1 else np.asarray(v, dtype=np.float64)
