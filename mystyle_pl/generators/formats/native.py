@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..base import Generator
+from ..fileutil import save_safetensors_atomic
 from .errors import CheckpointError
 
 FORMAT_TAG = "mystyle_pl.generator"
@@ -67,15 +67,7 @@ def save(generator: Generator, path: str | os.PathLike, extra_metadata: dict[str
         metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     # safetensors refuses shared or non-contiguous storage: save independent contiguous copies.
     tensors = {name: t.detach().cpu().contiguous().clone() for name, t in generator.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_safetensors_atomic(tensors, path, metadata)
 
 
 def build(family: str, config: dict[str, Any], source: str = "<config>") -> Generator:
