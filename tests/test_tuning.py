@@ -200,3 +200,19 @@ def test_export_from_checkpoint_cli(setup_files, tmp_path):
         got = prior.generator.synthesis(prior.generator.broadcast_w(prior.w), noise_mode="const")
     assert prior.names == model.anchors.names and torch.equal(expected, got)
     assert main(["info", str(tmp_path / "prior"), "--json"]) == 0
+
+
+def test_bf16_mixed_precision_and_gradient_accumulation_run(setup_files, tmp_path):
+    seed_everything(0)
+    dm = PersonalPhotosDataModule(str(setup_files["album"]), resolution=RES, batch_size=2, num_workers=0, anchors=str(setup_files["anchors"]))
+    model = PersonalTuner(generator=str(setup_files["generator"]), val_inversion_steps=2)
+    before = synthesis_state(model)
+    trainer = Trainer(accelerator="cpu", max_epochs=1, precision="bf16-mixed", accumulate_grad_batches=2, logger=False,
+                      enable_progress_bar=False, enable_checkpointing=False, inference_mode=False,
+                      use_distributed_sampler=False, default_root_dir=str(tmp_path))  # fmt: skip
+    trainer.fit(model, dm)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    after = synthesis_state(model)
+    assert trainer.global_step == 2  # 4 batches, 2 accumulated per optimizer step
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(v.dtype == torch.float32 for v in after.values()), "weights must stay fp32 under mixed precision"
