@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -62,11 +62,11 @@ def list_album_files(album: str | os.PathLike) -> list[Path]:
 
 
 def read_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode ``path`` fully into an RGB PIL image (EXIF orientation applied); raises on unreadable files."""
-    with Image.open(path) as img:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        return img.convert("RGB")
+    """Decode ``path`` into an RGB PIL image with the project's one reader (``io.read_image``: EXIF
+    orientation, any mode, decompression-bomb guard); raises ``ImageReadError`` naming the file."""
+    from .io import read_image
+
+    return Image.fromarray(read_image(path))
 
 
 def pil_to_tensor(img: Image.Image) -> Tensor:
