@@ -1,0 +1,233 @@
+"""The shared projection loop: every task is a degradation operator ``D`` through it.
+
+For a batch of observations ``y [B, 3, H, W]`` (already degraded) the :class:`Projector` finds,
+for every image independently, coefficients in the personal space (``P_beta``, or ``P+`` with
+per-layer offsets) minimising
+
+    LPIPS(D(G(w)), y [, mask]) + l2_weight * MSE(D(G(w)), y [, mask]) + space penalties
+
+with Adam (official google/mystyle ``reconstruct/base_projector.py`` + ``alpha_projector.py``
++ ``hyperparams.py``: LPIPS-alex + 1 x MSE, lr 5e-3, betas (0.9, 0.999), 1000 steps, raw
+coefficients initialised at 1/N, per-layer offsets at 0, penalties 10 x ||delta_l|| on the 12
+coarse layers (of 18) and 10 x (sum - 1)^2).
+
+Differences from the official loop: a whole batch is optimised at once (the loss is the *sum*
+of per-image losses, and Adam is element-wise, so an image's result does not depend on the
+batch it is in), optional early stopping (the official code always runs 1000 steps), and an
+optional mask for the loss (1 = known pixel, 0 = hole).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..anchors import downsample_to
+from ..generators import Generator
+from ..space import PersonalSpace
+
+Degradation = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ProjectionSettings:
+    """How observations are projected into the personal space (defaults: the official values)."""
+
+    steps: int = 1000  # Adam steps at most (official projection_steps).
+    lr: float = 5e-3  # Adam learning rate on the raw coefficients (official projection_lr).
+    plus: bool = True  # P+ (per-layer offsets, official --is_wplus True) or P_beta with one w.
+    l2_weight: float = 1.0  # weight of the pixel MSE next to LPIPS (official l2_weight).
+    lpips_weight: float = 1.0  # weight of LPIPS; 0 = no perceptual term (pixel loss only).
+    delta_penalty: float = 10.0  # weight of sum_l ||delta_l|| on the coarse layers (official deltas_reg_weight).
+    sum_penalty: float = 10.0  # weight of mean_l (sum raw_l - 1)^2 (official sum_1_reg_weight).
+    delta_layers: int | None = None  # coarse layers whose offsets are penalised; None: 2/3 of num_ws (12 of 18).
+    patience: int | None = None  # early stopping: steps without improvement of the batch mean loss; None = off.
+    min_delta: float = 1e-4  # an improvement smaller than this does not count (early stopping).
+    resolution: int = 0  # compute the loss at this resolution (area-downsampled); 0 = as given (official).
+    noise_mode: str = "const"  # generator noise during the projection (official 'const').
+    progress: bool = False  # show a progress bar.
+
+
+@dataclass
+class ProjectionResult:
+    images: torch.Tensor  # [B, 3, R, R] G(ws), undegraded, in [-1, 1]
+    ws: torch.Tensor  # [B, num_ws, w_dim]
+    coefficients: torch.Tensor  # [B, num_ws, N] (P+) or [B, N] (P_beta): constrained, sum 1
+    trace: list[float]  # batch mean loss per step
+    steps_used: int  # Adam steps taken (< settings.steps when stopped early)
+    final_loss: torch.Tensor  # [B] per-image loss (reconstruction + penalties) of the returned result
+    raw: torch.Tensor | None = field(repr=False, default=None)  # [B, N] or [B, num_ws, N] final raw coefficients
+
+
+class Projector:
+    """Batched projection of degraded observations into a :class:`PersonalSpace`.
+
+    ``Projector(generator, space, lpips, settings)`` or with keyword overrides of the settings,
+    e.g. ``Projector(g, space, lpips, steps=200, patience=20)``.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,  # the (tuned) generator; frozen during the projection
+        space: PersonalSpace,  # the person's space (anchors, beta)
+        lpips: nn.Module | None = None,  # LPIPS module, forward(x, y, mask) -> [B]; None: LPIPS("alex") on first use
+        settings: ProjectionSettings | None = None,  # None: the official defaults
+        **overrides,  # fields of ProjectionSettings to replace
+    ) -> None:
+        settings = settings if settings is not None else ProjectionSettings()
+        self.settings = replace(settings, **overrides) if overrides else settings
+        if space.num_ws != generator.num_ws or space.w_dim != generator.w_dim:
+            raise ValueError(
+                f"space has num_ws={space.num_ws}, w_dim={space.w_dim}; the generator has "
+                f"num_ws={generator.num_ws}, w_dim={generator.w_dim}"
+            )
+        if self.settings.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.settings.steps}")
+        if self.settings.patience is not None and self.settings.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.settings.patience}")
+        self.generator = generator
+        self.space = space
+        self.lpips = lpips
+
+    def _lpips(self, device: torch.device) -> nn.Module:
+        if self.lpips is None:
+            from ..losses import LPIPS
+
+            self.lpips = LPIPS("alex")
+        return self.lpips.to(device)
+
+    def _check_inputs(self, y: torch.Tensor, mask: torch.Tensor | None) -> None:
+        if not isinstance(y, torch.Tensor) or y.ndim != 4 or y.shape[1] != 3:
+            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"y must have shape [B, 3, H, W] in [-1, 1], got {shape}")
+        if mask is not None and (
+            mask.ndim != 4
+            or mask.shape[1] != 1
+            or mask.shape[0] not in (1, y.shape[0])
+            or mask.shape[2:] != y.shape[2:]
+        ):
+            raise ValueError(
+                f"mask must have shape [B={y.shape[0]} or 1, 1, H={y.shape[2]}, W={y.shape[3]}] "
+                f"(1 = known pixel, 0 = hole), got {tuple(mask.shape)}"
+            )
+
+    def per_image_loss(
+        self, synth: torch.Tensor, y: torch.Tensor, degrade: Degradation, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Reconstruction loss ``[B]`` of generated images ``synth`` against observations ``y``."""
+        s = self.settings
+        x = degrade(synth)
+        if x.shape != y.shape:
+            raise ValueError(f"degrade(G(w)) has shape {tuple(x.shape)}, the observations y have {tuple(y.shape)}")
+        m = mask
+        if s.resolution > 0:
+            x, y = downsample_to(x, s.resolution), downsample_to(y, s.resolution)
+            m = downsample_to(mask, s.resolution) if mask is not None else None
+        sq = (x - y).square()
+        if m is None:
+            loss = s.l2_weight * sq.mean(dim=(1, 2, 3))
+        else:
+            m = m.to(sq.dtype).expand(sq.shape[0], 1, *sq.shape[2:])
+            known = (m.sum(dim=(1, 2, 3)) * sq.shape[1]).clamp_min(1e-8)
+            loss = s.l2_weight * (sq * m).sum(dim=(1, 2, 3)) / known
+        if s.lpips_weight > 0:
+            loss = loss + s.lpips_weight * self._lpips(y.device)(x, y, mask=m)
+        return loss
+
+    def project(
+        self,
+        y: torch.Tensor,  # [B, 3, H, W] observations in [-1, 1] (already degraded)
+        degrade: Degradation | None = None,  # D: G(w) [B, 3, R, R] -> [B, 3, H, W]; None = identity
+        mask: torch.Tensor | None = None,  # [B or 1, 1, H, W], 1 = known pixel, 0 = hole; None = all known
+        init: torch.Tensor | None = None,  # initial raw coefficients [B, N] (P_beta) or [B, num_ws, N] (P+)
+    ) -> ProjectionResult:
+        """Project every observation of the batch; see :class:`ProjectionResult`."""
+        self._check_inputs(y, mask)
+        degrade = degrade if degrade is not None else (lambda img: img)
+        flags = [p.requires_grad for p in self.generator.parameters()]
+        self.generator.requires_grad_(False)  # only the coefficients are optimised; restored below
+        try:
+            return self._project(y, degrade, mask, init)
+        finally:
+            for p, flag in zip(self.generator.parameters(), flags):
+                p.requires_grad_(flag)
+
+    def _raw(self, alpha: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
+        return alpha if delta is None else alpha.unsqueeze(1) + delta
+
+    def _project(self, y, degrade, mask, init) -> ProjectionResult:
+        s, space = self.settings, self.space
+        device, batch = y.device, y.shape[0]
+        space.to(device)
+        # Official layout: alpha [N] shared by every layer, offsets delta [num_ws, N] from 0 (P+ only).
+        if init is None:
+            alpha = space.init_raw(batch, plus=False, device=device)
+            delta = torch.zeros(batch, space.num_ws, space.num_anchors, device=device) if s.plus else None
+        else:
+            expected = (batch, space.num_ws, space.num_anchors) if s.plus else (batch, space.num_anchors)
+            if tuple(init.shape) != expected:
+                dims = "[B, num_ws, N]" if s.plus else "[B, N]"
+                raise ValueError(f"init must have shape {dims} = {expected}, got {tuple(init.shape)}")
+            if s.plus:  # alpha = layer mean, delta = the rest
+                alpha = init.detach().to(device).mean(dim=1)
+                delta = init.detach().to(device) - alpha.unsqueeze(1)
+            else:
+                alpha, delta = init.detach().to(device).clone(), None
+        alpha.requires_grad_(True)
+        params = [alpha]
+        if delta is not None:
+            delta.requires_grad_(True)
+            params.append(delta)
+        optimizer = torch.optim.Adam(params, lr=s.lr, betas=(0.9, 0.999))
+
+        def losses() -> torch.Tensor:
+            raw = self._raw(alpha, delta)
+            ws = space.to_ws(space.coefficients(raw))
+            synth = self.generator.synthesis(ws, noise_mode=s.noise_mode)
+            recon = self.per_image_loss(synth, y, degrade, mask)
+            pen = space.penalties(
+                raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
+            )
+            return recon + pen
+
+        trace: list[float] = []
+        best, since_best, steps_used = float("inf"), 0, 0
+        bar = tqdm(range(s.steps), desc="projecting", leave=False, disable=not s.progress)
+        for _ in bar:
+            per_image = losses()
+            optimizer.zero_grad(set_to_none=True)
+            # Sum, not mean: each image's coefficients get the gradient of its own loss only.
+            per_image.sum().backward()
+            optimizer.step()
+            steps_used += 1
+            value = per_image.detach().mean().item()
+            trace.append(value)
+            bar.set_postfix(loss=f"{value:.4f}")
+            if s.patience is not None:
+                if value < best - s.min_delta:
+                    best, since_best = value, 0
+                else:
+                    since_best += 1
+                    if since_best >= s.patience:
+                        break
+        with torch.no_grad():
+            raw = self._raw(alpha, delta).detach()
+            coeffs = space.coefficients(raw)
+            ws = space.to_ws(coeffs)
+            images = self.generator.synthesis(ws, noise_mode=s.noise_mode)
+            final = self.per_image_loss(images, y, degrade, mask) + space.penalties(
+                raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
+            )
+        return ProjectionResult(
+            images=images,
+            ws=ws.contiguous(),
+            coefficients=coeffs,
+            trace=trace,
+            steps_used=steps_used,
+            final_loss=final.detach(),
+            raw=raw,
+        )
