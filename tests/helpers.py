@@ -24,7 +24,11 @@ def make_tiny_stylegan2(resolution: int = 32, seed: int = 0, **overrides) -> Sty
     torch.manual_seed(seed)
     kwargs = dict(z_dim=32, w_dim=32, img_resolution=resolution, channel_base=16 * resolution, channel_max=32)
     kwargs.update(overrides)
-    generator = StyleGAN2Generator(**kwargs)
+    return activate_every_path(StyleGAN2Generator(**kwargs))
+
+
+def activate_every_path(generator):
+    """Give noise strengths, biases and ``w_avg`` random values (they start at zero), in eval mode."""
     with torch.no_grad():
         for name, param in generator.named_parameters():
             if name.endswith("noise_strength") or (name.endswith(".bias") and "affine" not in name):

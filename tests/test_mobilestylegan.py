@@ -31,6 +31,8 @@ from mystyle_pl.generators.mobilestylegan import (
     ws_from_upstream,
 )
 
+from .helpers import activate_every_path
+
 WHEEL_REQUIREMENT = "random-face==2021.7.21.1"
 WHEEL_NAME = "random_face-2021.7.21.1-py3-none-any.whl"
 WHEEL_SHA256 = "e5d10e2be7df63f06123855ec591ca35dcb1d059eba47ddcb175d7d26b4019b5"
@@ -43,13 +45,7 @@ def make_tiny(seed: int = 0, **overrides) -> MobileStyleGANGenerator:
     torch.manual_seed(seed)
     kwargs = dict(z_dim=32, w_dim=32, channels=(32, 16, 8), mapping_layers=2)
     kwargs.update(overrides)
-    generator = MobileStyleGANGenerator(**kwargs)
-    with torch.no_grad():
-        for name, param in generator.named_parameters():
-            if name.endswith("noise_strength") or (name.endswith(".bias") and "affine" not in name):
-                param.normal_(0, 0.1)
-        generator.mapping.w_avg.normal_()
-    return generator.eval()
+    return activate_every_path(MobileStyleGANGenerator(**kwargs))
 
 
 def _ws(generator: MobileStyleGANGenerator, batch: int = 2, seed: int = 1) -> torch.Tensor:
