@@ -83,6 +83,8 @@ def test_tuning_lowers_reconstruction_loss(setup_files, tmp_path):
     # Mapping network frozen; LPIPS not in the checkpointed state.
     assert all(not p.requires_grad for p in model.generator.mapping.parameters())
     assert not any(k.startswith("lpips.") for k in model.state_dict())
+    # Every weight is checkpointed once (no second registration of the synthesis network).
+    assert all(k.startswith("generator.") for k in model.state_dict()), sorted(model.state_dict())[:3]
 
 
 def test_anchors_are_computed_at_fit_start_when_missing(setup_files, tmp_path):

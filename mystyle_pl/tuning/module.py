@@ -93,13 +93,15 @@ class PersonalTuner(LightningModule):
         )
         self.anchors: Anchors | None = None
         self._batch_start: float | None = None
-        self._synthesis = self.generator.synthesis
+        # The compiled synthesis (model.compile) is kept out of the module tree, so that its
+        # weights are not registered (and checkpointed) a second time.
+        self.__dict__["_compiled_synthesis"] = None
 
     # ------------------------------------------------------------------ setup
 
     def setup(self, stage: str) -> None:
-        if self.hparams.compile and self._synthesis is self.generator.synthesis:
-            self._synthesis = torch.compile(self.generator.synthesis)
+        if self.hparams.compile and self.__dict__["_compiled_synthesis"] is None:
+            self.__dict__["_compiled_synthesis"] = torch.compile(self.generator.synthesis)
         if stage != "fit":
             return
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -144,7 +146,8 @@ class PersonalTuner(LightningModule):
     def render(self, w: torch.Tensor) -> torch.Tensor:
         """``w [B, w_dim]`` (or ``ws [B, num_ws, w_dim]``) -> images at the generator's resolution."""
         ws = self.generator.broadcast_w(w) if w.ndim == 2 else w
-        return self._synthesis(ws, noise_mode=self.hparams.noise_mode)
+        synthesis = self.__dict__["_compiled_synthesis"] or self.generator.synthesis
+        return synthesis(ws, noise_mode=self.hparams.noise_mode)
 
     def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image ``lpips``, ``mse`` and their weighted sum ``loss`` (each ``[B]``)."""
