@@ -127,6 +127,8 @@ class PersonalPhotosDataModule(LightningDataModule):
         raw: str | None = None,
     ):
         super().__init__()
+        if not album:
+            raise ValueError("data.album is required: the folder of aligned photos (from `mystyle-pl prepare`), e.g. --data.album albums/alice")
         if int(resolution) < 1:
             raise ValueError(f"resolution must be a positive number of pixels, got {resolution}")
         if int(batch_size) < 1:
