@@ -66,3 +66,23 @@ def test_lightning_fit_help_and_print_config():
     )
     assert out.returncode == 0, out.stderr
     assert "--print_config" in out.stdout and "--trainer.max_steps" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "configs",
+    [
+        ["configs/fit/cpu_quick.yaml"],
+        ["configs/trainer/gpu.yaml", "configs/fit/mystyle.yaml"],
+        ["configs/trainer/ddp.yaml", "configs/fit/mystyle.yaml"],
+        ["configs/trainer/slurm.yaml", "configs/fit/official.yaml"],
+    ],
+)
+def test_fit_configs_parse(configs):
+    args = [sys.executable, str(REPO_ROOT / "cli.py"), "fit"]
+    for config in configs:
+        args += ["--config", str(REPO_ROOT / config)]
+    out = subprocess.run([*args, "--data.album", "some/album", "--print_config"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "class_path: mystyle_pl.tuning.PersonalTuner" in out.stdout and "album: some/album" in out.stdout
+    assert "use_distributed_sampler: false" in out.stdout
