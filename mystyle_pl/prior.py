@@ -98,7 +98,9 @@ class PersonalPrior:
         """Load a bundle folder (safetensors + JSON only)."""
         path = Path(path)
         if not path.is_dir():
-            raise PriorError(f"prior bundle not found: {path} (expected a folder with {GENERATOR_FILE}, {ANCHORS_FILE}, {INFO_FILE})")
+            raise PriorError(
+                f"prior bundle not found: {path} (expected a folder with {GENERATOR_FILE}, {ANCHORS_FILE}, {INFO_FILE})"
+            )
         missing = [f for f in (GENERATOR_FILE, ANCHORS_FILE, INFO_FILE) if not (path / f).is_file()]
         if missing:
             raise PriorError(f"{path}: not a prior bundle, missing {', '.join(missing)}")
@@ -107,7 +109,9 @@ class PersonalPrior:
         except json.JSONDecodeError as e:
             raise PriorError(f"{path / INFO_FILE}: invalid JSON ({e})") from e
         if info.get("bundle_version", 0) > BUNDLE_VERSION:
-            raise PriorError(f"{path}: bundle version {info['bundle_version']} is newer than this mystyle-pl reads ({BUNDLE_VERSION})")
+            raise PriorError(
+                f"{path}: bundle version {info['bundle_version']} is newer than this mystyle-pl reads ({BUNDLE_VERSION})"
+            )
         generator = load_generator(path / GENERATOR_FILE, format="native").to(device).eval()
         anchors = load_anchors(path / ANCHORS_FILE)
         return cls(generator=generator, anchors=anchors, info=info)
@@ -129,6 +133,119 @@ class PersonalPrior:
             "created": self.info.get("created"),
             "mystyle_pl_version": self.info.get("mystyle_pl_version"),
         }
+
+    # ------------------------------------------------------------------ tasks (Python API)
+
+    def space(self, beta: float | None = 0.03):
+        """The person's :class:`~mystyle_pl.space.PersonalSpace` ``P_beta`` (``beta=0``: the convex hull)."""
+        from .space import PersonalSpace
+
+        return PersonalSpace.from_prior(self, beta=beta)
+
+    def as_images(self, img: Any, name: str = "img") -> torch.Tensor:
+        """``[B, 3, H, W]`` float in ``[-1, 1]`` on the generator's device from a PIL image, a file path,
+        a uint8 ``[H, W, 3]`` array, a tensor ``[3, H, W]`` / ``[B, 3, H, W]`` in ``[-1, 1]``, or a list
+        of any of these (same size)."""
+        from .data.io import read_image, to_tensor
+
+        device = self.generator.w_avg.device
+        if isinstance(img, (list, tuple)):
+            if not img:
+                raise ValueError(f"{name} is an empty list")
+            return torch.cat([self.as_images(i, name=f"{name}[{k}]") for k, i in enumerate(img)])
+        if isinstance(img, (str, os.PathLike)):
+            return to_tensor(read_image(img), device=device)
+        if isinstance(img, torch.Tensor):
+            x = img[None] if img.ndim == 3 else img
+            if x.ndim != 4 or x.shape[1] != 3:
+                raise ValueError(
+                    f"{name} must be a tensor [3, H, W] or [B, 3, H, W] in [-1, 1], got {tuple(img.shape)}"
+                )
+            return x.to(device=device, dtype=torch.float32)
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover
+            Image = None
+        import numpy as np
+
+        if Image is not None and isinstance(img, Image.Image):
+            return to_tensor(np.asarray(img.convert("RGB")), device=device)
+        if isinstance(img, np.ndarray):
+            return to_tensor(img, device=device)
+        raise ValueError(f"{name}: expected a PIL image, a path, a uint8 array or a tensor, got {type(img).__name__}")
+
+    def _mask(self, mask: Any, images: torch.Tensor) -> torch.Tensor:
+        from .tasks.inpaint import mask_from_boxes, mask_from_png
+
+        size = tuple(images.shape[2:])
+        if isinstance(mask, (str, os.PathLike)):
+            return mask_from_png(mask, size)
+        if isinstance(mask, torch.Tensor):
+            return mask
+        try:
+            from PIL import Image
+
+            if isinstance(mask, Image.Image):  # white = hole
+                import numpy as np
+
+                grey = mask.convert("L")
+                if grey.size != (size[1], size[0]):
+                    raise ValueError(
+                        f"mask is {grey.size[0]}x{grey.size[1]} (WxH), the image is {size[1]}x{size[0]}: mask size mismatch"
+                    )
+                return torch.from_numpy(np.asarray(grey) < 128).float()[None, None]
+        except ImportError:  # pragma: no cover
+            pass
+        if isinstance(mask, (list, tuple)):
+            return mask_from_boxes(mask, size)
+        raise ValueError(
+            f"mask: expected a PNG path (white = hole), a PIL image, boxes or a tensor [B, 1, H, W] (1 = known pixel, 0 = hole), got {type(mask).__name__}"
+        )
+
+    def invert(self, img: Any, **kw):
+        """Project photo(s) into the person's space (``D`` = identity) -> :class:`~mystyle_pl.tasks.invert.InvertResult`.
+
+        ``img``: PIL image, path, tensor ``[3, H, W]`` / ``[B, 3, H, W]`` in ``[-1, 1]`` (or a list);
+        ``kw``: :class:`~mystyle_pl.tasks.invert.Invert` arguments (``settings``, ``lpips``, ``beta``,
+        ``ProjectionSettings`` fields such as ``steps``).
+        """
+        from .tasks.invert import Invert
+
+        return Invert(self, **kw)(self.as_images(img))
+
+    def inpaint(self, img: Any, mask: Any, **kw):
+        """Fill the hole of photo(s) -> :class:`~mystyle_pl.tasks.inpaint.InpaintResult`.
+
+        ``mask``: a PNG path or PIL image (**white = hole**), boxes ``[(x0, y0, x1, y1), ...]`` (holes),
+        or a tensor ``[B or 1, 1, H, W]`` with **1 = known pixel, 0 = hole**. ``kw``: :class:`Inpaint` arguments.
+        """
+        from .tasks.inpaint import Inpaint
+
+        images = self.as_images(img)
+        return Inpaint(self, **kw)(images, self._mask(mask, images))
+
+    def super_resolve(self, img: Any, factor: int | None = None, **kw):
+        """Super-resolve low-resolution photo(s) ``h x h`` to the generator's resolution (``R / h`` in 2..32)
+        -> :class:`~mystyle_pl.tasks.superres.SuperResolveResult`. ``kw``: :class:`SuperResolve` arguments
+        (``blind=True`` for real degraded photos)."""
+        from .tasks.superres import SuperResolve
+
+        return SuperResolve(self, **kw)(self.as_images(img), factor=factor)
+
+    def edit(self, img: Any, direction: Any, strengths: Any = (-2.0, -1.0, 0.0, 1.0, 2.0), **kw):
+        """Edit photo(s) along a W direction (tensor, ``.pt``/``.npy`` path, or principal direction index)
+        at each strength -> :class:`~mystyle_pl.tasks.edit.EditResult`. ``kw``: :class:`Edit` arguments
+        (``policy='continue'|'stop'|'project'``, ``layers``, projection settings)."""
+        from .tasks.edit import Edit
+
+        return Edit(self, **kw)(self.as_images(img), direction, strengths)
+
+    def sample(self, n: int, seed: int | None = None, **kw):
+        """``n`` new photos of the person -> :class:`~mystyle_pl.tasks.sample.SampleResult`.
+        ``kw``: :class:`~mystyle_pl.tasks.sample.Sample` arguments (``k``, ``method``, ...)."""
+        from .tasks.sample import Sample
+
+        return Sample(self, **kw)(n, seed=seed)
 
     @staticmethod
     def is_bundle(path: str | os.PathLike) -> bool:

@@ -1,0 +1,243 @@
+"""Semantic editing: project the photo (``D`` = identity), then move its ``ws`` along a W direction.
+
+The direction is an InterFaceGAN-style boundary ``[1, w_dim]`` (or ``[w_dim]``) read from a
+``.pt`` (``torch.load(weights_only=True)``) or ``.npy`` (``allow_pickle=False``) file, or one of
+the generator's principal directions (GANSpace-style PCA of mapped random ``z``). It is projected
+into the span of the anchors (:meth:`PersonalSpace.project_direction`, the directions of the
+affine hull) and applied at a list of strengths. When an edit leaves ``P_beta`` the edge policy
+decides: ``continue`` (apply as is), ``stop`` (clamp the strength at the boundary of ``P_beta``,
+found by bisection), ``project`` (replace the edited point by its nearest point in ``P_beta``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import ProjectionResult
+from .invert import _ProjectingTask, check_images
+
+POLICIES = ("continue", "stop", "project")
+
+
+def _as_direction(d, w_dim: int, name: str) -> torch.Tensor:
+    if isinstance(d, np.ndarray):
+        d = torch.from_numpy(np.asarray(d, dtype=np.float32))
+    if not isinstance(d, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor [1, w_dim={w_dim}] or [w_dim={w_dim}], got {type(d).__name__}")
+    shape = tuple(d.shape)
+    if d.ndim == 2 and d.shape[0] == 1:
+        d = d[0]
+    if d.ndim != 1 or d.shape[0] != w_dim:
+        raise ValueError(
+            f"{name} has shape {shape}: a direction must be [1, w_dim={w_dim}] or [w_dim={w_dim}] "
+            "(wrong size for this generator)"
+        )
+    d = d.detach().float()
+    if not torch.isfinite(d).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return d
+
+
+def load_direction(path: str | os.PathLike, w_dim: int | None = None) -> torch.Tensor:
+    """Read a W direction ``[w_dim]`` from ``.pt`` / ``.pth`` (a tensor, or a dict holding exactly one
+    tensor; ``weights_only=True``) or ``.npy`` (``allow_pickle=False``). ``w_dim`` checks the size."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"direction file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".pt", ".pth"):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(data, dict):
+                tensors = [v for v in data.values() if isinstance(v, torch.Tensor)]
+                if len(tensors) != 1:
+                    raise ValueError(f"a dict with {len(tensors)} tensors (expected one)")
+                data = tensors[0]
+        elif suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        else:
+            raise ValueError(f"unknown extension {suffix!r} (expected .pt, .pth or .npy)")
+    except ValueError as e:
+        raise ValueError(f"direction {path}: {e}") from e
+    except Exception as e:  # unpickling refused, corrupt file
+        raise ValueError(f"direction {path}: cannot read it ({e})") from e
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(np.asarray(data, dtype=np.float32))
+    if not isinstance(data, torch.Tensor):
+        raise TypeError(f"direction {path}: holds {type(data).__name__}, not a tensor")
+    if w_dim is None:
+        w_dim = data.shape[-1] if data.ndim else 0
+    return _as_direction(data, w_dim, f"direction {path}")
+
+
+def principal_directions(
+    generator,  # the generator (its mapping network)
+    k: int = 10,  # number of directions
+    num_samples: int = 10000,  # mapped random z used for the PCA
+    seed: int = 0,  # seeds the z draws
+    return_std: bool = False,  # also return the std of w along each direction [k]
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """GANSpace-style principal directions of W: PCA of ``mapping(z)`` -> unit rows ``[k, w_dim]``
+    (sign fixed so the largest-magnitude component is positive), most variance first."""
+    w_dim = generator.w_dim
+    if not 1 <= k <= min(w_dim, num_samples):
+        raise ValueError(f"k must be in [1, min(w_dim={w_dim}, num_samples={num_samples})], got {k}")
+    device = generator.w_avg.device
+    z = torch.randn(num_samples, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    with torch.no_grad():
+        w = generator.mapping(z).double()
+    w = w - w.mean(dim=0, keepdim=True)
+    _, s, vh = torch.linalg.svd(w, full_matrices=False)
+    dirs = vh[:k]
+    sign = torch.sign(dirs.gather(1, dirs.abs().argmax(dim=1, keepdim=True)))
+    dirs = (dirs * sign).float()
+    std = (s[:k] / max(1, num_samples - 1) ** 0.5).float()
+    return (dirs, std) if return_std else dirs
+
+
+@dataclass
+class EditResult:
+    images: torch.Tensor  # [B, S, 3, R, R] one image per strength, in [-1, 1]
+    ws: torch.Tensor  # [B, S, num_ws, w_dim] the edited codes
+    coefficients: torch.Tensor  # [B, S, num_ws, N] coefficients of the edited codes over the anchors
+    strengths: list[float]  # the requested strengths (S)
+    applied: torch.Tensor  # [B, S] strength actually applied ('stop' clamps it; else = requested)
+    inside: torch.Tensor  # [B, S] bool: the edited code (before 'project') lies in P_beta
+    direction: torch.Tensor  # [w_dim] the direction after projection into the anchors' span
+    policy: str
+    projection: ProjectionResult  # the projection of the input (strength 0 before any policy)
+
+    @property
+    def projected(self) -> torch.Tensor:
+        """The projection of the input ``[B, 3, R, R]``."""
+        return self.projection.images
+
+
+class Edit(_ProjectingTask):
+    """Edit face crops ``[B, 3, R, R]`` (in ``[-1, 1]``) along a W direction inside the person's space."""
+
+    def __init__(
+        self,
+        prior,
+        *args,
+        policy: str = "project",  # edge policy when an edit leaves P_beta: continue / stop / project
+        layers: Sequence[int] | None = None,  # generator layers receiving the edit; None = all
+        span: bool = True,  # project the direction into the anchors' span first
+        principal_samples: int = 10000,  # mapped z for principal directions (direction given as an int)
+        tol: float = 1e-4,  # distance to P_beta counted as inside
+        **kwargs,
+    ) -> None:
+        super().__init__(prior, *args, **kwargs)
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        self.policy, self.layers, self.span = policy, layers, span
+        self.principal_samples, self.tol = principal_samples, tol
+
+    def direction(self, direction) -> torch.Tensor:
+        """A direction ``[w_dim]`` from a tensor/array, a ``.pt``/``.npy`` path, or an int (principal
+        direction index), projected into the anchors' span when ``span``."""
+        w_dim = self.generator.w_dim
+        if isinstance(direction, (str, os.PathLike)):
+            d = load_direction(direction, w_dim=w_dim)
+        elif isinstance(direction, int) and not isinstance(direction, bool):
+            if not 0 <= direction < w_dim:
+                raise ValueError(f"principal direction index must be in [0, w_dim={w_dim}), got {direction}")
+            d = principal_directions(self.generator, k=direction + 1, num_samples=self.principal_samples)[direction]
+        else:
+            d = _as_direction(direction, w_dim, "direction")
+        d = d.to(self.device)
+        if self.span:
+            d = self.space.project_direction(d)
+            if d.norm() == 0:
+                raise ValueError("direction is orthogonal to the anchors' span: the edit would do nothing")
+        return d
+
+    def _layer_mask(self) -> torch.Tensor:
+        num_ws = self.generator.num_ws
+        m = torch.zeros(num_ws, 1, device=self.device)
+        if self.layers is None:
+            m[:] = 1
+        else:
+            for layer in self.layers:
+                if not 0 <= int(layer) < num_ws:
+                    raise ValueError(f"layer {layer} out of range for num_ws={num_ws}")
+                m[int(layer)] = 1
+        return m
+
+    def _inside(self, ws: torch.Tensor) -> torch.Tensor:
+        return self.space.contains(ws, tol=self.tol).all(dim=-1)  # [B]: every layer inside
+
+    def _coefficients(self, ws: torch.Tensor) -> torch.Tensor:
+        """Least-squares coefficients (sum 1) of ``ws [..., w_dim]`` over the anchors ``[..., N]``."""
+        a = self.space.anchors.double()
+        mean = a.mean(dim=0)
+        c = torch.linalg.lstsq((a - mean).T, (ws.double() - mean).reshape(-1, a.shape[1]).T).solution.T
+        c = c - c.mean(dim=1, keepdim=True) + 1.0 / a.shape[0]
+        return c.reshape(*ws.shape[:-1], a.shape[0]).to(ws.dtype)
+
+    def __call__(self, images: torch.Tensor, direction, strengths: Sequence[float], **kw) -> EditResult:
+        return self.run(images, direction, strengths, **kw)
+
+    def run(
+        self,
+        images: torch.Tensor,  # [B, 3, R, R] in [-1, 1]
+        direction,  # tensor/array [1, w_dim] or [w_dim], .pt/.npy path, or principal direction index
+        strengths: Sequence[float],  # edit strengths (multiples of the direction)
+        projection: ProjectionResult | None = None,  # a projection of images to reuse (skips projecting)
+        policy: str | None = None,  # overrides the edge policy
+    ) -> EditResult:
+        check_images(images, "images", self.resolution)
+        policy = self.policy if policy is None else policy
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        strengths = [float(s) for s in (strengths if isinstance(strengths, Sequence) else [strengths])]
+        if not strengths:
+            raise ValueError("strengths is empty: give at least one strength")
+        d = self.direction(direction)
+        if projection is None:
+            projection = self.projector.project(images.to(self.device))
+        base = projection.ws.detach()  # [B, num_ws, w_dim]
+        step = self._layer_mask() * d  # [num_ws, w_dim]
+        out_ws, applied, inside = [], [], []
+        for s in strengths:
+            ws = base + s * step
+            ins = self._inside(ws)
+            amount = torch.full((base.shape[0],), s, device=base.device)
+            if policy == "stop" and not ins.all():
+                lo = torch.zeros_like(amount)  # largest known-inside fraction of s, per image
+                hi = torch.ones_like(amount)
+                for _ in range(12):
+                    mid = (lo + hi) / 2
+                    ok = self._inside(base + (mid * s)[:, None, None] * step)
+                    lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+                amount = torch.where(ins, amount, lo * s)
+                ws = base + amount[:, None, None] * step
+            elif policy == "project" and not ins.all():
+                nearest, _ = self.space.nearest(ws)
+                ws = torch.where(ins[:, None, None], ws, nearest)
+            out_ws.append(ws)
+            applied.append(amount)
+            inside.append(ins)
+        ws = torch.stack(out_ws, dim=1)  # [B, S, num_ws, w_dim]
+        b, n_s = ws.shape[:2]
+        with torch.no_grad():
+            imgs = self.generator.synthesis(
+                ws.reshape(b * n_s, *ws.shape[2:]), noise_mode=self.projector.settings.noise_mode
+            )
+        return EditResult(
+            images=imgs.reshape(b, n_s, *imgs.shape[1:]),
+            ws=ws,
+            coefficients=self._coefficients(ws),
+            strengths=strengths,
+            applied=torch.stack(applied, dim=1),
+            inside=torch.stack(inside, dim=1),
+            direction=d,
+            policy=policy,
+            projection=projection,
+        )

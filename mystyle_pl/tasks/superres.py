@@ -1,0 +1,155 @@
+"""Super-resolution: ``D`` = area down-sampling of ``G(w)`` to the input's size.
+
+The input is a low-resolution face crop ``[B, 3, h, h]`` (in ``[-1, 1]``) whose size divides the
+generator's resolution ``R`` by an integer factor 2..32. Blind mode (for real degraded photos)
+puts a fixed Gaussian blur (at the generator's resolution) and Gaussian noise into ``D``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .base import ProjectionResult
+from .invert import _ProjectingTask, check_images
+
+MIN_FACTOR, MAX_FACTOR = 2, 32
+LPIPS_MIN_SIZE = 32  # LPIPS (AlexNet) needs inputs of at least 31 pixels
+
+
+def area_downsample(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Area (box-average) down-sampling of ``[B, C, H, W]`` to ``size`` (``h`` or ``(h, w)``)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    return F.interpolate(images, size=size, mode="area")
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """1-D normalised Gaussian kernel, radius ``ceil(3 sigma)``."""
+    radius = max(1, int(torch.tensor(3.0 * sigma).ceil()))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``[B, C, H, W]`` (replicate padding); ``sigma <= 0``: unchanged."""
+    if sigma <= 0:
+        return images
+    k = gaussian_kernel(sigma).to(images)
+    c, r = images.shape[1], k.numel() // 2
+    x = F.pad(images, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+class Downsample:
+    """The degradation operator ``D``: (blind: Gaussian blur) -> area down-sampling -> (blind: noise)."""
+
+    def __init__(
+        self,
+        size: int,  # output side in pixels (the input's size)
+        blur_sigma: float = 0.0,  # Gaussian blur at the generator's resolution, in pixels; 0 = none
+        noise_std: float = 0.0,  # std of Gaussian noise added after down-sampling (in [-1, 1] units); 0 = none
+        seed: int = 0,  # seeds the noise draws (a fresh draw per call, reproducible)
+    ) -> None:
+        self.size, self.blur_sigma, self.noise_std = int(size), float(blur_sigma), float(noise_std)
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = area_downsample(gaussian_blur(images, self.blur_sigma), self.size)
+        if self.noise_std > 0:
+            x = x + self.noise_std * torch.randn(x.shape, generator=self._gen).to(x)
+        return x
+
+
+def check_factor(images: torch.Tensor, resolution: int, factor: int | None, name: str = "images") -> int:
+    """The up-sampling factor ``R / h`` of a low-resolution input, checked (2..32, integer, square)."""
+    h, w = images.shape[2:]
+    if h != w:
+        raise ValueError(f"{name} must be square [B, 3, h, h], got {tuple(images.shape)}")
+    if h > resolution:
+        raise ValueError(
+            f"{name} is {h}x{w}, larger than the generator's resolution {resolution}: "
+            "super-resolution needs a smaller input (use invert for a full-size crop)"
+        )
+    if resolution % h != 0:
+        raise ValueError(f"{name} is {h}x{w}: its size must divide the generator's resolution {resolution}")
+    actual = resolution // h
+    if factor is not None and int(factor) != actual:
+        raise ValueError(f"factor={factor} does not match {name}: {h}x{w} -> {resolution} is a factor {actual}")
+    if not MIN_FACTOR <= actual <= MAX_FACTOR:
+        raise ValueError(
+            f"{name} is {h}x{w}: factor {actual} to the generator's {resolution} is outside {MIN_FACTOR}..{MAX_FACTOR}"
+        )
+    return actual
+
+
+@dataclass
+class SuperResolveResult:
+    images: torch.Tensor  # [B, 3, R, R] the high-resolution result G(ws) in [-1, 1]
+    degraded: torch.Tensor  # [B, 3, h, h] D(G(ws)) without noise: compare with the input
+    factor: int  # R / h
+    ws: torch.Tensor  # [B, num_ws, w_dim]
+    coefficients: torch.Tensor  # [B, num_ws, N] or [B, N]
+    trace: list[float]
+    steps_used: int
+    final_loss: torch.Tensor  # [B]
+    projection: ProjectionResult
+
+
+class SuperResolve(_ProjectingTask):
+    """Super-resolve low-resolution face crops ``[B, 3, h, h]`` in ``[-1, 1]`` to ``R`` (``R / h`` in 2..32)."""
+
+    def __init__(
+        self,
+        prior,
+        *args,
+        blind: bool = False,  # blind mode: blur + noise in D (real degraded photos)
+        blur_sigma: float | None = None,  # blind blur at R in pixels; None = 0.5 * factor
+        noise_std: float = 0.02,  # blind noise std (in [-1, 1] units)
+        seed: int = 0,  # seeds the blind noise
+        **kwargs,
+    ) -> None:
+        super().__init__(prior, *args, **kwargs)
+        self.blind, self.blur_sigma, self.noise_std, self.seed = blind, blur_sigma, noise_std, seed
+
+    def operator(self, size: int, factor: int, noise: bool = True) -> Downsample:
+        """``D`` for an input of ``size x size`` (``factor = R / size``)."""
+        if not self.blind:
+            return Downsample(size)
+        sigma = 0.5 * factor if self.blur_sigma is None else self.blur_sigma
+        return Downsample(size, blur_sigma=sigma, noise_std=self.noise_std if noise else 0.0, seed=self.seed)
+
+    def __call__(self, images: torch.Tensor, factor: int | None = None) -> SuperResolveResult:
+        return self.run(images, factor)
+
+    def run(self, images: torch.Tensor, factor: int | None = None) -> SuperResolveResult:
+        check_images(images, "images")
+        factor = check_factor(images, self.resolution, factor)
+        images = images.to(self.device)
+        size = images.shape[-1]
+        degrade = self.operator(size, factor)
+        y = images
+        if self.projector.settings.lpips_weight > 0 and size < LPIPS_MIN_SIZE:
+            # LPIPS cannot see tiny inputs: compare both at a nearest-neighbour up-sampled copy
+            # (each low-resolution pixel repeated; the pixel MSE is unchanged).
+            up = -(-LPIPS_MIN_SIZE // size)
+            op = degrade
+            degrade = lambda img: F.interpolate(op(img), scale_factor=up, mode="nearest")
+            y = F.interpolate(images, scale_factor=up, mode="nearest")
+        result = self.projector.project(y, degrade=degrade)
+        with torch.no_grad():
+            degraded = self.operator(size, factor, noise=False)(result.images)
+        return SuperResolveResult(
+            images=result.images,
+            degraded=degraded,
+            factor=factor,
+            ws=result.ws,
+            coefficients=result.coefficients,
+            trace=result.trace,
+            steps_used=result.steps_used,
+            final_loss=result.final_loss,
+            projection=result,
+        )
