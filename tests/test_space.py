@@ -281,3 +281,14 @@ def test_projector_with_lpips_mask_and_degradation():
         proj.project(torch.zeros(2, 32, 32))
     with pytest.raises(ValueError, match="1 = known"):
         proj.project(y, mask=torch.ones(2, 3, 32, 32))
+
+
+def test_projector_returns_the_best_state_seen(tiny):
+    generator, space = tiny
+    # Start next to the target (the uniform mix): large learning-rate steps overshoot and make things worse.
+    y = _render(generator, space.to_w(torch.tensor([[0.27, 0.25, 0.25, 0.23]])))
+    best = Projector(generator, space, lpips_weight=0.0, plus=False, steps=20, lr=0.5).project(y)
+    last = Projector(generator, space, lpips_weight=0.0, plus=False, steps=20, lr=0.5, keep_best=False).project(y)
+    assert max(best.trace) > 10 * min(best.trace)  # the loss did rise during the run
+    assert best.final_loss.item() <= min(best.trace) + 1e-6
+    assert last.final_loss.item() > best.final_loss.item()

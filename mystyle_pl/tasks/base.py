@@ -50,6 +50,7 @@ class ProjectionSettings:
     resolution: int = 0  # compute the loss at this resolution (area-downsampled); 0 = as given (official).
     noise_mode: str = "const"  # generator noise during the projection (official 'const').
     progress: bool = False  # show a progress bar.
+    keep_best: bool = True  # return each image's lowest-loss state seen (official: the last state).
 
 
 @dataclass
@@ -184,7 +185,7 @@ class Projector:
             params.append(delta)
         optimizer = torch.optim.Adam(params, lr=s.lr, betas=(0.9, 0.999))
 
-        def losses() -> torch.Tensor:
+        def losses(alpha: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
             raw = self._raw(alpha, delta)
             ws = space.to_ws(space.coefficients(raw))
             synth = self.generator.synthesis(ws, noise_mode=s.noise_mode)
@@ -196,9 +197,19 @@ class Projector:
 
         trace: list[float] = []
         best, since_best, steps_used = float("inf"), 0, 0
+        # Per image, the lowest loss seen and the state that gave it: the loss can rise before it
+        # falls (e.g. at tiny observation sizes), and early stopping must not return a worse state.
+        best_loss = torch.full((batch,), float("inf"), device=device)
+        best_alpha = alpha.detach().clone()
+        best_delta = delta.detach().clone() if delta is not None else None
         bar = tqdm(range(s.steps), desc="projecting", leave=False, disable=not s.progress)
         for _ in bar:
-            per_image = losses()
+            per_image = losses(alpha, delta)
+            improved = per_image.detach() < best_loss
+            best_loss = torch.where(improved, per_image.detach(), best_loss)
+            best_alpha[improved] = alpha.detach()[improved]
+            if best_delta is not None:
+                best_delta[improved] = delta.detach()[improved]
             optimizer.zero_grad(set_to_none=True)
             # Sum, not mean: each image's coefficients get the gradient of its own loss only.
             per_image.sum().backward()
@@ -215,6 +226,12 @@ class Projector:
                     if since_best >= s.patience:
                         break
         with torch.no_grad():
+            if s.keep_best:  # the state after the last step competes with the best one seen
+                improved = losses(alpha, delta) < best_loss
+                best_alpha[improved] = alpha.detach()[improved]
+                if best_delta is not None:
+                    best_delta[improved] = delta.detach()[improved]
+                alpha, delta = best_alpha, best_delta
             raw = self._raw(alpha, delta).detach()
             coeffs = space.coefficients(raw)
             ws = space.to_ws(coeffs)
