@@ -14,7 +14,7 @@ task                      degradation D                               Python API
 from .base import ProjectionResult, ProjectionSettings, Projector
 from .edit import Edit, EditResult, load_direction, principal_directions
 from .inpaint import Inpaint, InpaintResult, mask_from_boxes, mask_from_png
-from .invert import Invert, InvertResult
+from .invert import Invert, InvertResult, ProjectedResult
 from .sample import Sample, SampleResult
 from .superres import SuperResolve, SuperResolveResult
 
@@ -25,6 +25,7 @@ __all__ = [
     "InpaintResult",
     "Invert",
     "InvertResult",
+    "ProjectedResult",
     "ProjectionResult",
     "ProjectionSettings",
     "Projector",

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import ProjectionResult
-from .invert import _ProjectingTask, check_images
+from .invert import ProjectedResult, _ProjectingTask, check_images
 
 
 def _size_hw(size: int | Sequence[int]) -> tuple[int, int]:
@@ -120,17 +119,12 @@ def check_mask(mask: torch.Tensor, images: torch.Tensor, name: str = "mask") -> 
 
 
 @dataclass
-class InpaintResult:
-    images: torch.Tensor  # [B, 3, R, R] G(ws): the projection, undegraded
+class InpaintResult(ProjectedResult):
+    """``images`` is G(ws), the projection undegraded; ``blended`` is what to show."""
+
     blended: torch.Tensor  # [B, 3, R, R] input outside the hole, G(ws) inside, feathered seam
     mask: torch.Tensor  # [B or 1, 1, R, R] the known-mask used (1 = known pixel, 0 = hole)
     alpha: torch.Tensor  # [B or 1, 1, R, R] blend weight of G(ws) (0 outside the hole)
-    ws: torch.Tensor  # [B, num_ws, w_dim]
-    coefficients: torch.Tensor  # [B, num_ws, N] or [B, N]
-    trace: list[float]
-    steps_used: int
-    final_loss: torch.Tensor  # [B]
-    projection: ProjectionResult
 
 
 class Inpaint(_ProjectingTask):
@@ -154,15 +148,4 @@ class Inpaint(_ProjectingTask):
         feather = self.feather if self.feather is not None else max(1, self.resolution // 64)
         alpha = feathered_hole(mask, feather)
         blended = alpha * result.images + (1 - alpha) * images
-        return InpaintResult(
-            images=result.images,
-            blended=blended,
-            mask=mask,
-            alpha=alpha,
-            ws=result.ws,
-            coefficients=result.coefficients,
-            trace=result.trace,
-            steps_used=result.steps_used,
-            final_loss=result.final_loss,
-            projection=result,
-        )
+        return InpaintResult.from_projection(result, blended=blended, mask=mask, alpha=alpha)

@@ -65,7 +65,9 @@ class _ProjectingTask:
 
 
 @dataclass
-class InvertResult:
+class ProjectedResult:
+    """What every projecting task returns; tasks subclass it to add their own fields."""
+
     images: torch.Tensor  # [B, 3, R, R] G(ws) in [-1, 1]
     ws: torch.Tensor  # [B, num_ws, w_dim]
     coefficients: torch.Tensor  # [B, num_ws, N] (P+) or [B, N] (P_beta), sum 1
@@ -73,6 +75,25 @@ class InvertResult:
     steps_used: int  # Adam steps taken
     final_loss: torch.Tensor  # [B] per-image loss of the result
     projection: ProjectionResult  # the raw projector output
+
+    @classmethod
+    def from_projection(cls, result: ProjectionResult, **extra):
+        """Build from the projector's output plus the task's own fields."""
+        return cls(
+            images=result.images,
+            ws=result.ws,
+            coefficients=result.coefficients,
+            trace=result.trace,
+            steps_used=result.steps_used,
+            final_loss=result.final_loss,
+            projection=result,
+            **extra,
+        )
+
+
+@dataclass
+class InvertResult(ProjectedResult):
+    """Inversion result (no fields beyond :class:`ProjectedResult`)."""
 
 
 class Invert(_ProjectingTask):
@@ -83,13 +104,4 @@ class Invert(_ProjectingTask):
 
     def run(self, images: torch.Tensor) -> InvertResult:
         check_images(images, "images", self.resolution)
-        result = self.projector.project(images.to(self.device))
-        return InvertResult(
-            images=result.images,
-            ws=result.ws,
-            coefficients=result.coefficients,
-            trace=result.trace,
-            steps_used=result.steps_used,
-            final_loss=result.final_loss,
-            projection=result,
-        )
+        return InvertResult.from_projection(self.projector.project(images.to(self.device)))

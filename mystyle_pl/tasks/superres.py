@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import ProjectionResult
-from .invert import _ProjectingTask, check_images
+from .invert import ProjectedResult, _ProjectingTask, check_images
 
 MIN_FACTOR, MAX_FACTOR = 2, 32
 LPIPS_MIN_SIZE = 32  # LPIPS (AlexNet) needs inputs of at least 31 pixels
@@ -87,16 +86,11 @@ def check_factor(images: torch.Tensor, resolution: int, factor: int | None, name
 
 
 @dataclass
-class SuperResolveResult:
-    images: torch.Tensor  # [B, 3, R, R] the high-resolution result G(ws) in [-1, 1]
+class SuperResolveResult(ProjectedResult):
+    """``images`` is the high-resolution result G(ws) in [-1, 1]."""
+
     degraded: torch.Tensor  # [B, 3, h, h] D(G(ws)) without noise: compare with the input
     factor: int  # R / h
-    ws: torch.Tensor  # [B, num_ws, w_dim]
-    coefficients: torch.Tensor  # [B, num_ws, N] or [B, N]
-    trace: list[float]
-    steps_used: int
-    final_loss: torch.Tensor  # [B]
-    projection: ProjectionResult
 
 
 class SuperResolve(_ProjectingTask):
@@ -142,14 +136,4 @@ class SuperResolve(_ProjectingTask):
         result = self.projector.project(y, degrade=degrade)
         with torch.no_grad():
             degraded = self.operator(size, factor, noise=False)(result.images)
-        return SuperResolveResult(
-            images=result.images,
-            degraded=degraded,
-            factor=factor,
-            ws=result.ws,
-            coefficients=result.coefficients,
-            trace=result.trace,
-            steps_used=result.steps_used,
-            final_loss=result.final_loss,
-            projection=result,
-        )
+        return SuperResolveResult.from_projection(result, degraded=degraded, factor=factor)
