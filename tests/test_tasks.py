@@ -133,9 +133,9 @@ def test_superres_blind_and_errors(prior):
     result = SuperResolve(prior, blind=True, **FAST)(lo)
     assert result.images.shape == (1, 3, R, R) and result.factor == 2
     task = SuperResolve(prior, **FAST)
-    with pytest.raises(ValueError, match="larger than the generator's resolution 16"):
+    with pytest.raises(ValueError, match="larger than the output resolution 16"):
         task(torch.zeros(1, 3, 32, 32))
-    with pytest.raises(ValueError, match="must divide the generator's resolution"):
+    with pytest.raises(ValueError, match="must divide the output resolution"):
         task(torch.zeros(1, 3, 5, 5))
     with pytest.raises(ValueError, match="factor=4 does not match"):
         task(lo, factor=4)
@@ -241,3 +241,38 @@ def test_inpaint_and_superres_with_lpips_untrained():
     sr = SuperResolve(prior32, lpips=lpips, steps=2)(Downsample(8)(y))  # 8 px: LPIPS on an up-sampled copy
     assert sr.images.shape == (1, 3, 32, 32) and sr.degraded.shape == (1, 3, 8, 8)
     assert torch.isfinite(sr.final_loss).all()
+
+
+# ------------------------------------------------------------------ output resolution, generic prior
+
+
+def test_superres_output_resolution(prior):
+    hi, _ = _render(prior, A_STAR)
+    half = Downsample(8)(hi)  # the result is asked at 8 px: a 2 px input is x4
+    lo = Downsample(2)(hi)
+    task = SuperResolve(prior, output_resolution=8, lpips_weight=0.0, plus=False, steps=60, lr=0.03)
+    result = task(lo)
+    assert result.factor == 4 and result.images.shape == (1, 3, 8, 8) and result.degraded.shape == lo.shape
+    assert (result.degraded - lo).square().mean() < 1e-3
+    assert (result.images - half).square().mean() < (torch.zeros_like(half) - half).square().mean()
+    with pytest.raises(ValueError, match="output_resolution=12 must divide"):
+        SuperResolve(prior, output_resolution=12, **FAST)
+
+
+def test_generic_prior_projects_in_free_w_plus(prior):
+    from mystyle_pl.tasks.generic import generic_task
+
+    y, _ = _render(prior, A_STAR)
+    g = prior.generator
+    result = generic_task(Invert, g, lpips_weight=0.0, steps=60, w_lr=0.05)(y)
+    assert result.ws.shape == (1, g.num_ws, g.w_dim) and result.coefficients.shape == (1, 0)
+    assert result.trace[-1] < 0.5 * result.trace[0]
+    assert not torch.allclose(result.ws[0, 0], result.ws[0, -1])  # layers move independently (W+)
+    lo = Downsample(4)(y)
+    sr = generic_task(SuperResolve, g, lpips_weight=0.0, steps=60)(lo)
+    with torch.no_grad():
+        start = Downsample(4)(g.synthesis(g.broadcast_w(g.w_avg[None]), noise_mode="const"))
+    assert sr.images.shape == (1, 3, R, R)
+    assert (sr.degraded - lo).square().mean() < 0.5 * (start - lo).square().mean()
+    with pytest.raises(ValueError, match="needs a personal space"):
+        generic_task(Edit, g)

@@ -1,8 +1,10 @@
 """Super-resolution: ``D`` = area down-sampling of ``G(w)`` to the input's size.
 
 The input is a low-resolution face crop ``[B, 3, h, h]`` (in ``[-1, 1]``) whose size divides the
-generator's resolution ``R`` by an integer factor 2..32. Blind mode (for real degraded photos)
-puts a fixed Gaussian blur (at the generator's resolution) and Gaussian noise into ``D``.
+output resolution ``R`` by an integer factor 2..32. ``R`` is the generator's resolution, or
+``output_resolution`` when given (e.g. 256 with a 1024 generator: ``G(w)`` is area-down-sampled
+to 256 first, and a 16 px input is x16). Blind mode (for real degraded photos) puts a fixed
+Gaussian blur (at ``R``) and Gaussian noise into ``D``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Downsample:
     def __init__(
         self,
         size: int,  # output side in pixels (the input's size)
-        blur_sigma: float = 0.0,  # Gaussian blur at the generator's resolution, in pixels; 0 = none
+        blur_sigma: float = 0.0,  # Gaussian blur at the output resolution R, in pixels; 0 = none
         noise_std: float = 0.0,  # std of Gaussian noise added after down-sampling (in [-1, 1] units); 0 = none
         seed: int = 0,  # seeds the noise draws (a fresh draw per call, reproducible)
     ) -> None:
@@ -70,24 +72,24 @@ def check_factor(images: torch.Tensor, resolution: int, factor: int | None, name
         raise ValueError(f"{name} must be square [B, 3, h, h], got {tuple(images.shape)}")
     if h > resolution:
         raise ValueError(
-            f"{name} is {h}x{w}, larger than the generator's resolution {resolution}: "
+            f"{name} is {h}x{w}, larger than the output resolution {resolution}: "
             "super-resolution needs a smaller input (use invert for a full-size crop)"
         )
     if resolution % h != 0:
-        raise ValueError(f"{name} is {h}x{w}: its size must divide the generator's resolution {resolution}")
+        raise ValueError(f"{name} is {h}x{w}: its size must divide the output resolution {resolution}")
     actual = resolution // h
     if factor is not None and int(factor) != actual:
         raise ValueError(f"factor={factor} does not match {name}: {h}x{w} -> {resolution} is a factor {actual}")
     if not MIN_FACTOR <= actual <= MAX_FACTOR:
         raise ValueError(
-            f"{name} is {h}x{w}: factor {actual} to the generator's {resolution} is outside {MIN_FACTOR}..{MAX_FACTOR}"
+            f"{name} is {h}x{w}: factor {actual} to the output resolution {resolution} is outside {MIN_FACTOR}..{MAX_FACTOR}"
         )
     return actual
 
 
 @dataclass
 class SuperResolveResult(ProjectedResult):
-    """``images`` is the high-resolution result G(ws) in [-1, 1]."""
+    """``images`` is the high-resolution result G(ws) in [-1, 1], at ``output_resolution``."""
 
     degraded: torch.Tensor  # [B, 3, h, h] D(G(ws)) without noise: compare with the input
     factor: int  # R / h
@@ -104,24 +106,40 @@ class SuperResolve(_ProjectingTask):
         blur_sigma: float | None = None,  # blind blur at R in pixels; None = 0.5 * factor
         noise_std: float = 0.02,  # blind noise std (in [-1, 1] units)
         seed: int = 0,  # seeds the blind noise
+        output_resolution: int | None = None,  # R of the result (<= the generator's; a power-of-2 divisor); None = the generator's
         **kwargs,
     ) -> None:
         super().__init__(prior, *args, **kwargs)
         self.blind, self.blur_sigma, self.noise_std, self.seed = blind, blur_sigma, noise_std, seed
+        full = int(self.generator.img_resolution)
+        if output_resolution is not None and (output_resolution > full or full % int(output_resolution) != 0):
+            raise ValueError(
+                f"output_resolution={output_resolution} must divide the generator's resolution {full}"
+            )
+        self.output_resolution = int(output_resolution) if output_resolution is not None else full
 
-    def operator(self, size: int, factor: int, noise: bool = True) -> Downsample:
-        """``D`` for an input of ``size x size`` (``factor = R / size``)."""
+    def to_output(self, images: torch.Tensor) -> torch.Tensor:
+        """``G(w)`` at the generator's resolution -> the result at ``output_resolution`` (area)."""
+        if images.shape[-1] == self.output_resolution:
+            return images
+        return area_downsample(images, self.output_resolution)
+
+    def operator(self, size: int, factor: int, noise: bool = True):
+        """``D`` for an input of ``size x size`` (``factor = R / size``): G(w) at the generator's
+        resolution -> ``output_resolution`` -> (blind: blur) -> ``size`` -> (blind: noise)."""
         if not self.blind:
-            return Downsample(size)
-        sigma = 0.5 * factor if self.blur_sigma is None else self.blur_sigma
-        return Downsample(size, blur_sigma=sigma, noise_std=self.noise_std if noise else 0.0, seed=self.seed)
+            down = Downsample(size)
+        else:
+            sigma = 0.5 * factor if self.blur_sigma is None else self.blur_sigma
+            down = Downsample(size, blur_sigma=sigma, noise_std=self.noise_std if noise else 0.0, seed=self.seed)
+        return lambda img: down(self.to_output(img))
 
     def __call__(self, images: torch.Tensor, factor: int | None = None) -> SuperResolveResult:
         return self.run(images, factor)
 
     def run(self, images: torch.Tensor, factor: int | None = None) -> SuperResolveResult:
         check_images(images, "images")
-        factor = check_factor(images, self.resolution, factor)
+        factor = check_factor(images, self.output_resolution, factor)
         images = images.to(self.device)
         size = images.shape[-1]
         degrade = self.operator(size, factor)
@@ -136,4 +154,5 @@ class SuperResolve(_ProjectingTask):
         result = self.projector.project(y, degrade=degrade)
         with torch.no_grad():
             degraded = self.operator(size, factor, noise=False)(result.images)
+            result.images = self.to_output(result.images)
         return SuperResolveResult.from_projection(result, degraded=degraded, factor=factor)

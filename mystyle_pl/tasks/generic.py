@@ -1,0 +1,132 @@
+"""The generic-prior baseline: the same tasks with the *untuned* generator, projected in free W+.
+
+This is what a personal prior is measured against (the paper's comparison, and ``evaluate``):
+the FFHQ generator before tuning, with each observation projected into W+ (one free ``w`` per
+layer, started at ``w_avg``) under the same loss (LPIPS + ``l2_weight`` x MSE against ``D(G(ws))``),
+the same step budget, early stopping and keep-best rule as the personal projection. Only the
+variable differs: ``ws`` in W units instead of the anchors' coefficients, hence its own learning
+rate (``w_lr``; the coefficients' 5e-3 would barely move ``w``).
+
+>>> from mystyle_pl.tasks import Invert
+>>> from mystyle_pl.generators import StyleGAN2Generator
+>>> G = StyleGAN2Generator(z_dim=8, w_dim=8, img_resolution=8, channel_base=64, channel_max=8, mapping_layers=1)
+>>> task = generic_task(Invert, G, steps=3, lpips_weight=0.0)
+>>> task(torch.zeros(2, 3, 8, 8)).ws.shape
+torch.Size([2, 4, 8])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..generators import Generator
+from .base import ProjectionResult, ProjectionSettings, Projector
+
+
+class WPlusProjector(Projector):
+    """Batched W+ projection with a generator alone (no personal space): ``ws`` from ``w_avg``.
+
+    Same interface and result as :class:`~.base.Projector`; ``coefficients`` is an empty
+    ``[B, 0]`` tensor (there are no anchors).
+    """
+
+    def __init__(
+        self,
+        generator: Generator,  # the untuned generator; frozen during the projection
+        lpips=None,  # LPIPS module, forward(x, y, mask) -> [B]; None: LPIPS("alex") on first use
+        settings: ProjectionSettings | None = None,  # steps, patience, loss weights (lr is not used: see w_lr)
+        w_lr: float = 0.05,  # Adam learning rate on ws, in W units per step
+        **overrides,  # fields of ProjectionSettings to replace
+    ) -> None:
+        settings = settings if settings is not None else ProjectionSettings()
+        self.settings = settings.__class__(**{**settings.__dict__, **overrides})
+        if self.settings.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.settings.steps}")
+        if w_lr <= 0:
+            raise ValueError(f"w_lr must be positive, got {w_lr}")
+        self.generator, self.space, self.lpips, self.w_lr = generator, None, lpips, float(w_lr)
+
+    def _project(self, y, degrade, mask, init) -> ProjectionResult:
+        s, g = self.settings, self.generator
+        batch, device = y.shape[0], y.device
+        if init is None:
+            ws = g.w_avg.detach().to(device).expand(batch, g.num_ws, g.w_dim).clone()
+        else:
+            if tuple(init.shape) != (batch, g.num_ws, g.w_dim):
+                raise ValueError(f"init must be ws [B, num_ws, w_dim] = {(batch, g.num_ws, g.w_dim)}, got {tuple(init.shape)}")
+            ws = init.detach().to(device).clone()
+        ws.requires_grad_(True)
+        optimizer = torch.optim.Adam([ws], lr=self.w_lr, betas=(0.9, 0.999))
+
+        def losses(ws: torch.Tensor) -> torch.Tensor:
+            return self.per_image_loss(g.synthesis(ws, noise_mode=s.noise_mode), y, degrade, mask)
+
+        trace: list[float] = []
+        best, since_best, steps_used = float("inf"), 0, 0
+        best_loss = torch.full((batch,), float("inf"), device=device)
+        best_ws = ws.detach().clone()
+        for _ in tqdm(range(s.steps), desc="projecting (W+)", leave=False, disable=not s.progress):
+            per_image = losses(ws)
+            improved = per_image.detach() < best_loss
+            best_loss = torch.where(improved, per_image.detach(), best_loss)
+            best_ws[improved] = ws.detach()[improved]
+            optimizer.zero_grad(set_to_none=True)
+            per_image.sum().backward()  # each image's ws gets its own loss's gradient
+            optimizer.step()
+            steps_used += 1
+            value = per_image.detach().mean().item()
+            trace.append(value)
+            if s.patience is not None:
+                if value < best - s.min_delta:
+                    best, since_best = value, 0
+                else:
+                    since_best += 1
+                    if since_best >= s.patience:
+                        break
+        with torch.no_grad():
+            if s.keep_best:
+                improved = losses(ws) < best_loss
+                best_ws[improved] = ws.detach()[improved]
+                ws = best_ws
+            ws = ws.detach()
+            images = g.synthesis(ws, noise_mode=s.noise_mode)
+            final = self.per_image_loss(images, y, degrade, mask)
+        return ProjectionResult(
+            images=images,
+            ws=ws.contiguous(),
+            coefficients=torch.zeros(batch, 0, device=device),
+            trace=trace,
+            steps_used=steps_used,
+            final_loss=final,
+            raw=None,
+        )
+
+
+@dataclass
+class GenericPrior:
+    """A generator without anchors: what the projecting tasks need from a prior, for the baseline."""
+
+    generator: Generator
+
+
+def generic_task(
+    task_cls,  # Invert, Inpaint or SuperResolve (tasks that only project)
+    generator: Generator,  # the untuned generator (e.g. load_generator("mobilestylegan-ffhq"))
+    settings: ProjectionSettings | None = None,  # the same budget as the personal projection
+    lpips=None,  # LPIPS module shared with the personal run (None: LPIPS("alex"))
+    w_lr: float = 0.05,  # Adam learning rate on ws (W units)
+    **task_kwargs,  # the task's own arguments (blind=..., feather=..., output_resolution=...) and settings overrides
+):
+    """A ``task_cls`` instance that projects with ``generator`` in free W+ (the generic prior)."""
+    from .edit import Edit
+    from .sample import Sample
+
+    if task_cls in (Edit, Sample):
+        raise ValueError(f"{task_cls.__name__} needs a personal space (anchors); the generic prior only projects")
+    fields = set(ProjectionSettings.__dataclass_fields__)
+    overrides = {k: task_kwargs.pop(k) for k in list(task_kwargs) if k in fields}
+    projector = WPlusProjector(generator, lpips=lpips, settings=settings, w_lr=w_lr, **overrides)
+    return task_cls(GenericPrior(generator), projector=projector, **task_kwargs)
