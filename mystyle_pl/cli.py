@@ -242,12 +242,149 @@ def _run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------
+# evaluate
+
+_EVALUATE_EPILOG = """\
+tasks (--tasks; a group selects all of its conditions):
+  superres            superres-x8 and superres-x16: the ground truth area-down-sampled by 8 / 16
+                      relative to --resolution (256 px: 32 px and 16 px inputs)
+  inpaint             inpaint-eyes, inpaint-mouth (boxes in FFHQ-aligned coordinates) and
+                      inpaint-irregular (seeded brush strokes, the same mask for every photo)
+  blind               blur + down-sampling + noise + JPEG (seeded per photo), resized back;
+                      restored by blind super-resolution from a copy down-sampled by --blind-factor
+  real                (from --pairs) real degraded photos with their ground truth, restored like blind
+
+methods (--methods), run on the same inputs with the same budget (--steps, --patience):
+  personal            the personal prior: projection into P+ (beta = --beta)
+  generic             the untuned generator (prior.json's generator_source, or --generic): free W+
+  baseline            bicubic up-sampling; inpainting: OpenCV Telea if cv2 imports, else mean fill
+
+metrics per result against the ground truth at --resolution: identity (dlib 128-d descriptor:
+cosine similarity and distance to the ground truth and to the album's identity centre, share
+under dlib's 0.6 same-person threshold; no face found = a failure), LPIPS, PSNR, SSIM; mean ± std.
+
+output (--out): report.md (tables, image strips), metrics.json (every per-image number, aggregates,
+settings), strips/<condition>/<photo>.png, beta_sweep.png (identity vs LPIPS as beta grows);
+with --wandb also a W&B run (offline unless an API key is configured) under OUT/wandb.
+
+example:
+  mystyle-pl evaluate --prior runs/me/prior --photos held_out/ --out eval/me
+  mystyle-pl evaluate --prior runs/me/prior --photos held_out/ --tasks superres --steps 500 \\
+      --pairs ../shared/data/albums/00082 --album-refs ../shared/data/albums/00082/refs
+"""
+
+
+def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _EVALUATE_EPILOG
+    parser.add_argument("--prior", required=True, metavar="PRIOR_DIR", help="personal prior folder (from fit/export)")
+    parser.add_argument("--photos", action="append", default=None, metavar="HELD_OUT",
+                        help="held-out photos of the person: a folder or a file (repeatable); aligned crops "
+                             "(square) or raw photos, aligned on the fly. Default: the prior's held-out album photos")
+    parser.add_argument("--tasks", default="superres,inpaint,blind",
+                        help="comma-separated groups or conditions (see below; default: superres,inpaint,blind)")
+    parser.add_argument("--pairs", action="append", default=[], metavar="DEGRADED:GT",
+                        help="a real degraded photo and its ground truth (aligned crops), or a folder holding "
+                             "degraded.png and gt.png (repeatable)")
+    parser.add_argument("--out", default="evaluation", help="output folder (default: ./evaluation)")
+    parser.add_argument("--methods", default="personal,generic,baseline",
+                        help="which of personal, generic, baseline (default: all three)")
+    parser.add_argument("--generic", default=None, metavar="GENERATOR",
+                        help="the untuned generator (asset name or checkpoint); default: the prior's generator_source")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="evaluation resolution in px: ground truth, metrics, SR factors; must divide the "
+                             "generator's resolution (default: 256, or the generator's if smaller)")
+    parser.add_argument("--steps", type=int, default=200, help="projection steps, both priors (default: 200)")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="stop a projection after this many steps without improvement (default: off)")
+    parser.add_argument("--lr", type=float, default=None, help="personal projection learning rate (default: 5e-3)")
+    parser.add_argument("--generic-lr", type=float, default=None, help="generic W+ learning rate (default: 0.05)")
+    parser.add_argument("--loss-resolution", type=int, default=None,
+                        help="compute the projection loss at this size in px (default: --resolution; 0 = as observed)")
+    parser.add_argument("--beta", default="0.03",
+                        help="dilation of the personal space for the comparison ('none' = affine hull; default: 0.03)")
+    parser.add_argument("--betas", default="0,0.03,0.1,0.3",
+                        help="beta sweep values, personal prior only ('' = no sweep; default: 0,0.03,0.1,0.3)")
+    parser.add_argument("--sweep-task", default="superres-x16", help="condition of the beta sweep (default: superres-x16)")
+    parser.add_argument("--blind-factor", type=int, default=8,
+                        help="blind/real inputs are restored from a copy down-sampled by this factor (default: 8)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the blind degradations and the irregular mask (default: 0)")
+    parser.add_argument("--album-refs", default=None, metavar="DIR",
+                        help="the person's reference photos, for the identity centre when the prior's album "
+                             "manifest is unreachable (default: the manifest, else no centre)")
+    parser.add_argument("--lpips-net", default="vgg", choices=["alex", "vgg"],
+                        help="LPIPS trunk of the metric (default: vgg; the projection loss uses alex)")
+    parser.add_argument("--align", default="auto", choices=["auto", "always", "never"],
+                        help="held-out photos: auto = square images are aligned crops, others are aligned (default)")
+    parser.add_argument("--max-photos", type=int, default=None, help="use at most this many held-out photos")
+    parser.add_argument("--batch-size", type=int, default=4, help="images projected at once (default: 4)")
+    parser.add_argument("--max-strips", type=int, default=6, help="strips shown per condition in report.md (default: 6)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--wandb", action="store_true", help="also log tables and images to W&B (offline unless a key is set)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    import logging
+
+    from . import evaluate as evaluation
+    from .data.faces import FaceModelsUnavailable
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("mystyle_pl.evaluate").setLevel(logging.INFO)
+    beta = evaluation.parse_betas(args.beta)
+    if len(beta) != 1:
+        raise ValueError(f"--beta takes one value, got {args.beta!r}")
+    try:
+        result = evaluation.evaluate(
+            args.prior, args.photos, tasks=args.tasks, out=args.out, pairs=args.pairs, methods=args.methods,
+            generic=args.generic, resolution=args.resolution, steps=args.steps, patience=args.patience, lr=args.lr,
+            generic_lr=args.generic_lr, loss_resolution=args.loss_resolution, beta=beta[0], betas=args.betas,
+            sweep_task=args.sweep_task, seed=args.seed, blind_factor=args.blind_factor, batch_size=args.batch_size,
+            max_photos=args.max_photos, album_refs=args.album_refs, lpips_net=args.lpips_net, align=args.align,
+            device=args.device, logger="wandb" if args.wandb else None, progress=not args.no_progress,
+            max_strips=args.max_strips,
+        )  # fmt: skip
+    except FaceModelsUnavailable as e:
+        print(f"error: the identity metric needs dlib's face models: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {result.report}\nmetrics: {result.metrics_path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# demo
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="outputs/demo", help="output folder; re-running resumes (default: outputs/demo)")
+    parser.add_argument("--album", default=None, metavar="DIR",
+                        help="a folder of your own photos of one person (only read); default: synthesise a demo person")
+    parser.add_argument("--quality", default="quick", choices=["quick", "full"],
+                        help="quick: minutes (default); full: the paper's budgets (~100 photos, 1000 passes; a GPU)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--seed", type=int, default=1, help="the demo person, the held-out split and the samples (default: 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, album=args.album, quality=args.quality, device=args.device, seed=args.seed,
+             progress=not args.no_progress)  # fmt: skip
+    return 0
+
+
 TOOL_COMMANDS: dict[str, ToolCommand] = {
     "assets": ToolCommand("list, fetch and locate named weights (generators, LPIPS backbones)", _add_assets_arguments, _run_assets),
     "convert": ToolCommand("convert a generator checkpoint to the native safetensors format", _add_convert_arguments, _run_convert),
     "info": ToolCommand("describe a checkpoint or a prior (family, resolution, num_ws, parameters)", _add_info_arguments, _run_info),
     "export": ToolCommand("export the personal prior bundle from a fit checkpoint", _add_export_arguments, _run_export),
     "prepare": ToolCommand("raw photos -> curated, FFHQ-aligned album (images/ + manifest.json)", _add_prepare_arguments, _run_prepare),
+    "evaluate": ToolCommand("held-out photos -> personal vs generic prior vs baseline: metrics, report.md", _add_evaluate_arguments, _run_evaluate),
+    "demo": ToolCommand("the whole method on a synthesised person (or --album DIR): prepare, fit, tasks, evaluate", _add_demo_arguments, _run_demo),
 }
 
 

@@ -75,3 +75,20 @@ def test_paste_back_round_trip_on_a_real_photo(unaligned_photo):
     assert up.shape == (original.shape[0] * 2, original.shape[1] * 2, 3)
     down = up.reshape(original.shape[0], 2, original.shape[1], 2, 3).mean(axis=(1, 3))
     assert _psnr(down, original) > 28
+
+
+def test_paste_back_with_a_mask_changes_only_the_masked_region(unaligned_photo):
+    pytest.importorskip("dlib")
+    photo = load_task_photo(unaligned_photo, size=128)
+    original = read_image(unaligned_photo)
+    region = torch.zeros(1, 128, 128)
+    region[:, 60:90, 40:90] = 1.0  # e.g. an inpainting hole around the mouth
+    pasted = paste_into_photo(photo, torch.zeros(3, 128, 128), mask=region)
+    changed = np.abs(pasted.astype(int) - original.astype(int)).max(axis=2) > 8
+    corners = photo.transform.to_source(np.array([[40, 60], [90, 60], [40, 90], [90, 90]], float), 128)
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 2
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+    assert changed.any()
+    outside = changed.copy()
+    outside[y0:y1, x0:x1] = False
+    assert not outside.any()  # nothing changed outside the hole's footprint

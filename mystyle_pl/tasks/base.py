@@ -19,6 +19,7 @@ optional mask for the loss (1 = known pixel, 0 = hole).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -51,6 +52,21 @@ class ProjectionSettings:
     noise_mode: str = "const"  # generator noise during the projection (official 'const').
     progress: bool = False  # show a progress bar.
     keep_best: bool = True  # return each image's lowest-loss state seen (official: the last state).
+    lr_rampdown: float = 0.0  # cosine decay of the lr to 0 over this final fraction of the steps (official: 0, constant).
+
+
+def lr_factor(step: int, steps: int, rampdown: float) -> float:
+    """Learning-rate multiplier at ``step`` of ``steps``: 1, then a cosine ramp to 0 over the last
+    ``rampdown`` fraction (StyleGAN2's projector uses 0.25). Adam moves every coordinate by about
+    ``lr`` per step whatever its gradient, so with the non-smooth ``||delta_l||`` penalty the
+    offsets keep jittering at the scale of ``lr``; the ramp lets them settle."""
+    if rampdown <= 0 or steps <= 0:
+        return 1.0
+    t = step / steps
+    start = 1.0 - rampdown
+    if t <= start:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - start) / rampdown)))
 
 
 @dataclass
@@ -203,7 +219,9 @@ class Projector:
         best_alpha = alpha.detach().clone()
         best_delta = delta.detach().clone() if delta is not None else None
         bar = tqdm(range(s.steps), desc="projecting", leave=False, disable=not s.progress)
-        for _ in bar:
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = s.lr * lr_factor(step, s.steps, s.lr_rampdown)
             per_image = losses(alpha, delta)
             improved = per_image.detach() < best_loss
             best_loss = torch.where(improved, per_image.detach(), best_loss)

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..generators import Generator
-from .base import ProjectionResult, ProjectionSettings, Projector
+from .base import ProjectionResult, ProjectionSettings, Projector, lr_factor
 
 
 class WPlusProjector(Projector):
@@ -68,7 +68,9 @@ class WPlusProjector(Projector):
         best, since_best, steps_used = float("inf"), 0, 0
         best_loss = torch.full((batch,), float("inf"), device=device)
         best_ws = ws.detach().clone()
-        for _ in tqdm(range(s.steps), desc="projecting (W+)", leave=False, disable=not s.progress):
+        for step in tqdm(range(s.steps), desc="projecting (W+)", leave=False, disable=not s.progress):
+            for group in optimizer.param_groups:
+                group["lr"] = self.w_lr * lr_factor(step, s.steps, s.lr_rampdown)
             per_image = losses(ws)
             improved = per_image.detach() < best_loss
             best_loss = torch.where(improved, per_image.detach(), best_loss)

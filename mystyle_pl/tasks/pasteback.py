@@ -127,11 +127,14 @@ def paste_into_photo(
     crop: torch.Tensor,  # [3, R, R] or [1, 3, R, R] the task's result in [-1, 1], any R
     upscale: int = 1,  # the full photo is first up-sampled this many times (super-resolution)
     feather: float = 0.06,  # width of the seam, as a fraction of the crop
+    mask: torch.Tensor | None = None,  # [1, R', R'] or [1, 1, R', R'] in crop coordinates, 1 = take the result; None = the face ellipse
 ) -> np.ndarray:
     """The full photo with ``crop`` warped back over the face: ``uint8 [H * upscale, W * upscale, 3]``.
 
     With ``upscale > 1`` (super-resolution of a low-resolution photo) the photo is up-sampled
     (bicubic) and the transform scaled with it, so the restored face keeps its detail.
+    ``mask`` limits the change to a region of the crop (inpainting: the hole, so the photo keeps
+    its own pixels everywhere else); by default the whole face ellipse is replaced.
     """
     if task_photo.transform is None or task_photo.photo is None:
         raise ValueError(f"{task_photo.name}: the input was already an aligned crop; there is no photo to paste into")
@@ -151,5 +154,10 @@ def paste_into_photo(
             quad=quad, source_size=(w * upscale, h * upscale), resolution=transform.resolution,
             source_file=transform.source_file,
         )  # fmt: skip
-    out, _ = paste_back(photo, crop.detach().float().cpu(), transform, feather=feather)
+    if mask is not None:
+        mask = mask[None] if mask.ndim == 3 else mask
+        if mask.ndim != 4 or mask.shape[:2] != (1, 1):
+            raise ValueError(f"mask must be [1, R, R] or [1, 1, R, R] (1 = take the result), got {tuple(mask.shape)}")
+        mask = mask.detach().float().cpu()
+    out, _ = paste_back(photo, crop.detach().float().cpu(), transform, feather=feather, mask=mask)
     return to_uint8(out)[0]

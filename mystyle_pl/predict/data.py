@@ -1,0 +1,482 @@
+"""The inputs of ``mystyle-pl predict``: data modules that turn files into task items.
+
+:class:`TaskInputs` reads an image file or a folder of images (sorted, not recursive). Each
+input becomes one :class:`TaskItem`: the face crop the task runs on (an aligned crop taken as
+it is, or the face of a photo detected and aligned here, see
+:func:`~mystyle_pl.tasks.pasteback.load_task_photo`), what paste-back needs, and for inpainting
+its mask. :class:`SampleInputs` has no files: it numbers the samples to draw.
+
+An input that cannot be used (unreadable file, no face, a mask of the wrong size, a
+super-resolution input larger than the generator, ...) does not stop the run: its item carries
+an ``error`` that names the file, the writer logs and records it (``failed.json``) and the run
+goes on; only when every input failed is the run an error.
+
+Under DDP each rank takes inputs ``rank, rank + world_size, ...`` (:class:`RankShardSampler`):
+every input goes to exactly one rank, none is repeated, and a rank may get none (Lightning's own
+predict sampler repeats nothing either, but fails when there are fewer inputs than ranks). The
+data modules therefore switch ``trainer.use_distributed_sampler`` off themselves.
+
+Which task runs decides what an input must be (the generator's resolution, low-resolution
+inputs for super-resolution, a mask for inpainting): the model hands a :class:`TaskRequirements`
+to :meth:`TaskInputs.configure` at setup.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
+ALIGN_MODES = ("auto", "always", "never")
+MIN_FACTOR, MAX_FACTOR = 2, 32
+
+
+@dataclass(frozen=True)
+class TaskRequirements:
+    """What the task being run needs from its inputs (the model's side of the contract)."""
+
+    task: str  # the task's name ("invert", "inpaint", "superres", "edit", "sample")
+    resolution: int  # the generator's resolution R: the side of the crops (but see low_resolution)
+    takes_inputs: bool = True  # False: the task draws new images (sample) and reads no files
+    low_resolution: bool = False  # inputs are R / factor px (super-resolution)
+    needs_mask: bool = False  # every input needs a hole mask (inpainting)
+
+
+@dataclass
+class TaskItem:
+    """One input of a predict run (or one sample to draw)."""
+
+    index: int  # position in the run's input list (stable across ranks)
+    name: str  # output folder name (the file stem; made unique within the run)
+    source: str | None = None  # the input file (None for samples)
+    image: torch.Tensor | None = None  # [3, S, S] in [-1, 1]: the face crop the task runs on
+    mask: torch.Tensor | None = None  # [1, S, S] inpainting mask, 1 = known pixel, 0 = hole
+    photo: object | None = None  # the TaskPhoto (full photo + AlignTransform when aligned here)
+    factor: int | None = None  # super-resolution factor R / S
+    seed: int | None = None  # sample: the seed of this sample
+    error: str | None = None  # why this input cannot be used (names the file); None = usable
+
+    @property
+    def aligned_here(self) -> bool:
+        """The input was a photo whose face was detected and aligned in this run."""
+        return self.photo is not None and getattr(self.photo, "transform", None) is not None
+
+
+@dataclass
+class TaskBatch:
+    """A batch of items. Lightning calls :meth:`to` to move it: only the crops and masks move
+    (the full photos stay on the host, as numpy arrays)."""
+
+    items: list[TaskItem]
+
+    def to(self, device: torch.device | str, **kwargs) -> TaskBatch:
+        for item in self.items:
+            if item.image is not None:
+                item.image = item.image.to(device)
+            if item.mask is not None:
+                item.mask = item.mask.to(device)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def collate_items(items: Sequence[TaskItem]) -> TaskBatch:
+    """DataLoader ``collate_fn``: items of any size (grouped by size later, in the model)."""
+    return TaskBatch(list(items))
+
+
+# ----------------------------------------------------------------------------------------
+# listing inputs
+
+
+def list_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike], exclude: Sequence[Path] = ()) -> list[Path]:
+    """Image files from a file, a folder (its images, sorted, not recursive, hidden files skipped)
+    or a list of these. ``exclude``: files or folders never taken as inputs (e.g. the mask)."""
+    entries = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not entries:
+        raise ValueError("data.inputs is empty: give an image file or a folder of images")
+    excluded = [Path(p).resolve() for p in exclude]
+
+    def kept(p: Path) -> bool:
+        r = p.resolve()
+        return not any(r == e or e in r.parents for e in excluded)
+
+    files: list[Path] = []
+    for entry in entries:
+        path = Path(entry)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and kept(p)
+            )  # fmt: skip
+            if not found:
+                raise ValueError(f"no images in the folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"input not found: {path}")
+    return files
+
+
+def unique_names(paths: Sequence[Path]) -> list[str]:
+    """One output name per input: the file stem, with the suffix (then a number) added on a clash."""
+    stems = [p.stem for p in paths]
+    names, used = [], set()
+    for path, stem in zip(paths, stems):
+        name = stem if stems.count(stem) == 1 else f"{stem}_{path.suffix.lstrip('.').lower()}"
+        base, k = name, 2
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header (a full read when PIL cannot open it).
+    Raises :class:`~mystyle_pl.data.io.ImageReadError` naming the file."""
+    from PIL import Image
+
+    from ..data.io import read_image
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        h, w = read_image(path).shape[:2]
+        return w, h
+
+
+# ----------------------------------------------------------------------------------------
+# masks
+
+
+def mask_to_crop(known: torch.Tensor, photo, size: int) -> torch.Tensor:
+    """Map a known-mask drawn on the input file (``[1, 1, h, w]``, **1 = known pixel, 0 = hole**)
+    onto the ``size x size`` crop the task runs on -> ``[1, 1, size, size]``.
+
+    A photo aligned here is warped through its transform; an aligned crop of another size is
+    resized. Any crop pixel touched by the hole is a hole (a hole never shrinks away).
+    """
+    hole = 1.0 - known.float()
+    transform = getattr(photo, "transform", None)
+    if transform is None:
+        if hole.shape[-2:] != (size, size):
+            hole = F.interpolate(hole, size=(size, size), mode="area")
+    else:
+        h, w = hole.shape[-2:]
+        m = torch.from_numpy(np.asarray(transform.matrix(size), dtype=np.float64))
+        c = torch.arange(size, dtype=torch.float64)
+        v, u = torch.meshgrid(c, c, indexing="ij")  # crop pixel (u = column, v = row)
+        x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
+        y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
+        grid = torch.stack([(x + 0.5) / w * 2 - 1, (y + 0.5) / h * 2 - 1], dim=-1)[None].float()
+        hole = F.grid_sample(hole, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (hole <= 1e-3).float()
+
+
+# ----------------------------------------------------------------------------------------
+# datasets
+
+
+class PhotoDataset(Dataset):
+    """Reads and prepares one input per item; a failure becomes an item with ``error`` set."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],  # the input files
+        names: Sequence[str],  # their output names
+        requirements: TaskRequirements,  # what the task needs
+        align: str = "auto",  # see TaskInputs
+        factor: int | None = None,  # see TaskInputs
+        mask: str | None = None,  # see TaskInputs
+        boxes: Sequence[str] | None = None,  # see TaskInputs
+        strict: bool = False,  # raise instead of returning a failed item
+    ) -> None:
+        self.paths, self.names, self.req = list(paths), list(names), requirements
+        self.align, self.factor, self.mask, self.boxes, self.strict = align, factor, mask, boxes, strict
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> TaskItem:
+        path, name = self.paths[index], self.names[index]
+        try:
+            return self.load(index)
+        except (ValueError, OSError) as e:  # unreadable file, no face, bad mask, wrong size ...
+            message = str(e) if str(path) in str(e) else f"{path}: {e}"
+            if self.strict:
+                raise ValueError(message) from e
+            return TaskItem(index=index, name=name, source=str(path), error=message)
+
+    def crop_size(self, path: Path) -> tuple[int, int | None]:
+        """``(side of the crop the task runs on, super-resolution factor or None)`` for ``path``."""
+        r = self.req.resolution
+        if not self.req.low_resolution:
+            return r, None
+        w, h = image_size(path)
+        if w == h and self.align != "always":  # an aligned low-resolution crop
+            if w > r:
+                raise ValueError(
+                    f"{path} is {w}x{h}, larger than the generator's resolution {r}: super-resolution "
+                    "needs a low-resolution input (use the invert task for a full-size face crop, or "
+                    "--data.align always with --data.factor for a square photo whose face must be aligned)"
+                )
+            if r % w or not MIN_FACTOR <= r // w <= MAX_FACTOR:
+                raise ValueError(
+                    f"{path} is {w}x{h}: a low-resolution crop must be R / factor px, with R = {r} "
+                    f"(the generator's resolution) and an integer factor in {MIN_FACTOR}..{MAX_FACTOR}"
+                )
+            if self.factor is not None and r // w != self.factor:
+                s = r // self.factor
+                raise ValueError(f"{path} is {w}x{h}, but factor {self.factor} needs {s}x{s} inputs (R = {r})")
+            return w, r // w
+        if self.factor is None:
+            raise ValueError(
+                f"{path} is {w}x{h}, not a square aligned crop: give the up-sampling factor "
+                "(--data.factor) so that its face can be aligned at R / factor px"
+            )
+        return r // self.factor, self.factor
+
+    def load(self, index: int) -> TaskItem:
+        from ..tasks.pasteback import load_task_photo
+
+        path, name = self.paths[index], self.names[index]
+        size, factor = self.crop_size(path)
+        photo = load_task_photo(path, size, align=self.align, name=name)
+        image = photo.image
+        if tuple(image.shape) != (3, size, size):
+            raise ValueError(f"{path}: prepared crop has shape {tuple(image.shape)}, expected (3, {size}, {size})")
+        mask = self.load_mask(path, photo, size)[0] if self.req.needs_mask else None
+        return TaskItem(index=index, name=name, source=str(path), image=image, mask=mask, photo=photo, factor=factor)
+
+    def mask_file(self, path: Path) -> Path:
+        mask = Path(self.mask)
+        if mask.is_dir():
+            candidate = mask / f"{path.stem}.png"
+            if not candidate.is_file():
+                raise ValueError(f"{path}: no mask for it in {mask} (expected {candidate.name}, white = hole)")
+            return candidate
+        return mask
+
+    def load_mask(self, path: Path, photo, size: int) -> torch.Tensor:
+        """The known-mask ``[1, 1, size, size]`` (1 = known pixel, 0 = hole) of input ``path``."""
+        from ..tasks.inpaint import mask_from_boxes, mask_from_png
+
+        if photo.photo is not None:
+            in_h, in_w = photo.photo.shape[:2]
+        else:  # a square aligned crop (perhaps resized)
+            in_w, in_h = image_size(path)
+        if self.mask is not None:
+            file = self.mask_file(path)
+            mw, mh = image_size(file)
+            if (mw, mh) == (in_w, in_h):
+                known = mask_to_crop(mask_from_png(file, (in_h, in_w)), photo, size)
+            elif (mw, mh) == (size, size):  # drawn on the aligned crop (as in input.png)
+                known = mask_from_png(file, size)
+            else:
+                raise ValueError(
+                    f"{path}: mask {file} is {mw}x{mh} (WxH), but the input is {in_w}x{in_h} and its "
+                    f"aligned crop {size}x{size}: mask size mismatch (draw the mask on either)"
+                )
+            what = f"mask {file}"
+        else:
+            try:
+                known = mask_to_crop(mask_from_boxes(list(self.boxes), (in_h, in_w)), photo, size)
+            except ValueError as e:
+                raise ValueError(f"{path} ({in_w}x{in_h}): {e}") from e
+            what = f"boxes {list(self.boxes)}"
+        holes = int((known == 0).sum())
+        if holes == 0:
+            raise ValueError(
+                f"{path}: the {what} is empty on this input's face crop: it marks no hole pixel, nothing to inpaint"
+            )
+        if holes == size * size:
+            raise ValueError(
+                f"{path}: the {what} is full on this input's face crop: every pixel is a hole, nothing to project"
+            )
+        return known
+
+
+class SampleDataset(Dataset):
+    """Sample ``i`` of a run: its name and its own seed (the same whatever the batching or ranks)."""
+
+    def __init__(self, num_samples: int, seed: int) -> None:
+        self.num_samples, self.seed = num_samples, seed
+        self.width = max(4, len(str(num_samples - 1)))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int) -> TaskItem:
+        seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+        return TaskItem(index=index, name=f"sample_{index:0{self.width}d}", seed=seed)
+
+
+class RankShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world_size, ...`` of ``range(n)``: each index on exactly one rank,
+    in order, nothing repeated or padded; a rank gets none when ``n < world_size``.
+
+    >>> [list(RankShardSampler(5, r, 2)) for r in range(2)], list(RankShardSampler(1, 1, 2))
+    ([[0, 2, 4], [1, 3]], [])
+    """
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world_size))
+
+
+# ----------------------------------------------------------------------------------------
+# data modules
+
+
+class _ShardedPredictData(LightningDataModule):
+    """Shards the predict inputs over the ranks itself (see the module docstring)."""
+
+    requirements: TaskRequirements | None = None
+
+    def _world(self) -> tuple[int, int]:
+        """``(world_size, global_rank)`` of the attached trainer, else ``(1, 0)``."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(getattr(trainer, "world_size", 1)), int(getattr(trainer, "global_rank", 0))
+
+    def setup(self, stage: str) -> None:
+        trainer = getattr(self, "trainer", None)
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if connector is not None and self._world()[0] > 1 and getattr(connector, "use_distributed_sampler", False):
+            log.info(
+                "%s: setting use_distributed_sampler=False: it gives each input to one rank itself "
+                "(set `trainer.use_distributed_sampler: false` to silence this)", type(self).__name__,
+            )  # fmt: skip
+            connector.use_distributed_sampler = False
+
+    def _loader(self, dataset: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+        world_size, rank = self._world()
+        return DataLoader(
+            dataset, batch_size=batch_size, sampler=RankShardSampler(len(dataset), rank, world_size),
+            num_workers=num_workers, collate_fn=collate_items,
+        )  # fmt: skip
+
+
+class TaskInputs(_ShardedPredictData):
+    """Image files for a task (invert, inpaint, superres, edit): ``--data.inputs PATH``."""
+
+    def __init__(
+        self,
+        inputs: str | list[str],  # an image file, a folder of images (sorted, not recursive), or a list of them
+        batch_size: int = 4,  # inputs projected together on each device
+        num_workers: int = 0,  # DataLoader worker processes (reading, face detection, alignment); 0 = main process
+        align: str = "auto",  # "auto": square = aligned crop, other photos aligned here; "always"; "never"
+        factor: int | None = None,  # superres: R / input size; needed for photos aligned here; None = from the crop
+        mask: str
+        | None = None,  # inpaint: PNG, white = hole, on the input or its aligned crop; or a folder of <stem>.png
+        boxes: list[str] | None = None,  # inpaint: holes "x0,y0,x1,y1" in the input's pixels (x1, y1 exclusive)
+        strict: bool = False,  # stop at the first unusable input instead of skipping it
+    ) -> None:
+        super().__init__()
+        if align not in ALIGN_MODES:
+            raise ValueError(f"data.align must be one of {ALIGN_MODES}, got {align!r}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if mask is not None and boxes is not None:
+            raise ValueError("give data.mask or data.boxes, not both")
+        if mask is not None and not Path(mask).exists():
+            raise FileNotFoundError(f"mask not found: {mask}")
+        self.inputs, self.batch_size, self.num_workers = inputs, batch_size, num_workers
+        self.align, self.factor, self.mask, self.boxes, self.strict = align, factor, mask, boxes, strict
+        self.requirements: TaskRequirements | None = None
+        self.files: list[Path] = []
+        self.names: list[str] = []
+
+    @property
+    def input_folders(self) -> list[Path]:
+        """The folders given as inputs (nothing is ever written inside them)."""
+        entries = [self.inputs] if isinstance(self.inputs, (str, os.PathLike)) else list(self.inputs)
+        return [Path(p) for p in entries if Path(p).is_dir()]
+
+    def configure(self, requirements: TaskRequirements) -> None:
+        """Check the options against the task and list the inputs (called by the model at setup)."""
+        task, r = requirements.task, requirements.resolution
+        if not requirements.takes_inputs:
+            raise ValueError(f"the {task} task reads no images: use data.class_path mystyle_pl.predict.SampleInputs")
+        if requirements.needs_mask and self.mask is None and self.boxes is None:
+            raise ValueError(f"the {task} task needs holes: give --data.mask MASK.png (white = hole) or --data.boxes")
+        if not requirements.needs_mask and (self.mask is not None or self.boxes is not None):
+            raise ValueError(f"data.mask / data.boxes are for the inpaint task, not {task}")
+        if self.factor is not None:
+            if not requirements.low_resolution:
+                raise ValueError(f"data.factor is for the superres task, not {task}")
+            if not MIN_FACTOR <= self.factor <= MAX_FACTOR or r % self.factor:
+                raise ValueError(
+                    f"data.factor={self.factor}: the factor must be an integer in {MIN_FACTOR}..{MAX_FACTOR} "
+                    f"dividing the generator's resolution {r}"
+                )
+        self.requirements = requirements
+        self.files = list_inputs(self.inputs, exclude=[self.mask] if self.mask is not None else [])
+        self.names = unique_names(self.files)
+
+    def predict_dataset(self) -> PhotoDataset:
+        if self.requirements is None:
+            raise RuntimeError("TaskInputs.configure(requirements) was not called (use it with PersonalPredictor)")
+        return PhotoDataset(
+            self.files, self.names, self.requirements, align=self.align, factor=self.factor,
+            mask=self.mask, boxes=self.boxes, strict=self.strict,
+        )  # fmt: skip
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_dataset(), self.batch_size, self.num_workers)
+
+
+class SampleInputs(_ShardedPredictData):
+    """No files: ``num_samples`` new images of the person (the sample task)."""
+
+    def __init__(
+        self,
+        num_samples: int = 8,  # how many samples to draw
+        seed: int = 0,  # seeds every sample (sample i always gets the same seed for a given seed)
+        batch_size: int = 8,  # samples per step on each device
+    ) -> None:
+        super().__init__()
+        if num_samples < 1:
+            raise ValueError(f"data.num_samples must be >= 1, got {num_samples}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
+        self.requirements: TaskRequirements | None = None
+
+    @property
+    def input_folders(self) -> list[Path]:
+        return []
+
+    def configure(self, requirements: TaskRequirements) -> None:
+        if requirements.takes_inputs:
+            raise ValueError(
+                f"the {requirements.task} task needs input images: use data.class_path "
+                "mystyle_pl.predict.TaskInputs with --data.inputs PATH"
+            )
+        self.requirements = requirements
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(SampleDataset(self.num_samples, self.seed), self.batch_size)

@@ -1,0 +1,138 @@
+"""``PersonalPredictor``: the LightningModule of ``mystyle-pl predict``.
+
+It loads a personal prior bundle, registers its generator (and the LPIPS module, when the task
+uses one) as submodules so that Lightning places them on the device, and runs the task given by
+its spec (``model.init_args.task``: ``class_path`` of a spec in :mod:`mystyle_pl.predict.specs`)
+on every batch. The projection needs gradients: run it with ``trainer.inference_mode: false``
+(Lightning's ``no_grad`` around ``predict_step`` is lifted here with ``torch.enable_grad``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+
+from .. import __version__
+from ..prior import PersonalPrior
+from .data import TaskBatch, TaskItem, TaskRequirements
+from .specs import Prediction, TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+class PersonalPredictor(LightningModule):
+    """Run one task of a personal prior over the batches of :class:`~.data.TaskInputs` /
+    :class:`~.data.SampleInputs`; pair it with the :class:`~.writer.TaskWriter` callback."""
+
+    def __init__(
+        self,
+        prior: str,  # the personal prior bundle folder (`mystyle-pl export`, or the ExportPrior callback of fit)
+        task: TaskSpec,  # the task and its arguments: class_path mystyle_pl.predict.InvertSpec, EditSpec, ...
+    ) -> None:
+        super().__init__()
+        if not isinstance(task, TaskSpec):
+            raise TypeError(f"task must be a TaskSpec (e.g. mystyle_pl.predict.InvertSpec), got {type(task).__name__}")
+        self.prior_dir = str(Path(prior))
+        self.spec = task
+        bundle = PersonalPrior.load(prior)
+        task.check(bundle)
+        self.prior = bundle
+        self.generator = bundle.generator  # a submodule: Lightning moves it (and so the prior) to the device
+        self.lpips = task.make_lpips()  # a submodule (no parameters) or None
+        self._task = None
+        # Under DDP a rank may get no input (fewer inputs than ranks): it then just waits at the end.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
+
+    @property
+    def task_name(self) -> str:
+        return self.spec.name
+
+    @property
+    def resolution(self) -> int:
+        return int(self.generator.img_resolution)
+
+    def requirements(self) -> TaskRequirements:
+        """What the inputs must be for this task and this generator."""
+        spec = self.spec
+        return TaskRequirements(
+            task=spec.name, resolution=self.resolution, takes_inputs=spec.takes_inputs,
+            low_resolution=spec.low_resolution, needs_mask=spec.needs_mask,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ hooks
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "configure"):
+            raise ValueError(
+                "PersonalPredictor needs data.class_path mystyle_pl.predict.TaskInputs (or SampleInputs for sample)"
+            )
+        datamodule.configure(self.requirements())
+
+    def on_predict_start(self) -> None:
+        # The task objects (space, projector) are built here, once the generator is on its device.
+        self._task = self.spec.build(self.prior, self.lpips)
+        from .writer import TaskWriter
+
+        if not any(isinstance(cb, TaskWriter) for cb in self.trainer.callbacks):
+            log.warning("no TaskWriter callback in trainer.callbacks: the results will not be saved")
+
+    def forward(self, batch: TaskBatch) -> list[Prediction]:
+        return self.predict_step(batch, 0)
+
+    def predict_step(self, batch: TaskBatch, batch_idx: int, dataloader_idx: int = 0) -> list[Prediction]:
+        """Run the task on the usable items of ``batch`` (grouped by crop size); failed items pass
+        through with their error. Returns one :class:`Prediction` per item, in batch order."""
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("the tasks optimise latents and need gradients: set trainer.inference_mode: false")
+        if self._task is None:
+            self._task = self.spec.build(self.prior, self.lpips)
+        out: dict[int, Prediction] = {}
+        groups: dict[tuple, list[TaskItem]] = {}
+        for item in batch.items:
+            if item.error is not None:
+                out[item.index] = Prediction(item=item, error=item.error)
+            else:
+                shape = tuple(item.image.shape) if item.image is not None else ()
+                groups.setdefault(shape, []).append(item)
+        settings = self.spec.settings()
+        for items in groups.values():
+            start = time.perf_counter()
+            with torch.enable_grad():
+                predictions = self.spec.predict(self._task, items)
+            seconds = time.perf_counter() - start
+            for pred in predictions:
+                pred.cpu()
+                pred.record = {**self._record(pred.item, settings), **pred.record,
+                               "batch_size": len(items), "seconds": round(seconds, 3)}  # fmt: skip
+                out[pred.item.index] = pred
+        for pred in out.values():
+            if pred.error is not None:
+                pred.record = {**self._record(pred.item, settings), "error": pred.error}
+        return [out[item.index] for item in batch.items]
+
+    def _record(self, item: TaskItem, settings: dict[str, Any]) -> dict[str, Any]:
+        """The fields of record.json every task shares."""
+        photo = item.photo
+        record: dict[str, Any] = {
+            "task": self.spec.name,
+            "name": item.name,
+            "index": item.index,
+            "source": item.source,
+            "prior": self.prior_dir,
+            "resolution": self.resolution,
+            "settings": settings,
+            "mystyle_pl_version": __version__,
+        }
+        if item.image is not None:
+            record["input_size"] = list(item.image.shape[-2:])
+        if photo is not None:
+            record["aligned_here"] = item.aligned_here
+            if item.aligned_here:
+                record["transform"] = photo.transform.to_dict()
+        return record
