@@ -8,6 +8,14 @@ decay, and exploration noise on ``w`` that fades out over the first ``noise_ramp
 steps. A whole batch of photos is inverted at once; every photo has its own ``w`` and its
 own loss term, so the result does not depend on the batch size.
 
+Optional noise regularisation (``noise_reg > 0``, StyleGAN2's projector): each photo also gets its
+own copy of the generator's per-pixel noise maps, optimised with ``w`` so that hair and skin
+texture go into the noise instead of pulling ``w`` away from the face; a regulariser (squared
+autocorrelation of each map with its one-pixel shifts, over a pyramid of scales) keeps the maps
+noise-like, and they are re-normalised to zero mean and unit variance after each step. Only
+``w`` is kept (an anchor is one ``w``); the reported LPIPS renders it with the generator's fixed
+noise, as tuning does.
+
 Results are cached by (photo content hashes and names, generator weights hash, settings):
 re-running costs nothing. They are stored in the album's sorted photo order *with the
 names* (the official code loaded anchors in unsorted directory order).
@@ -46,7 +54,9 @@ class InversionSettings:
     noise_ramp: float = 0.75  # Fraction of the steps over which the exploration noise fades to 0.
     warmup: float = 0.05  # Fraction of the steps of linear learning-rate warm-up.
     batch_size: int = 8  # Photos inverted at once.
-    seed: int = 0  # Seeds the exploration noise.
+    seed: int = 0  # Seeds the exploration noise (and the initial noise maps).
+    noise_reg: float = 0.0  # > 0: also optimise the generator's per-pixel noise maps, one set per photo, with
+    # this weight on StyleGAN2's noise regulariser (its projector: 1e5); 0 = the noise stays fixed ('const').
 
     def key(self) -> dict:
         return asdict(self)
@@ -108,6 +118,58 @@ def invert_w(
             p.requires_grad_(flag)
 
 
+def noise_buffers(generator: Generator) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+    """Every ``(module, noise_const [R, R])`` of the generator's per-pixel noise inputs."""
+    return [(m, m._buffers["noise_const"]) for m in generator.modules() if m._buffers.get("noise_const") is not None]
+
+
+def noise_regularizer(maps: list[torch.Tensor]) -> torch.Tensor:
+    """StyleGAN2's noise regulariser per image ``[B]`` for maps ``[B, 1, R, R]``: the squared mean
+    product of each map with its one-pixel shifts (x and y), summed over a pyramid down to 8 px.
+
+    >>> white = [torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))]
+    >>> smooth = [torch.nn.functional.interpolate(white[0][..., :8, :8], size=(64, 64), mode="bilinear")]
+    >>> bool((noise_regularizer(white) < 0.01 * noise_regularizer(smooth)).all())
+    True
+    """
+    total = 0.0
+    for n in maps:
+        while True:
+            total = total + (n * n.roll(1, dims=3)).mean(dim=(1, 2, 3)).square()
+            total = total + (n * n.roll(1, dims=2)).mean(dim=(1, 2, 3)).square()
+            if n.shape[-1] <= 8:
+                break
+            n = F.avg_pool2d(n, 2)
+    return total
+
+
+class _PerPhotoNoise:
+    """Swap the generator's noise maps for trainable per-photo maps ``[B, 1, R, R]`` (restored on exit)."""
+
+    def __init__(self, generator: Generator, seeds: list[int], device: torch.device):
+        self.buffers = noise_buffers(generator)
+        self.maps = []
+        for k, (_, const) in enumerate(self.buffers):
+            r = const.shape[-1]
+            maps = [torch.randn(1, r, r, generator=torch.Generator().manual_seed(int(s) * 1000 + k)) for s in seeds]
+            self.maps.append(torch.stack(maps).to(device).requires_grad_(True))
+
+    def __enter__(self) -> list[torch.Tensor]:
+        for (module, _), m in zip(self.buffers, self.maps):
+            module._buffers["noise_const"] = m
+        return self.maps
+
+    def __exit__(self, *exc) -> None:
+        for module, const in self.buffers:
+            module._buffers["noise_const"] = const
+
+    @torch.no_grad()
+    def normalize(self) -> None:
+        for m in self.maps:
+            m -= m.mean(dim=(1, 2, 3), keepdim=True)
+            m /= m.square().mean(dim=(1, 2, 3), keepdim=True).sqrt()
+
+
 def _exploration_noise(seeds: list[int], steps: int, w_dim: int) -> torch.Tensor:
     """``[B, steps, w_dim]`` standard normal noise, each photo from its own seeded generator."""
     return torch.stack([torch.randn(steps, w_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
@@ -120,11 +182,29 @@ def _invert(generator, images, settings, lpips, progress, w_scale, photo_seeds) 
     w_avg = generator.w_avg.detach().to(device)
     scale = w_spread(generator) if w_scale is None else w_scale
     w = w_avg.expand(batch, -1).clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([w], lr=settings.lr, betas=(0.9, 0.999))
     seeds = photo_seeds if photo_seeds is not None else [settings.seed + i for i in range(batch)]
     if len(seeds) != batch:
         raise ValueError(f"photo_seeds has {len(seeds)} entries for a batch of {batch} images")
-    noise = _exploration_noise(seeds, settings.steps, generator.w_dim).to(device) if settings.w_noise > 0 else None
+    per_photo_noise = _PerPhotoNoise(generator, seeds, device) if settings.noise_reg > 0 else None
+    if per_photo_noise is not None and not per_photo_noise.maps:
+        log.warning("noise_reg=%g but the generator has no noise inputs: only w is optimised", settings.noise_reg)
+        per_photo_noise = None
+    params = [w] + (per_photo_noise.maps if per_photo_noise is not None else [])
+    optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(0.9, 0.999))
+    if per_photo_noise is not None:
+        with per_photo_noise:
+            trace = _optimise(generator, w, target, settings, lpips, optimizer, progress, scale, seeds, per_photo_noise)
+    else:
+        trace = _optimise(generator, w, target, settings, lpips, optimizer, progress, scale, seeds, None)
+    with torch.no_grad():  # the anchor is rendered with the generator's own (fixed) noise, as tuning does
+        synth = downsample_to(generator.synthesis(generator.broadcast_w(w), noise_mode="const"), settings.resolution)
+        final_lpips = lpips(synth, target).float()
+        final_mse = (synth - target).square().mean(dim=(1, 2, 3)).float()
+    return InversionResult(w=w.detach(), lpips=final_lpips.cpu(), mse=final_mse.cpu(), trace=trace)
+
+
+def _optimise(generator, w, target, settings, lpips, optimizer, progress, scale, seeds, per_photo_noise) -> list[float]:
+    noise = _exploration_noise(seeds, settings.steps, generator.w_dim).to(w.device) if settings.w_noise > 0 else None
     trace: list[float] = []
     bar = tqdm(range(settings.steps), desc="inverting", leave=False, disable=not progress)
     for step in bar:
@@ -139,17 +219,17 @@ def _invert(generator, images, settings, lpips, progress, w_scale, photo_seeds) 
             w_in = w + noise[:, step] * noise_strength
         synth = downsample_to(generator.synthesis(generator.broadcast_w(w_in), noise_mode="const"), settings.resolution)
         per_photo = lpips(synth, target) + settings.l2_weight * (synth - target).square().mean(dim=(1, 2, 3))
+        if per_photo_noise is not None:
+            per_photo = per_photo + settings.noise_reg * noise_regularizer(per_photo_noise.maps)
         # Sum, not mean: each photo's w gets the gradient of its own loss, whatever the batch size.
         optimizer.zero_grad(set_to_none=True)
         per_photo.sum().backward()
         optimizer.step()
+        if per_photo_noise is not None:
+            per_photo_noise.normalize()
         trace.append(per_photo.mean().item())
         bar.set_postfix(loss=f"{trace[-1]:.4f}")
-    with torch.no_grad():
-        synth = downsample_to(generator.synthesis(generator.broadcast_w(w), noise_mode="const"), settings.resolution)
-        final_lpips = lpips(synth, target).float()
-        final_mse = (synth - target).square().mean(dim=(1, 2, 3)).float()
-    return InversionResult(w=w.detach(), lpips=final_lpips.cpu(), mse=final_mse.cpu(), trace=trace)
+    return trace
 
 
 # ----------------------------------------------------------------------------------------

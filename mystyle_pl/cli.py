@@ -300,6 +300,9 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop a projection after this many steps without improvement (default: off)")
     parser.add_argument("--lr", type=float, default=None, help="personal projection learning rate (default: 5e-3)")
     parser.add_argument("--generic-lr", type=float, default=None, help="generic W+ learning rate (default: 0.05)")
+    parser.add_argument("--lr-rampdown", type=float, default=0.0,
+                        help="cosine decay of both learning rates to 0 over this final fraction of the steps "
+                             "(StyleGAN2's projector: 0.25; default: 0 = constant, official)")
     parser.add_argument("--loss-resolution", type=int, default=None,
                         help="compute the projection loss at this size in px (default: --resolution; 0 = as observed)")
     parser.add_argument("--beta", default="0.03",
@@ -341,7 +344,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         result = evaluation.evaluate(
             args.prior, args.photos, tasks=args.tasks, out=args.out, pairs=args.pairs, methods=args.methods,
             generic=args.generic, resolution=args.resolution, steps=args.steps, patience=args.patience, lr=args.lr,
-            generic_lr=args.generic_lr, loss_resolution=args.loss_resolution, beta=beta[0], betas=args.betas,
+            generic_lr=args.generic_lr, lr_rampdown=args.lr_rampdown, loss_resolution=args.loss_resolution, beta=beta[0], betas=args.betas,
             sweep_task=args.sweep_task, seed=args.seed, blind_factor=args.blind_factor, batch_size=args.batch_size,
             max_photos=args.max_photos, album_refs=args.album_refs, lpips_net=args.lpips_net, align=args.align,
             device=args.device, logger="wandb" if args.wandb else None, progress=not args.no_progress,

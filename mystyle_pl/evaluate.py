@@ -1109,6 +1109,7 @@ def evaluate(
     patience: int | None = None,  # early stopping patience in steps (both priors); None = the full budget
     lr: float | None = None,  # personal projection learning rate; None = ProjectionSettings' default (official 5e-3)
     generic_lr: float | None = None,  # generic W+ learning rate; None = generic_task's default
+    lr_rampdown: float = 0.0,  # cosine lr decay over this final fraction of the steps (both priors); 0 = constant (official)
     loss_resolution: int | None = None,  # projection loss resolution (px); None = E; 0 = the observation's
     beta: float | None = DEFAULT_BETA,  # the personal space's dilation for the main comparison
     betas=DEFAULT_BETAS,  # beta sweep values (None/empty = no sweep)
@@ -1157,6 +1158,7 @@ def evaluate(
         "plus": True,
         "progress": False,
         "resolution": E if loss_resolution is None else int(loss_resolution),
+        "lr_rampdown": float(lr_rampdown),
     }
     if lr is not None:
         overrides["lr"] = float(lr)
@@ -1256,6 +1258,7 @@ def evaluate(
             "generator_resolution": R,
             "steps": settings.steps,
             "patience": settings.patience,
+            "lr_rampdown": settings.lr_rampdown,
             "lr": settings.lr,
             "generic_lr": generic_lr,
             "loss_resolution": settings.resolution,

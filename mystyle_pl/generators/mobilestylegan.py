@@ -204,7 +204,8 @@ class NoiseInput(nn.Module):
         if noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
         else:
-            noise = self.noise_const.to(x.dtype).reshape(1, 1, self.resolution, self.resolution)
+            # [R, R], or per-image maps [B, 1, R, R] swapped in by the anchors' noise optimisation
+            noise = self.noise_const.to(x.dtype).reshape(-1, 1, self.resolution, self.resolution)
         return noise * self.noise_strength.to(x.dtype)
 
 

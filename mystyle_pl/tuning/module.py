@@ -54,6 +54,8 @@ class PersonalTuner(LightningModule):
         anchor_lr: W-inversion learning rate.
         anchor_resolution: W-inversion loss resolution.
         anchor_batch_size: photos inverted at once.
+        anchor_noise_reg: > 0 also optimises per-photo noise maps during the anchors' inversion, with
+            this weight on StyleGAN2's noise regulariser (1e5 there); 0 = fixed noise (default).
         anchors_cache: folder for cached anchors; None = ``$MYSTYLE_HOME/anchors``.
         val_inversion_steps: W-inversion steps per held-out photo at each validation.
         num_hull_samples: samples from the anchors' convex hull in the image grids.
@@ -73,6 +75,7 @@ class PersonalTuner(LightningModule):
         anchor_lr: float = 0.05,
         anchor_resolution: int = 256,
         anchor_batch_size: int = 8,
+        anchor_noise_reg: float = 0.0,
         anchors_cache: str | None = None,
         val_inversion_steps: int = 100,
         num_hull_samples: int = 4,
@@ -89,7 +92,8 @@ class PersonalTuner(LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.anchor_settings = InversionSettings(
-            steps=anchor_steps, lr=anchor_lr, resolution=anchor_resolution, batch_size=anchor_batch_size
+            steps=anchor_steps, lr=anchor_lr, resolution=anchor_resolution, batch_size=anchor_batch_size,
+            noise_reg=anchor_noise_reg,
         )
         self.anchors: Anchors | None = None
         self._batch_start: float | None = None
