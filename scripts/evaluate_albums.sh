@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Tune a personal prior on each shared album's refs/ and evaluate it on the held-out gt.png
+# (synthetic x8 / x16 super-resolution) and the real degraded.png/gt.png pair, personal vs
+# generic vs bicubic. CPU quick settings by default (configs/fit/cpu_quick.yaml); pass
+# FIT_CONFIG=configs/fit/mystyle.yaml TRAINER=configs/trainer/gpu.yaml on a GPU.
+#
+#   bash scripts/evaluate_albums.sh [SHARED_DATA] [OUT]      (defaults: ../shared/data, outputs/albums)
+#   python scripts/summarize_evaluations.py outputs/albums/*/eval > outputs/albums/summary.md
+#
+# Every stage is skipped when its output exists (re-running resumes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-${MYSTYLE_SHARED_DATA:-../shared/data}}
+OUT=${2:-outputs/albums}
+PYTHON=${PYTHON:-python3}
+FIT_CONFIG=${FIT_CONFIG:-configs/fit/cpu_quick.yaml}
+TRAINER=${TRAINER:-}
+STEPS=${STEPS:-100}
+ALBUMS=${ALBUMS:-$(ls "$DATA/albums")}
+
+for id in $ALBUMS; do
+  src="$DATA/albums/$id"
+  dst="$OUT/$id"
+  mkdir -p "$dst"
+  echo "== $id: $(ls "$src/refs" | wc -l) reference photos"
+  if [ ! -f "$dst/album/manifest.json" ]; then
+    $PYTHON cli.py prepare "$src/refs" "$dst/album"
+  fi
+  if [ ! -f "$dst/fit/prior/prior.json" ]; then
+    start=$(date +%s)
+    $PYTHON cli.py fit --config "$FIT_CONFIG" ${TRAINER:+--config "$TRAINER"} \
+      --data.album "$dst/album" \
+      --trainer.default_root_dir "$dst/fit" \
+      --trainer.logger lightning.pytorch.loggers.CSVLogger --trainer.logger.save_dir "$dst/fit" \
+      --model.anchors_cache "$dst/fit/anchors"
+    prior=$(dirname "$(find "$dst/fit" -name prior.json | head -n 1)")
+    rm -rf "$dst/fit/prior" && cp -r "$prior" "$dst/fit/prior"
+    echo "fit wall time: $(( $(date +%s) - start )) s" | tee "$dst/fit/wall_time.txt"
+  fi
+  if [ ! -f "$dst/eval/metrics.json" ]; then
+    $PYTHON cli.py evaluate --prior "$dst/fit/prior" --photos "$src/gt.png" --pairs "$src" \
+      --tasks superres --steps "$STEPS" --lr-rampdown 0.25 --betas '' --out "$dst/eval" --no-progress
+  fi
+done
