@@ -300,9 +300,12 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop a projection after this many steps without improvement (default: off)")
     parser.add_argument("--lr", type=float, default=None, help="personal projection learning rate (default: 5e-3)")
     parser.add_argument("--generic-lr", type=float, default=None, help="generic W+ learning rate (default: 0.05)")
-    parser.add_argument("--lr-rampdown", type=float, default=0.0,
+    parser.add_argument("--lr-rampdown", type=float, default=0.25,
                         help="cosine decay of both learning rates to 0 over this final fraction of the steps "
-                             "(StyleGAN2's projector: 0.25; default: 0 = constant, official)")
+                             "(default: 0.25, as StyleGAN2's projector; 0 = constant, official)")
+    parser.add_argument("--official-optimizer", action="store_true",
+                        help="personal prior: the P+ offsets' penalty through Adam's gradient, as google/mystyle "
+                             "(default: a proximal step, the same objective reached without Adam's jitter)")
     parser.add_argument("--loss-resolution", type=int, default=None,
                         help="compute the projection loss at this size in px (default: --resolution; 0 = as observed)")
     parser.add_argument("--beta", default="0.03",
@@ -321,7 +324,8 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align", default="auto", choices=["auto", "always", "never"],
                         help="held-out photos: auto = square images are aligned crops, others are aligned (default)")
     parser.add_argument("--max-photos", type=int, default=None, help="use at most this many held-out photos")
-    parser.add_argument("--batch-size", type=int, default=4, help="images projected at once (default: 4)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images projected at once (default: 4 on a GPU, 1 on a CPU, where batching is slower per image)")
     parser.add_argument("--max-strips", type=int, default=6, help="strips shown per condition in report.md (default: 6)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--wandb", action="store_true", help="also log tables and images to W&B (offline unless a key is set)")
@@ -344,7 +348,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         result = evaluation.evaluate(
             args.prior, args.photos, tasks=args.tasks, out=args.out, pairs=args.pairs, methods=args.methods,
             generic=args.generic, resolution=args.resolution, steps=args.steps, patience=args.patience, lr=args.lr,
-            generic_lr=args.generic_lr, lr_rampdown=args.lr_rampdown, loss_resolution=args.loss_resolution, beta=beta[0], betas=args.betas,
+            generic_lr=args.generic_lr, lr_rampdown=args.lr_rampdown, delta_prox=not args.official_optimizer, loss_resolution=args.loss_resolution, beta=beta[0], betas=args.betas,
             sweep_task=args.sweep_task, seed=args.seed, blind_factor=args.blind_factor, batch_size=args.batch_size,
             max_photos=args.max_photos, album_refs=args.album_refs, lpips_net=args.lpips_net, align=args.align,
             device=args.device, logger="wandb" if args.wandb else None, progress=not args.no_progress,

@@ -24,7 +24,6 @@ runs the same on one's own photos (DIR is only read; a few photos are held out b
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -506,7 +505,8 @@ def run_tasks(
     if not photos:
         raise FileNotFoundError(f"no held-out photo in {held_out_dir}")
     x = load_photo(photos[0], res)[None].to(device)
-    proj: dict[str, Any] = {"steps": settings.task_steps, "resolution": settings.task_resolution, **(overrides or {})}
+    proj: dict[str, Any] = {"steps": settings.task_steps, "resolution": settings.task_resolution,
+                            "delta_prox": True, "lr_rampdown": 0.25, **(overrides or {})}  # fmt: skip
     cell = min(cell, res)
 
     def small(t: torch.Tensor) -> torch.Tensor:
@@ -597,34 +597,25 @@ def _masked_psnr(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torc
 
 
 def _stage_evaluate(demo: _Demo) -> StageRecord:
-    """EVALUATE STAGE: ``mystyle_pl.evaluate.evaluate`` on the held-out photos -> ``OUT/report``.
+    """``mystyle-pl evaluate`` on the held-out photos -> ``OUT/report`` (personal vs generic vs baseline)."""
+    from .evaluate import evaluate
 
-    Wiring point for the lead: the candidate keyword arguments below are filtered by the
-    signature of ``evaluate`` (so a renamed or dropped argument does not break the demo), and the
-    stage is reported as unavailable when the module does not import.
-    """
-    try:
-        from .evaluate import evaluate  # type: ignore[import-not-found]
-    except ImportError as e:
-        return StageRecord("evaluate", "unavailable", 0.0, None, f"mystyle_pl.evaluate not importable: {e}")
     s = demo.settings
-    candidates = {
-        "prior": str(demo.prior),
-        "photos": str(demo.held_out / "images"),
-        "out": str(demo.report),
-        "generic": demo.generator_source,
-        "tasks": s.eval_tasks,
-        "steps": s.eval_steps,
-        "max_photos": s.eval_max_photos,
-        "betas": s.eval_betas or None,
-        "seed": demo.seed,
-        "device": str(demo.device),
-        "progress": demo.progress,
-    }
-    params = inspect.signature(evaluate).parameters
-    result = evaluate(**{k: v for k, v in candidates.items() if k in params})
-    report = getattr(result, "report", None) or _find_report(demo.report)
-    return StageRecord("evaluate", "done", 0.0, str(report or demo.report), f"report {report or demo.report}")
+    result = evaluate(
+        str(demo.prior),
+        str(demo.held_out / "images"),
+        out=str(demo.report),
+        generic=demo.generator_source,
+        tasks=s.eval_tasks,
+        steps=s.eval_steps,
+        lr_rampdown=0.25,
+        max_photos=s.eval_max_photos,
+        betas=s.eval_betas or None,
+        seed=demo.seed,
+        device=str(demo.device),
+        progress=demo.progress,
+    )
+    return StageRecord("evaluate", "done", 0.0, str(result.report), f"report {result.report}")
 
 
 # ----------------------------------------------------------------------------------------

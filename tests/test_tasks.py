@@ -276,3 +276,27 @@ def test_generic_prior_projects_in_free_w_plus(prior):
     assert (sr.degraded - lo).square().mean() < 0.5 * (start - lo).square().mean()
     with pytest.raises(ValueError, match="needs a personal space"):
         generic_task(Edit, g)
+
+
+# ------------------------------------------------------------------ optimiser options
+
+
+def test_delta_prox_reaches_a_lower_objective_and_zeroes_unneeded_offsets(prior):
+    y, _ = _render(prior, A_STAR)
+    common = dict(lpips_weight=0.0, steps=40, lr=0.02, plus=True)
+    official = Invert(prior, **common)(y)
+    prox = Invert(prior, delta_prox=True, **common)(y)
+    assert prox.final_loss.item() < official.final_loss.item()
+    # y lies in the hull: every penalised layer can share alpha, so the proximal step keeps their offsets at 0
+    coarse = prior.space().coarse_layers()
+    raw = prox.projection.raw[0]
+    offsets = raw[:coarse] - raw[:coarse].mean(dim=0)
+    assert offsets.abs().max() < 1e-6
+
+
+def test_lr_factor_ramp():
+    from mystyle_pl.tasks.base import lr_factor
+
+    assert lr_factor(0, 100, 0.25) == 1.0 and lr_factor(75, 100, 0.25) == 1.0
+    assert abs(lr_factor(88, 100, 0.25) - 0.5 * (1 + np.cos(np.pi * 13 / 25))) < 1e-9
+    assert lr_factor(50, 100, 0.0) == 1.0

@@ -137,6 +137,8 @@ class ProjectingSpec(TaskSpec):
         delta_penalty: float = 10.0,  # weight of the coarse layers' offset norms (P+) [10]
         sum_penalty: float = 10.0,  # weight of the coefficients' (sum - 1)^2 [10]
         loss_resolution: int = 0,  # compute the loss at this size (area-downsampled); 0 = as given [0]
+        delta_prox: bool = True,  # the offsets' penalty by a proximal step (same objective, reached faster) [False]
+        lr_rampdown: float = 0.25,  # cosine lr decay over this final fraction of the steps [0: constant]
         progress: bool = False,  # a progress bar per projection batch
     ) -> None:
         if steps < 0:
@@ -148,6 +150,7 @@ class ProjectingSpec(TaskSpec):
         self.l2_weight, self.lpips_weight, self.lpips_net = l2_weight, lpips_weight, lpips_net
         self.delta_penalty, self.sum_penalty = delta_penalty, sum_penalty
         self.loss_resolution, self.progress = loss_resolution, progress
+        self.delta_prox, self.lr_rampdown = delta_prox, lr_rampdown
 
     def projection_settings(self):
         from ..tasks.base import ProjectionSettings
@@ -156,7 +159,7 @@ class ProjectingSpec(TaskSpec):
             steps=self.steps, lr=self.lr, plus=self.plus, l2_weight=self.l2_weight,
             lpips_weight=self.lpips_weight, delta_penalty=self.delta_penalty, sum_penalty=self.sum_penalty,
             patience=self.patience, min_delta=self.min_delta, resolution=self.loss_resolution,
-            progress=self.progress,
+            delta_prox=self.delta_prox, lr_rampdown=self.lr_rampdown, progress=self.progress,
         )  # fmt: skip
 
     def make_lpips(self):

@@ -53,6 +53,10 @@ class ProjectionSettings:
     progress: bool = False  # show a progress bar.
     keep_best: bool = True  # return each image's lowest-loss state seen (official: the last state).
     lr_rampdown: float = 0.0  # cosine decay of the lr to 0 over this final fraction of the steps (official: 0, constant).
+    alpha_lr: float | None = None  # lr of the shared coefficients alpha; None = lr (official: one rate for both).
+    delta_lr: float | None = None  # lr of the per-layer offsets delta (P+); None = lr (official).
+    delta_prox: bool = False  # the ||delta_l|| penalty by a proximal step (group soft-threshold) after each
+    # Adam step instead of through its gradient; same objective, reached without Adam's jitter (see below).
 
 
 def lr_factor(step: int, steps: int, rampdown: float) -> float:
@@ -199,17 +203,27 @@ class Projector:
         if delta is not None:
             delta.requires_grad_(True)
             params.append(delta)
-        optimizer = torch.optim.Adam(params, lr=s.lr, betas=(0.9, 0.999))
+        # alpha (one mixture for every layer) is free of the offset penalty and may move faster than
+        # the penalised per-layer offsets (alpha_lr); the official code uses one rate for both.
+        base_lrs = [s.lr if s.alpha_lr is None else s.alpha_lr] + [s.lr if s.delta_lr is None else s.delta_lr] * (len(params) - 1)
+        optimizer = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, base_lrs)], betas=(0.9, 0.999))
 
-        def losses(alpha: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
+        prox = s.delta_prox and delta is not None and s.delta_penalty > 0
+        coarse = space.coarse_layers(s.delta_layers)
+
+        def losses(alpha: torch.Tensor, delta: torch.Tensor | None, split: bool = False):
+            """Per-image objective [B]; ``split``: (the part to differentiate, the prox-handled part)."""
             raw = self._raw(alpha, delta)
             ws = space.to_ws(space.coefficients(raw))
             synth = self.generator.synthesis(ws, noise_mode=s.noise_mode)
             recon = self.per_image_loss(synth, y, degrade, mask)
-            pen = space.penalties(
-                raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
-            )
-            return recon + pen
+            if not split or not prox:
+                pen = space.penalties(
+                    raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
+                )
+                return (recon + pen, None) if split else recon + pen
+            smooth = recon + space.penalties(raw, delta, delta_weight=0.0, sum_weight=s.sum_penalty)
+            return smooth, s.delta_penalty * delta[:, :coarse].detach().norm(dim=-1).sum(dim=1)
 
         trace: list[float] = []
         best, since_best, steps_used = float("inf"), 0, 0
@@ -220,9 +234,10 @@ class Projector:
         best_delta = delta.detach().clone() if delta is not None else None
         bar = tqdm(range(s.steps), desc="projecting", leave=False, disable=not s.progress)
         for step in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = s.lr * lr_factor(step, s.steps, s.lr_rampdown)
-            per_image = losses(alpha, delta)
+            for group, lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown)
+            differentiable, prox_part = losses(alpha, delta, split=True)
+            per_image = differentiable if prox_part is None else differentiable + prox_part
             improved = per_image.detach() < best_loss
             best_loss = torch.where(improved, per_image.detach(), best_loss)
             best_alpha[improved] = alpha.detach()[improved]
@@ -230,8 +245,18 @@ class Projector:
                 best_delta[improved] = delta.detach()[improved]
             optimizer.zero_grad(set_to_none=True)
             # Sum, not mean: each image's coefficients get the gradient of its own loss only.
-            per_image.sum().backward()
+            differentiable.sum().backward()
             optimizer.step()
+            if prox:
+                # Group soft-threshold of each penalised layer's offsets: the proximal step of
+                # delta_penalty * ||delta_l|| at the offsets' step size. Adam moves every coordinate by
+                # about its lr whatever the gradient, so through the gradient the non-smooth penalty
+                # keeps the offsets jittering at that scale (and the objective far above its minimum:
+                # at short budgets the official loop never gets below its starting point).
+                with torch.no_grad():
+                    tau = optimizer.param_groups[1]["lr"] * s.delta_penalty
+                    d = delta[:, :coarse]
+                    d.mul_((1 - tau / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp_min(0))
             steps_used += 1
             value = per_image.detach().mean().item()
             trace.append(value)

@@ -52,6 +52,8 @@ class PersonalTuner(LightningModule):
         scheduler: optional learning-rate scheduler factory (stepped every optimizer step).
         anchor_steps: W-inversion steps per anchor (see ``mystyle_pl.anchors.InversionSettings``).
         anchor_lr: W-inversion learning rate.
+        anchor_lpips_net: LPIPS trunk of the W inversion (``vgg``, StyleGAN2's projector; ``alex`` costs
+            about half on a CPU).
         anchor_resolution: W-inversion loss resolution.
         anchor_batch_size: photos inverted at once.
         anchor_noise_reg: > 0 also optimises per-photo noise maps during the anchors' inversion, with
@@ -73,6 +75,7 @@ class PersonalTuner(LightningModule):
         scheduler: LRSchedulerCallable | None = None,
         anchor_steps: int = 300,
         anchor_lr: float = 0.05,
+        anchor_lpips_net: str = "vgg",
         anchor_resolution: int = 256,
         anchor_batch_size: int = 8,
         anchor_noise_reg: float = 0.0,
@@ -93,7 +96,7 @@ class PersonalTuner(LightningModule):
         self.scheduler_factory = scheduler
         self.anchor_settings = InversionSettings(
             steps=anchor_steps, lr=anchor_lr, resolution=anchor_resolution, batch_size=anchor_batch_size,
-            noise_reg=anchor_noise_reg,
+            noise_reg=anchor_noise_reg, lpips_net=anchor_lpips_net,
         )
         self.anchors: Anchors | None = None
         self._batch_start: float | None = None
