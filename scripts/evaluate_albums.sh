@@ -24,7 +24,7 @@ for id in $ALBUMS; do
   mkdir -p "$dst"
   echo "== $id: $(ls "$src/refs" | wc -l) reference photos"
   if [ ! -f "$dst/album/manifest.json" ]; then
-    $PYTHON cli.py prepare "$src/refs" "$dst/album"
+    $PYTHON cli.py prepare --input "$src/refs" --output "$dst/album" --no-progress
   fi
   if [ ! -f "$dst/fit/prior/prior.json" ]; then
     start=$(date +%s)
