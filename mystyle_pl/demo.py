@@ -25,10 +25,8 @@ runs the same on one's own photos (DIR is only read; a few photos are held out b
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .data.io import write_bytes_atomic
+from .data.io import write_bytes_atomic, write_folder_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS_DIR = REPO_ROOT / "configs"
@@ -165,18 +163,12 @@ def _inside(child: Path, parent: Path) -> bool:
 
 def _copy_folder_atomic(files: Sequence[Path], dst: Path) -> Path:
     """Copy ``files`` into a new folder ``dst`` (built beside it, then renamed into place)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         for f in files:
             shutil.copy2(f, tmp / Path(f).name)
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dst
+
+    return write_folder_atomic(dst, fill)
 
 
 def _image_files(folder: Path) -> list[Path]:

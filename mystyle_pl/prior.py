@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import torch
 
 from . import __version__
 from .data.anchors_io import Anchors, load_anchors, save_anchors
+from .data.io import write_folder_atomic
 from .generators import Generator, load_generator, save_generator
 
 GENERATOR_FILE = "generator.safetensors"
@@ -69,9 +68,8 @@ class PersonalPrior:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+
+        def fill(tmp: Path) -> None:
             save_generator(self.generator, tmp / GENERATOR_FILE)
             save_anchors(tmp / ANCHORS_FILE, self.anchors.w, self.anchors.names, metadata=self.anchors.metadata)
             info = {
@@ -85,12 +83,8 @@ class PersonalPrior:
                 "num_anchors": len(self.anchors.names),
             }
             (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        write_folder_atomic(path, fill)
         return path
 
     @classmethod

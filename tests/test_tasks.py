@@ -300,3 +300,11 @@ def test_lr_factor_ramp():
     assert lr_factor(0, 100, 0.25) == 1.0 and lr_factor(75, 100, 0.25) == 1.0
     assert abs(lr_factor(88, 100, 0.25) - 0.5 * (1 + np.cos(np.pi * 13 / 25))) < 1e-9
     assert lr_factor(50, 100, 0.0) == 1.0
+
+
+def test_early_stopping_counts_steps_without_improvement():
+    from mystyle_pl.tasks.base import EarlyStopping
+
+    stop = EarlyStopping(patience=2, min_delta=0.1)
+    assert [stop.stop(v) for v in (1.0, 0.5, 0.45, 0.44, 0.3)] == [False, False, False, True, False]
+    assert not any(EarlyStopping(None, 0.0).stop(1.0) for _ in range(10))

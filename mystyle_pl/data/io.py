@@ -24,6 +24,8 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import io
 import os
 import tempfile
@@ -208,6 +210,34 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_folder_atomic(folder: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Build a folder with ``fill(tmp)`` in a temp folder beside ``folder``, then rename it into place.
+
+    An existing ``folder`` is replaced whole (moved aside, the new one renamed in, the old one
+    deleted), so readers never see a half-written folder or stale files from an earlier run.
+    """
+    import shutil
+    import tempfile
+    import uuid
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        fill(tmp)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
+            os.rename(folder, old)
+            os.rename(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray | torch.Tensor, compress_level: int = 6) -> Path:

@@ -27,10 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +35,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..data.io import write_bytes_atomic, write_image
+from ..data.io import write_bytes_atomic, write_folder_atomic, write_image
 from ..generators.fileutil import save_safetensors_atomic
 from .specs import Prediction
 
@@ -160,20 +156,7 @@ class TaskWriter(BasePredictionWriter):
         return folder
 
     def _write_folder(self, folder: Path, fill) -> None:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-        try:
-            fill(tmp)
-            if folder.exists():  # replace a previous run's folder whole (no stale files)
-                old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
-                os.rename(folder, old)
-                os.rename(tmp, folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_folder_atomic(folder, fill)  # a re-run replaces the folder whole (no stale files)
 
     def _png(self, folder: Path, stem: str, image, files: list[str]) -> None:
         write_image(folder / f"{stem}.png", image, compress_level=self.compress_level)

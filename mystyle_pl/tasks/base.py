@@ -59,6 +59,24 @@ class ProjectionSettings:
     # Adam step instead of through its gradient; same objective, reached without Adam's jitter (see below).
 
 
+class EarlyStopping:
+    """``stop(value)`` is True once the batch mean loss has not improved by ``min_delta`` for
+    ``patience`` consecutive steps (``patience=None``: never)."""
+
+    def __init__(self, patience: int | None, min_delta: float) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.since_best = float("inf"), 0
+
+    def stop(self, value: float) -> bool:
+        if self.patience is None:
+            return False
+        if value < self.best - self.min_delta:
+            self.best, self.since_best = value, 0
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience
+
+
 def lr_factor(step: int, steps: int, rampdown: float) -> float:
     """Learning-rate multiplier at ``step`` of ``steps``: 1, then a cosine ramp to 0 over the last
     ``rampdown`` fraction (StyleGAN2's projector uses 0.25). Adam moves every coordinate by about
@@ -226,7 +244,7 @@ class Projector:
             return smooth, s.delta_penalty * delta[:, :coarse].detach().norm(dim=-1).sum(dim=1)
 
         trace: list[float] = []
-        best, since_best, steps_used = float("inf"), 0, 0
+        stopping, steps_used = EarlyStopping(s.patience, s.min_delta), 0
         # Per image, the lowest loss seen and the state that gave it: the loss can rise before it
         # falls (e.g. at tiny observation sizes), and early stopping must not return a worse state.
         best_loss = torch.full((batch,), float("inf"), device=device)
@@ -261,13 +279,8 @@ class Projector:
             value = per_image.detach().mean().item()
             trace.append(value)
             bar.set_postfix(loss=f"{value:.4f}")
-            if s.patience is not None:
-                if value < best - s.min_delta:
-                    best, since_best = value, 0
-                else:
-                    since_best += 1
-                    if since_best >= s.patience:
-                        break
+            if stopping.stop(value):
+                break
         with torch.no_grad():
             if s.keep_best:  # the state after the last step competes with the best one seen
                 improved = losses(alpha, delta) < best_loss

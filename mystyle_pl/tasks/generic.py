@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..generators import Generator
-from .base import ProjectionResult, ProjectionSettings, Projector, lr_factor
+from .base import EarlyStopping, ProjectionResult, ProjectionSettings, Projector, lr_factor
 
 
 class WPlusProjector(Projector):
@@ -65,7 +65,7 @@ class WPlusProjector(Projector):
             return self.per_image_loss(g.synthesis(ws, noise_mode=s.noise_mode), y, degrade, mask)
 
         trace: list[float] = []
-        best, since_best, steps_used = float("inf"), 0, 0
+        stopping, steps_used = EarlyStopping(s.patience, s.min_delta), 0
         best_loss = torch.full((batch,), float("inf"), device=device)
         best_ws = ws.detach().clone()
         for step in tqdm(range(s.steps), desc="projecting (W+)", leave=False, disable=not s.progress):
@@ -81,13 +81,8 @@ class WPlusProjector(Projector):
             steps_used += 1
             value = per_image.detach().mean().item()
             trace.append(value)
-            if s.patience is not None:
-                if value < best - s.min_delta:
-                    best, since_best = value, 0
-                else:
-                    since_best += 1
-                    if since_best >= s.patience:
-                        break
+            if stopping.stop(value):
+                break
         with torch.no_grad():
             if s.keep_best:
                 improved = losses(ws) < best_loss
