@@ -28,11 +28,11 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 
 def _row(label: str, records: list[dict]) -> str:
-    same = [r.get("dist_gt") is not None and r["dist_gt"] < 0.6 for r in records]
+    same = [bool(r.get("id_same_gt")) for r in records]  # no face found = not the same person
     cells = [
-        _fmt(_mean([r.get("dist_gt") for r in records])),
-        _fmt(_mean([r.get("cos_gt") for r in records])),
-        _fmt(_mean([r.get("dist_centre") for r in records])),
+        _fmt(_mean([r.get("id_dist_gt") for r in records])),
+        _fmt(_mean([r.get("id_cos_gt") for r in records])),
+        _fmt(_mean([r.get("id_dist_centre") for r in records])),
         f"{sum(same)}/{len(same)}",
         _fmt(_mean([r.get("lpips") for r in records])),
         _fmt(_mean([r.get("psnr") for r in records]), 2),
@@ -43,12 +43,28 @@ def _row(label: str, records: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="evaluate output folders (each holding metrics.json)")
+    parser.add_argument("--compact", action="store_true",
+                        help="one pooled table: condition x method (ID distance, same-person count, LPIPS, PSNR)")
     args = parser.parse_args(argv)
     runs = {}
     for folder in map(Path, args.runs):
         metrics = json.loads((folder / "metrics.json").read_text())
         runs[folder.parent.name if folder.name == "eval" else folder.name] = metrics["records"]
     conditions = sorted({r["condition"] for recs in runs.values() for r in recs})
+    if args.compact:
+        print(f"| condition ({len(runs)} people) | " + " | ".join(METHODS) + " |")
+        print("|---|" + "---|" * len(METHODS))
+        for cond in conditions:
+            cells = []
+            for method in METHODS:
+                sel = [r for recs in runs.values() for r in recs if r["condition"] == cond and r["method"] == method]
+                same = sum(bool(r.get("id_same_gt")) for r in sel)
+                cells.append(
+                    f"{_fmt(_mean([r.get('id_dist_gt') for r in sel]))} ({same}/{len(sel)}) · "
+                    f"{_fmt(_mean([r.get('lpips') for r in sel]))} · {_fmt(_mean([r.get('psnr') for r in sel]), 1)}"
+                )
+            print(f"| {cond} | " + " | ".join(cells) + " |")
+        return 0
     header = "| person · method | ID dist to gt ↓ | ID cos to gt ↑ | ID dist to centre ↓ | same person (<0.6) | LPIPS ↓ | PSNR ↑ |"
     for cond in conditions:
         print(f"\n### {cond}\n\n{header}\n|---|---|---|---|---|---|---|")
