@@ -61,6 +61,15 @@ class EvaluationResult:
     strips: list[Path]  # every strip written
 
 
+def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Square images to ``size`` px: area when shrinking, bicubic when growing, unchanged at ``size``."""
+    if images.shape[-1] == size:
+        return images
+    if images.shape[-1] > size:
+        return area_downsample(images, size)
+    return bicubic(images, size)
+
+
 class _Evaluation:
     """State of one run (kept internal: :func:`evaluate` is the interface)."""
 
@@ -101,18 +110,10 @@ class _Evaluation:
     # ---------------------------------------------------------------- conditions
 
     def _at_eval(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-1] == self.E:
-            return images
-        if images.shape[-1] > self.E:
-            return area_downsample(images, self.E)
-        return bicubic(images, self.E)
+        return _resize(images, self.E)
 
     def _at_gen(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-1] == self.R:
-            return images
-        if images.shape[-1] > self.R:
-            return area_downsample(images, self.R)
-        return bicubic(images, self.R)
+        return _resize(images, self.R)
 
     def build(self, name: str, photos: list[Photo]) -> Condition:
         names = [p.name for p in photos]
