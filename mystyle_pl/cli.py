@@ -38,12 +38,35 @@ class ToolCommand:
 
 def _add_info_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "path", help="a generator checkpoint (.safetensors, NVIDIA .pkl, rosinality .pt), an asset name, or a prior folder"
+        "path",
+        help="a generator checkpoint (.safetensors, NVIDIA .pkl, rosinality or pSp/e4e/ReStyle .pt), an asset name, "
+        "or a prior folder",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _add_torch_checkpoint_arguments(parser)
 
 
-def _describe(path: str) -> dict:
+def _add_torch_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of torch .pt checkpoints (rosinality, pSp / e4e / ReStyle), shared by info and convert."""
+    parser.add_argument(
+        "--key", default=None,
+        help=".pt only: which generator of a file holding several, e.g. g, g_ema, state_dict.decoder "
+             "(default: the only one, or g_ema; an error lists those found)",
+    )  # fmt: skip
+    parser.add_argument("--size", type=int, default=None, help=".pt only: output resolution, if not inferable")
+    parser.add_argument(
+        "--channel-multiplier", type=int, default=None, help=".pt only: channel multiplier (2 = config-f), if not inferable"
+    )
+
+
+def _torch_checkpoint_options(args: argparse.Namespace) -> dict:
+    """The .pt options given on the command line, as ``load_generator`` keyword arguments."""
+    names = ("key", "size", "channel_multiplier")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _describe(path: str, **options) -> dict:
+    """What ``mystyle-pl info`` prints; ``options``: ``key`` / ``size`` / ``channel_multiplier`` for .pt files."""
     from . import assets
     from .prior import PersonalPrior
 
@@ -53,11 +76,11 @@ def _describe(path: str) -> dict:
 
     file = assets.fetch(path) if path in assets.REGISTRY else Path(path)
     fmt = detect_format(file)
-    return {"path": str(file), "format": fmt, **load_generator(file, format=fmt).describe()}
+    return {"path": str(file), "format": fmt, **load_generator(file, format=fmt, **options).describe()}
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    summary = _describe(args.path)
+    summary = _describe(args.path, **_torch_checkpoint_options(args))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
         return 0
@@ -101,16 +124,15 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="checkpoint to convert (NVIDIA .pkl, rosinality .pt, or native)")
+    parser.add_argument(
+        "src", help="checkpoint to convert (NVIDIA .pkl, rosinality .pt, pSp / e4e / ReStyle .pt: its decoder, or native)"
+    )
     parser.add_argument("dst", help="output .safetensors path (native format: weights + architecture)")
     parser.add_argument(
         "--format", default="auto", choices=["auto", "native", "nvidia", "rosinality"],
-        help="format of SRC (default: detected from the file's contents)",
+        help="format of SRC (default: detected from the file's contents; rosinality = any torch .pt)",
     )  # fmt: skip
-    parser.add_argument("--size", type=int, default=None, help="rosinality only: output resolution, if not inferable")
-    parser.add_argument(
-        "--channel-multiplier", type=int, default=None, help="rosinality only: channel multiplier (2 = config-f)"
-    )
+    _add_torch_checkpoint_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
 
 
@@ -124,11 +146,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {dst} exists; pass --overwrite to replace it")
     if dst.resolve() == src.resolve():
         raise SystemExit(f"error: DST must differ from SRC ({src}); the source is never modified")
-    kwargs = {}
-    if args.size is not None:
-        kwargs["size"] = args.size
-    if args.channel_multiplier is not None:
-        kwargs["channel_multiplier"] = args.channel_multiplier
+    kwargs = _torch_checkpoint_options(args)
     generator = load_generator(src, format=None if args.format == "auto" else args.format, **kwargs).eval()
     save_generator(generator, dst, extra_metadata={"converted_from": src.name})
     # Prove the conversion by rendering: the same latents through the source and the written file.

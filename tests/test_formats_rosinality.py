@@ -261,7 +261,7 @@ def test_rosinality_channel_table_and_overrides(tmp_path):
     with pytest.raises(CheckpointError, match=r"f\.pt.*size=16.*8 px"):
         load_generator(path, size=16)
     small = save_ckpt(tmp_path / "small.pt", {"g_ema": to_rosinality(tiny())})
-    with pytest.raises(CheckpointError, match=r"small\.pt.*channel schedule.*size= and channel_multiplier="):
+    with pytest.raises(CheckpointError, match=r"small\.pt.*channel schedule.*--size SIZE --channel-multiplier M"):
         load_generator(small, channel_multiplier=2)
 
 
@@ -269,7 +269,7 @@ def test_channel_schedule_that_cannot_be_expressed(tmp_path):
     sd = to_rosinality(tiny())
     sd["input.input"] = torch.randn(1, 16, 4, 4)  # narrower at 4 px than at 8 px
     sd["conv1.conv.weight"] = torch.randn(1, 16, 16, 3, 3)
-    with pytest.raises(CheckpointError, match=r"odd\.pt.*size= and channel_multiplier="):
+    with pytest.raises(CheckpointError, match=r"odd\.pt.*size=, channel_multiplier="):
         load_generator(save_ckpt(tmp_path / "odd.pt", {"g_ema": sd}))
 
 
@@ -298,7 +298,7 @@ def test_training_checkpoint_and_key_selection(tmp_path):
     path = save_ckpt(tmp_path / "001000.pt", ckpt)
     assert same_weights(G_ema, load_generator(path))
     assert same_weights(G_train, load_generator(path, key="g"))
-    with pytest.raises(CheckpointError, match=r"001000\.pt.*'g_emma'.*key="):
+    with pytest.raises(CheckpointError, match=r"001000\.pt.*'g_emma'.*'g'.*'g_ema'.*--key g\b.*key='g'"):
         load_generator(path, key="g_emma")
 
 
@@ -306,6 +306,93 @@ def test_bare_state_dict(tmp_path):
     G = tiny()
     loaded = load_generator(save_ckpt(tmp_path / "bare.pt", to_rosinality(G)))
     assert same_weights(G, loaded)
+
+
+# ----------------------------------------------------------------------------------------
+# Generators inside other projects' checkpoints (pSp / e4e / ReStyle: the decoder)
+# ----------------------------------------------------------------------------------------
+
+
+def psp_checkpoint(G: StyleGAN2Generator, latent_avg: torch.Tensor | None = None, seed: int = 0) -> dict:
+    """A pSp / e4e / ReStyle ``coach.py`` save dict: encoder and decoder in one ``state_dict``, the
+    decoder's average latent repeated per layer (``[num_ws, w_dim]``), ``opts`` as a plain dict."""
+    g = torch.Generator().manual_seed(seed)
+    encoder = {
+        "encoder.input_layer.0.weight": torch.randn(8, 3, 3, 3, generator=g),
+        "encoder.styles.0.convs.0.bias": torch.randn(8, generator=g),
+    }
+    decoder = {f"decoder.{k}": v for k, v in to_rosinality(G).items()}
+    if latent_avg is None:
+        latent_avg = G.w_avg.detach().clone()[None].repeat(G.num_ws, 1)
+    return {
+        "state_dict": {**encoder, **decoder},
+        "latent_avg": latent_avg,
+        "opts": {"encoder_type": "Encoder4Editing", "stylegan_size": G.img_resolution, "start_from_latent_avg": True},
+    }
+
+
+def test_psp_e4e_checkpoint_loads_its_decoder(tmp_path):
+    G = tiny()
+    path = save_ckpt(tmp_path / "e4e_ffhq_encode.pt", psp_checkpoint(G))
+    assert detect_format(path) == "rosinality"
+    loaded = load_generator(path)
+    assert loaded.config == G.config and same_weights(G, loaded, skip=())
+    assert torch.equal(loaded.w_avg, G.w_avg)  # latent_avg [num_ws, w_dim] of equal rows -> w_avg
+    assert render_diff(G, loaded, "const") < 1e-5
+    assert same_weights(G, load_generator(path, key="state_dict.decoder"), skip=())  # the name the errors give
+    [found] = rosinality.find_generators(torch.load(path, weights_only=True))
+    assert found.key == "state_dict.decoder" and "input.input" in found.state
+
+
+def test_psp_checkpoint_with_a_per_layer_latent_avg_estimates_w_avg(tmp_path):
+    """A W+ average (rows differ) is not StyleGAN's w_avg: warned, and w_avg comes from the mapping network."""
+    G = tiny()
+    path = save_ckpt(tmp_path / "restyle.pt", psp_checkpoint(G, latent_avg=torch.randn(G.num_ws, G.w_dim)))
+    with pytest.warns(UserWarning, match=r"restyle\.pt.*latent_avg.*different rows"):
+        loaded = load_generator(path)
+    assert torch.allclose(loaded.w_avg, G.estimate_w_avg(), atol=1e-6)
+
+
+def test_several_generators_are_listed_with_a_remedy_that_works(tmp_path, capsys):
+    """No g_ema among several generators: the error names each and the --key / key= that picks it; both work."""
+    from mystyle_pl.cli import main
+
+    G_a, G_b = tiny(seed=0), tiny(seed=1)
+    ckpt = {"generator": to_rosinality(G_a), "state_dict": {f"decoder.{k}": v for k, v in to_rosinality(G_b).items()}}
+    path = save_ckpt(tmp_path / "two.pt", ckpt)
+    with pytest.raises(CheckpointError, match=r"two\.pt.*several generators.*'generator'.*'state_dict\.decoder'") as err:
+        load_generator(path)
+    message = str(err.value)
+    assert f"mystyle-pl convert {path} OUT.safetensors --key generator" in message
+    assert "key='generator'" in message
+    assert same_weights(G_a, load_generator(path, key="generator"))
+    assert same_weights(G_b, load_generator(path, key="state_dict.decoder"))
+    # The CLI route the message names: convert with --key, then info on the result.
+    assert main(["info", str(path)]) == 2 and "--key generator" in capsys.readouterr().err
+    out = tmp_path / "b.safetensors"
+    assert main(["convert", str(path), str(out), "--key", "state_dict.decoder"]) == 0
+    assert same_weights(G_b, load_generator(out))
+    assert main(["info", str(path), "--key", "generator", "--json"]) == 0
+    assert f'"num_ws": {G_a.num_ws}' in capsys.readouterr().out
+
+
+def test_key_on_other_formats_is_refused_by_name(tmp_path, capsys):
+    from mystyle_pl.cli import main
+    from mystyle_pl.generators import save_generator
+
+    native = save_generator(tiny(), tmp_path / "g.safetensors")
+    with pytest.raises(CheckpointError, match=r"g\.safetensors.*key.*only to torch \.pt.*'native'.*drop"):
+        load_generator(native, key="g_ema")
+    assert main(["info", str(native), "--key", "g_ema"]) == 2
+    assert "drop them" in capsys.readouterr().err
+
+
+def test_lightning_fit_checkpoint_points_to_export(tmp_path):
+    """A mystyle-pl fit .ckpt is not a generator: the error says how to get a prior out of it."""
+    synthesis = {f"generator.synthesis.{k}": v for k, v in tiny().synthesis.state_dict().items()}
+    path = save_ckpt(tmp_path / "last.ckpt", {"pytorch-lightning_version": "2.5.0", "epoch": 3, "state_dict": synthesis})
+    with pytest.raises(CheckpointError, match=r"last\.ckpt.*fit checkpoint.*mystyle-pl export .*last\.ckpt PRIOR_DIR"):
+        load_generator(path)
 
 
 # ----------------------------------------------------------------------------------------
@@ -369,7 +456,7 @@ def test_unknown_bytes(tmp_path):
 
 def test_not_a_generator(tmp_path):
     path = save_ckpt(tmp_path / "other.pt", {"g_ema": {"fc.weight": torch.zeros(2, 2)}})
-    with pytest.raises(CheckpointError, match=r"other\.pt.*(unexpected|not a rosinality)"):
+    with pytest.raises(CheckpointError, match=r"other\.pt.*no rosinality StyleGAN2 generator found.*top-level keys: \[.g_ema.\]"):
         load_generator(path)
 
 

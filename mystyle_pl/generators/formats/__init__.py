@@ -5,7 +5,8 @@ format         files                                                         mod
 =============  ============================================================  ==================
 ``native``     ``*.safetensors`` written by mystyle-pl (architecture inside)  ``native.py``
 ``nvidia``     stylegan2-ada-pytorch / stylegan3 pickles (``ffhq.pkl``)      ``nvidia_pkl.py``
-``rosinality`` rosinality/stylegan2-pytorch ``.pt`` (``g_ema`` state dict)   ``rosinality.py``
+``rosinality`` rosinality/stylegan2-pytorch ``.pt`` (``g_ema`` state dict);   ``rosinality.py``
+               pSp / e4e / ReStyle ``.pt`` (``state_dict`` ``decoder.*``)
 =============  ============================================================  ==================
 
 ``load_generator(path)`` sniffs the format from the file's first bytes; nothing is ever
@@ -23,6 +24,12 @@ from . import native
 from .errors import CheckpointError
 
 FORMAT_NAMES = ("native", "nvidia", "rosinality")
+# Keyword options each format's loader takes (load_generator refuses the others by name).
+_FORMAT_OPTIONS = {
+    "native": {"map_location"},
+    "nvidia": {"map_location"},
+    "rosinality": {"map_location", "size", "channel_multiplier", "key"},
+}
 # LONG1 opcode, 10 bytes, little-endian 0x1950a86a20f9469cfc6c: how torch.save (legacy) starts.
 _TORCH_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
@@ -48,18 +55,26 @@ def detect_format(path: str | os.PathLike) -> str:
         return "nvidia"
     raise CheckpointError(
         f"{path}: unrecognised checkpoint format (expected .safetensors from mystyle-pl, an NVIDIA "
-        f"stylegan2-ada/stylegan3 .pkl, or a rosinality stylegan2-pytorch .pt)"
+        f"stylegan2-ada/stylegan3 .pkl, or a torch .pt: rosinality stylegan2-pytorch, or pSp / e4e / ReStyle)"
     )
 
 
 def load_generator(path: str | os.PathLike, format: str | None = None, **kwargs) -> Generator:
     """Load a generator checkpoint of any supported format (``format=None`` sniffs it).
 
-    Extra keyword arguments go to the format's loader (e.g. ``size=`` or
-    ``channel_multiplier=`` for rosinality files whose architecture cannot be inferred).
+    Extra keyword arguments go to the format's loader: ``key=``, ``size=``,
+    ``channel_multiplier=`` for torch ``.pt`` files (``rosinality.load``: which generator of a
+    file holding several, and the architecture when it cannot be inferred); ``map_location=``
+    for every format. An option the format does not take raises :class:`CheckpointError`.
     """
     path = _existing_file(path)
     format = format or detect_format(path)
+    unused = sorted(set(kwargs) - _FORMAT_OPTIONS.get(format, set()))
+    if unused and format in _FORMAT_OPTIONS:
+        raise CheckpointError(
+            f"{path}: the option(s) {', '.join(unused)} apply only to torch .pt checkpoints (rosinality, pSp / "
+            f"e4e); this file is in the {format!r} format, which needs none of them: drop them"
+        )
     if format == "native":
         return native.load(path, **kwargs)
     if format == "nvidia":
