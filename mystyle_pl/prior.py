@@ -137,9 +137,10 @@ class PersonalPrior:
         return PersonalSpace.from_prior(self, beta=beta)
 
     def as_images(self, img: Any, name: str = "img") -> torch.Tensor:
-        """``[B, 3, H, W]`` float in ``[-1, 1]`` on the generator's device from a PIL image, a file path,
-        a uint8 ``[H, W, 3]`` array, a tensor ``[3, H, W]`` / ``[B, 3, H, W]`` in ``[-1, 1]``, or a list
-        of any of these (same size)."""
+        """``[B, 3, H, W]`` float in ``[-1, 1]`` on the generator's device from a file path, a PIL image,
+        a numpy array (read by :func:`~mystyle_pl.data.io.read_image`: EXIF orientation, alpha onto
+        white, 16-bit, palette, CMYK; uint8 / uint16 / float in ``[0, 1]`` arrays ``[H, W(, C)]``),
+        a tensor ``[3, H, W]`` / ``[B, 3, H, W]`` in ``[-1, 1]``, or a list of any of these (same size)."""
         from .data.io import read_image, to_tensor
 
         device = self.generator.w_avg.device
@@ -147,8 +148,6 @@ class PersonalPrior:
             if not img:
                 raise ValueError(f"{name} is an empty list")
             return torch.cat([self.as_images(i, name=f"{name}[{k}]") for k, i in enumerate(img)])
-        if isinstance(img, (str, os.PathLike)):
-            return to_tensor(read_image(img), device=device)
         if isinstance(img, torch.Tensor):
             x = img[None] if img.ndim == 3 else img
             if x.ndim != 4 or x.shape[1] != 3:
@@ -157,44 +156,16 @@ class PersonalPrior:
                 )
             return x.to(device=device, dtype=torch.float32)
         try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover
-            Image = None
-        import numpy as np
-
-        if Image is not None and isinstance(img, Image.Image):
-            return to_tensor(np.asarray(img.convert("RGB")), device=device)
-        if isinstance(img, np.ndarray):
-            return to_tensor(img, device=device)
-        raise ValueError(f"{name}: expected a PIL image, a path, a uint8 array or a tensor, got {type(img).__name__}")
+            return to_tensor(read_image(img, name=name), device=device)
+        except TypeError:
+            raise ValueError(
+                f"{name}: expected a PIL image, a path, a numpy array or a tensor, got {type(img).__name__}"
+            ) from None
 
     def _mask(self, mask: Any, images: torch.Tensor) -> torch.Tensor:
-        from .tasks.inpaint import mask_from_boxes, mask_from_png
+        from .tasks.inpaint import as_mask
 
-        size = tuple(images.shape[2:])
-        if isinstance(mask, (str, os.PathLike)):
-            return mask_from_png(mask, size)
-        if isinstance(mask, torch.Tensor):
-            return mask
-        try:
-            from PIL import Image
-
-            if isinstance(mask, Image.Image):  # white = hole
-                import numpy as np
-
-                grey = mask.convert("L")
-                if grey.size != (size[1], size[0]):
-                    raise ValueError(
-                        f"mask is {grey.size[0]}x{grey.size[1]} (WxH), the image is {size[1]}x{size[0]}: mask size mismatch"
-                    )
-                return torch.from_numpy(np.asarray(grey) < 128).float()[None, None]
-        except ImportError:  # pragma: no cover
-            pass
-        if isinstance(mask, (list, tuple)):
-            return mask_from_boxes(mask, size)
-        raise ValueError(
-            f"mask: expected a PNG path (white = hole), a PIL image, boxes or a tensor [B, 1, H, W] (1 = known pixel, 0 = hole), got {type(mask).__name__}"
-        )
+        return as_mask(mask, tuple(images.shape[2:]))
 
     def invert(self, img: Any, **kw):
         """Project photo(s) into the person's space (``D`` = identity) -> :class:`~mystyle_pl.tasks.invert.InvertResult`.
@@ -210,8 +181,10 @@ class PersonalPrior:
     def inpaint(self, img: Any, mask: Any, **kw):
         """Fill the hole of photo(s) -> :class:`~mystyle_pl.tasks.inpaint.InpaintResult`.
 
-        ``mask``: a PNG path or PIL image (**white = hole**), boxes ``[(x0, y0, x1, y1), ...]`` (holes),
-        or a tensor ``[B or 1, 1, H, W]`` with **1 = known pixel, 0 = hole**. ``kw``: :class:`Inpaint` arguments.
+        ``mask``: an image file, PIL image or uint8 array (**white = hole**; transparency and colour
+        masks as :func:`~mystyle_pl.data.io.read_mask` says), boxes ``[(x0, y0, x1, y1), ...]`` (holes),
+        or a tensor ``[B or 1, 1, H, W]`` with **1 = known pixel, 0 = hole**; a mask leaving less than
+        a quarter of the face known warns (wrong polarity?). ``kw``: :class:`Inpaint` arguments.
         """
         from .tasks.inpaint import Inpaint
 

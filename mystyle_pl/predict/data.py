@@ -146,18 +146,11 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(width, height)`` of an image file from its header (a full read when PIL cannot open it).
-    Raises :class:`~mystyle_pl.data.io.ImageReadError` naming the file."""
-    from PIL import Image
+    """``(width, height)`` of an image file as it is read (EXIF orientation applied), from its header
+    (a full read when PIL cannot open it). Raises :class:`~mystyle_pl.data.io.ImageReadError` naming the file."""
+    from ..data.io import read_image_size
 
-    from ..data.io import read_image
-
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, ValueError, Image.DecompressionBombError):
-        h, w = read_image(path).shape[:2]
-        return w, h
+    return read_image_size(path)
 
 
 # ----------------------------------------------------------------------------------------
@@ -273,7 +266,11 @@ class PhotoDataset(Dataset):
         return mask
 
     def load_mask(self, path: Path, photo, size: int) -> torch.Tensor:
-        """The known-mask ``[1, 1, size, size]`` (1 = known pixel, 0 = hole) of input ``path``."""
+        """The known-mask ``[1, 1, size, size]`` (1 = known pixel, 0 = hole) of input ``path``.
+
+        The mask file is read by :func:`~mystyle_pl.data.io.read_mask` (white = hole; transparency and
+        colour masks by its rules); an unreadable or ambiguous mask is a ``ValueError`` naming both files.
+        """
         from ..tasks.inpaint import mask_from_boxes, mask_from_png
 
         if photo.photo is not None:

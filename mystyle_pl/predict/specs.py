@@ -224,7 +224,7 @@ class InpaintSpec(ProjectingSpec):
 
     def predict(self, task, items: Sequence[TaskItem]) -> list[Prediction]:
         masks = torch.stack([item.mask for item in items])  # [B, 1, S, S], 1 = known, 0 = hole
-        result = task(self._stack(items), masks)
+        result = task(self._stack(items), masks, labels=[item.source or item.name for item in items])
         out = []
         for i, item in enumerate(items):
             pred = self._projected(

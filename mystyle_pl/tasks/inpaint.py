@@ -2,16 +2,23 @@
 person's space, then the result is blended into the input with a seam feathered *inside* the hole
 (pixels outside the hole are the input's, exactly).
 
-Masks follow the project convention: ``[B, 1, H, W]``, **1 = known pixel, 0 = hole**. On disk a
-mask is a PNG where **white = hole** (black = known), see :func:`mask_from_png`; on the command
-line holes are boxes ``x0,y0,x1,y1`` in pixels (``x1, y1`` exclusive), see :func:`mask_from_boxes`.
+Masks follow the project convention: ``[B, 1, H, W]``, **1 = known pixel, 0 = hole**. On disk (or
+as a PIL image / uint8 array) a mask is an image where **white = hole** (black = known), read by
+the project's one mask reader, :func:`mystyle_pl.data.io.read_mask` (transparency and colour
+masks: see its rules), see :func:`mask_from_png`; on the command line holes are boxes
+``x0,y0,x1,y1`` in pixels (``x1, y1`` exclusive), see :func:`mask_from_boxes`; :func:`as_mask`
+takes any of these. A mask that leaves less than a quarter of the face known (:func:`face_known_fraction`)
+is used, with an :class:`~mystyle_pl.data.io.InputWarning`: the usual cause is a mask of the
+wrong polarity.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,30 +34,55 @@ def _size_hw(size: int | Sequence[int]) -> tuple[int, int]:
     return h, w
 
 
-def mask_from_png(path: str | os.PathLike, size: int | Sequence[int], resize: bool = False) -> torch.Tensor:
-    """Read a mask PNG (**white = hole**, black = known; grey >= 128 counts as white) as a known-mask
-    ``[1, 1, H, W]`` float (**1 = known pixel, 0 = hole**).
+def mask_from_png(
+    path: str | os.PathLike | Any, size: int | Sequence[int], resize: bool = False, name: str | None = None
+) -> torch.Tensor:
+    """Read a mask image (**white = hole**, black = known; grey >= 128 counts as white; transparency
+    and colour masks as :func:`~mystyle_pl.data.io.read_mask` says) as a known-mask ``[1, 1, H, W]``
+    float (**1 = known pixel, 0 = hole**).
 
-    ``size``: the image's ``H`` (square) or ``(H, W)``. A PNG of another size is an error naming the
-    file, unless ``resize`` (nearest-neighbour).
+    ``path``: a file, a PIL image or a uint8 array; ``size``: the image's ``H`` (square) or
+    ``(H, W)``. A mask of another size is an error naming the file, unless ``resize``
+    (nearest-neighbour). Raises :class:`~mystyle_pl.data.io.ImageReadError` (a ``ValueError``)
+    naming the mask for an unreadable or ambiguous mask.
     """
-    from PIL import Image
+    from ..data.io import read_mask
 
     h, w = _size_hw(size)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            grey = img.convert("L")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"mask {path}: cannot read it as an image ({e})") from e
-    if grey.size != (w, h):
+    label = name or (f"mask {path}" if isinstance(path, (str, os.PathLike)) else "mask")
+    known = read_mask(path, name=label)
+    mh, mw = known.shape[-2:]
+    if (mh, mw) != (h, w):
         if not resize:
-            raise ValueError(
-                f"mask {path} is {grey.size[0]}x{grey.size[1]} (WxH), the image is {w}x{h}: mask size mismatch"
-            )
-        grey = grey.resize((w, h), Image.NEAREST)
-    hole = np.asarray(grey) >= 128
-    return torch.from_numpy(~hole).float()[None, None]
+            raise ValueError(f"{label} is {mw}x{mh} (WxH), the image is {w}x{h}: mask size mismatch")
+        known = F.interpolate(known, size=(h, w), mode="nearest")
+    return known
+
+
+def as_mask(mask: Any, size: int | Sequence[int], name: str = "mask") -> torch.Tensor:
+    """Any mask a user may give -> known-mask ``[B or 1, 1, H, W]`` (**1 = known pixel, 0 = hole**).
+
+    ``mask``: a tensor ``[B or 1, 1, H, W]`` / ``[H, W]`` with 1 = known pixel, 0 = hole (returned
+    as it is, checked later by :func:`check_mask`); an image file, PIL image or uint8 array with
+    **white = hole** (:func:`mask_from_png`); or boxes ``[(x0, y0, x1, y1), ...]`` marking holes
+    (:func:`mask_from_boxes`). ``size``: the images' ``H`` or ``(H, W)``.
+    """
+    if isinstance(mask, torch.Tensor):
+        return mask
+    if isinstance(mask, (list, tuple)):
+        return mask_from_boxes(mask, size)
+    try:
+        from PIL import Image
+
+        image_types: tuple = (str, os.PathLike, np.ndarray, Image.Image)
+    except ImportError:  # pragma: no cover
+        image_types = (str, os.PathLike, np.ndarray)
+    if isinstance(mask, image_types):
+        return mask_from_png(mask, size, name=None if isinstance(mask, (str, os.PathLike)) else name)
+    raise ValueError(
+        f"{name}: expected an image file, PIL image or uint8 array (white = hole), boxes [(x0, y0, x1, y1), ...] "
+        f"(holes) or a tensor [B, 1, H, W] (1 = known pixel, 0 = hole), got {type(mask).__name__}"
+    )
 
 
 def mask_from_boxes(boxes: Sequence[Sequence[int] | str], size: int | Sequence[int]) -> torch.Tensor:
@@ -93,8 +125,41 @@ def feathered_hole(mask: torch.Tensor, feather: int) -> torch.Tensor:
     return (depth / feather).clamp(0, 1) * hole
 
 
-def check_mask(mask: torch.Tensor, images: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """Validate a known-mask (**1 = known pixel, 0 = hole**) against ``images [B, 3, H, W]``; binarised."""
+# A mask leaving less than this fraction of the face known gets an InputWarning (wrong polarity?).
+MIN_KNOWN_FACE = 0.25
+
+
+def face_known_fraction(mask: torch.Tensor) -> torch.Tensor:
+    """Fraction of the face that a known-mask ``[B, 1, H, W]`` (**1 = known pixel, 0 = hole**) leaves
+    known -> ``[B]`` in ``[0, 1]``. The face is the ellipse of an FFHQ-aligned crop
+    (:func:`~mystyle_pl.data.align.face_mask`), scaled to ``H x W``.
+
+    >>> m = torch.ones(1, 1, 64, 64); m[..., 32:, :] = 0
+    >>> 0.3 < float(face_known_fraction(m)) < 0.5
+    True
+    """
+    from ..data.align import face_mask
+
+    h, w = mask.shape[-2:]
+    face = face_mask(max(h, w), feather=0.0, device=mask.device)
+    if (h, w) != face.shape[-2:]:
+        face = F.interpolate(face, size=(h, w), mode="nearest")
+    face = face[0, 0] > 0.5
+    return (mask.float()[:, 0] > 0.5)[:, face].float().mean(dim=1)
+
+
+def check_mask(
+    mask: torch.Tensor, images: torch.Tensor, name: str = "mask", labels: Sequence[str] | None = None
+) -> torch.Tensor:
+    """Validate a known-mask (**1 = known pixel, 0 = hole**) against ``images [B, 3, H, W]``; binarised.
+
+    Raises ``ValueError`` for a wrong shape or size, an empty mask (no hole) or a full one (no
+    known pixel); warns (:class:`~mystyle_pl.data.io.InputWarning`) when a mask leaves less than
+    :data:`MIN_KNOWN_FACE` of the face known. ``labels``: one name per image for the messages
+    (e.g. the input files); default ``"<name> (image i)"``.
+    """
+    from ..data.io import InputWarning
+
     b, _, h, w = images.shape
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} must be a tensor [B, 1, H, W] (1 = known pixel, 0 = hole), got {type(mask).__name__}")
@@ -110,11 +175,21 @@ def check_mask(mask: torch.Tensor, images: torch.Tensor, name: str = "mask") -> 
         raise ValueError(f"{name} is {mask.shape[2]}x{mask.shape[3]} (HxW), the image is {h}x{w}: mask size mismatch")
     mask = (mask.float() > 0.5).float().to(images.device)
     known = mask.expand(b, 1, h, w).flatten(1).sum(dim=1)
+    what = [f"{name} ({labels[i]})" if labels is not None and i < len(labels) else f"{name} (image {i})" for i in range(b)]
     for i, k in enumerate(known.tolist()):
         if k == h * w:
-            raise ValueError(f"{name} (image {i}) is empty: it marks no hole pixel, nothing to inpaint")
+            raise ValueError(f"{what[i]} is empty: it marks no hole pixel, nothing to inpaint")
         if k == 0:
-            raise ValueError(f"{name} (image {i}) is full: every pixel is a hole, no known pixel to project")
+            raise ValueError(f"{what[i]} is full: every pixel is a hole, no known pixel to project")
+    face_known = face_known_fraction(mask.expand(b, 1, h, w))
+    for i, f in enumerate(face_known.tolist()):
+        if f < MIN_KNOWN_FACE:
+            warnings.warn(
+                f"{what[i]} leaves only {f:.0%} of the face known ({1 - f:.0%} of it is hole): is its polarity "
+                "inverted? Mask images mark the hole in white (black = known); mask tensors hold 1 = known "
+                "pixel, 0 = hole. If you drew the part to keep, invert the mask",
+                InputWarning, stacklevel=3,
+            )  # fmt: skip
     return mask
 
 
@@ -136,14 +211,15 @@ class Inpaint(_ProjectingTask):
         super().__init__(prior, *args, **kwargs)
         self.feather = feather
 
-    def __call__(self, images: torch.Tensor, mask: torch.Tensor) -> InpaintResult:
-        return self.run(images, mask)
+    def __call__(self, images: torch.Tensor, mask: torch.Tensor, labels: Sequence[str] | None = None) -> InpaintResult:
+        return self.run(images, mask, labels=labels)
 
-    def run(self, images: torch.Tensor, mask: torch.Tensor) -> InpaintResult:
-        """``images [B, 3, R, R]`` in ``[-1, 1]``; ``mask [B or 1, 1, R, R]``, 1 = known pixel, 0 = hole."""
+    def run(self, images: torch.Tensor, mask: torch.Tensor, labels: Sequence[str] | None = None) -> InpaintResult:
+        """``images [B, 3, R, R]`` in ``[-1, 1]``; ``mask [B or 1, 1, R, R]``, 1 = known pixel, 0 = hole;
+        ``labels``: a name per image for error and warning messages (e.g. the input files)."""
         check_images(images, "images", self.resolution)
         images = images.to(self.device)
-        mask = check_mask(mask, images)
+        mask = check_mask(mask, images, labels=labels)
         result = self.projector.project(images * mask, degrade=lambda img: img * mask, mask=mask)
         feather = self.feather if self.feather is not None else max(1, self.resolution // 64)
         alpha = feathered_hole(mask, feather)
