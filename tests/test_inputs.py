@@ -1,9 +1,11 @@
 """Every image a user hands us goes through one reader (mystyle_pl.data.io): photos and masks, by
-path, as PIL images and as numpy arrays; masks with transparency or colour; a mask that leaves
-little of the face known warns."""
+path, as PIL images and as numpy arrays; masks with transparency or colour; inputs that are read
+but probably not as meant (a mask that leaves little of the face known, a folder with no dominant
+person) warn; where a square image's face is (check_aligned_crop)."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mystyle_pl.data.faces import FFHQ_DLIB_BOX, FaceAnalyzer, FaceBox, check_aligned_crop
 from mystyle_pl.data.io import ImageReadError, InputWarning, read_image, read_image_size, read_mask, write_image
 from mystyle_pl.tasks.inpaint import as_mask, check_mask, face_known_fraction, mask_from_png
 
@@ -281,3 +284,129 @@ def test_prior_api_reads_pil_and_array_inputs():
     drawing[..., :3], drawing[..., 3] = 255, hole * 255
     mask = prior._mask(Image.fromarray(drawing, "RGBA"), x)
     assert torch.equal(mask[0, 0] == 0, torch.from_numpy(hole))
+
+
+# ----------------------------------------------------------------------------------------
+# a square photo that is not an aligned crop
+
+
+class _BoxDetector:
+    """A detector returning one box at fixed fractions of the image's side (or none)."""
+
+    def __init__(self, box: tuple[float, float, float, float] | None):
+        self.box, self.calls = box, 0
+
+    def detect(self, image):
+        self.calls += 1
+        if self.box is None:
+            return []
+        s = image.shape[0]
+        return [FaceBox(*(v * s for v in self.box), score=1.0)]
+
+
+def test_check_aligned_crop_places_the_face():
+    image = _photo(256, 256)
+    aligned = check_aligned_crop(image, _BoxDetector(FFHQ_DLIB_BOX))
+    assert aligned.aligned is True
+    off = check_aligned_crop(image, _BoxDetector((0.55, 0.1, 0.85, 0.4)))  # a small face, top right
+    assert off.aligned is False and "aligned crop has it" in off.reason
+    assert check_aligned_crop(image, _BoxDetector(None)).aligned is None  # no face: no evidence
+    small = _BoxDetector((0.55, 0.1, 0.85, 0.4))
+    assert check_aligned_crop(_photo(32, 32), small).aligned is None and small.calls == 0
+
+
+class _TemplateLandmarker:
+    """68 points inside the detector's box, eyes and mouth where a frontal face has them."""
+
+    num_points = 68
+
+    def landmarks(self, image, box):
+        w, h = box.right - box.left, box.bottom - box.top
+        lm = np.tile([box.left + w / 2, box.top + h / 2], (68, 1)).astype(np.float64)
+        lm[36:42] = [box.left + 0.3 * w, box.top + 0.4 * h]
+        lm[42:48] = [box.left + 0.7 * w, box.top + 0.4 * h]
+        lm[48], lm[54] = [box.left + 0.35 * w, box.top + 0.8 * h], [box.left + 0.65 * w, box.top + 0.8 * h]
+        return lm
+
+
+# ----------------------------------------------------------------------------------------
+# prepare: a folder with no dominant person
+
+
+class _MarkedDetector:
+    """One face in the middle of every photo."""
+
+    def detect(self, image):
+        s = min(image.shape[:2])
+        return [FaceBox(0.3 * s, 0.3 * s, 0.7 * s, 0.7 * s, score=1.0)]
+
+
+class _MarkedDescriptor:
+    """Identity = the person number written in the photo's top-left block; photos of one person
+    differ by 0.2 (not duplicates), people by ~1.4."""
+
+    dim = 16
+
+    def describe(self, image, landmarks):
+        person, shot = int(round(image[:4, :4, 0].mean() / 20)), int(round(image[:4, :4, 1].mean() / 20))
+        d = np.zeros(self.dim, np.float32)
+        d[person] = 1.0
+        d[8 + shot % 8] += 0.2 / np.sqrt(2)
+        return d
+
+
+def _people_folder(folder: Path, people: list[int]) -> None:
+    folder.mkdir()
+    for i, person in enumerate(people):
+        img = _photo(320, 320, seed=i)
+        img[:4, :4, 0], img[:4, :4, 1] = 20 * person, 20 * i
+        write_image(folder / f"{i:02d}_person{person}.png", img)
+
+
+def _prepare(raw: Path, album: Path, messages: list[str]):
+    pytest.importorskip("dlib", reason="dlib-bin is not installed")
+    from mystyle_pl.data.curate import CurationSettings
+    from mystyle_pl.data.faces import FaceModelsUnavailable
+    from mystyle_pl.data.prepare import prepare_album
+
+    analyzer = {"detector": _MarkedDetector(), "landmarker": _TemplateLandmarker(), "descriptor": _MarkedDescriptor(),
+                "refine_iterations": 0}  # fmt: skip
+    try:
+        return prepare_album(raw, album, resolution=32, workers=0, progress=False, analyzer_kwargs=analyzer,
+                             curation=CurationSettings(min_face=64), log=messages.append)  # fmt: skip
+    except FaceModelsUnavailable as e:
+        pytest.skip(str(e))
+
+
+def test_identity_warning_on_decisions():
+    from mystyle_pl.data.curate import CurationSettings, FaceStats, PhotoStats, curate, identity_warning
+
+    def face(person, shot):
+        d = np.zeros(16)
+        d[person], d[8 + shot] = 1.0, 0.15
+        return FaceStats(400, 800, 300.0, d)
+
+    six = [PhotoStats(f"{p}_{k}.jpg", [face(p, k)]) for p in range(6) for k in range(2)]
+    decisions, _ = curate(six, CurationSettings())
+    assert sum(d.kept for d in decisions) == 2
+    assert "only 2 of the 12 photos" in (identity_warning(decisions) or "")
+    one = [PhotoStats(f"a{k}.jpg", [face(0, k)]) for k in range(5)] + six[2:6]
+    decisions, _ = curate(one, CurationSettings())
+    assert identity_warning(decisions) is None  # 5 of 9: a dominant person
+
+
+def test_prepare_warns_when_no_person_dominates(tmp_path):
+    messages: list[str] = []
+    _people_folder(tmp_path / "raw", [p for p in range(6) for _ in range(2)])  # 12 photos of 6 people
+    result = _prepare(tmp_path / "raw", tmp_path / "album", messages)
+    assert result.kept == 2
+    assert any("no dominant person" in m and "2 of the 12" in m for m in messages), messages
+    assert "warning: no dominant person" in result.summary()
+    manifest = json.loads((tmp_path / "album" / "manifest.json").read_text())
+    assert manifest["identity"]["share"] == {"person": 2, "usable": 12}
+    assert "no dominant person" in manifest["identity"]["warning"] and manifest["summary"]["warnings"]
+    # One person in most photos: no warning.
+    quiet: list[str] = []
+    _people_folder(tmp_path / "raw2", [0] * 6 + [1, 2])
+    ok = _prepare(tmp_path / "raw2", tmp_path / "album2", quiet)
+    assert ok.kept == 6 and not any("dominant" in m for m in quiet) and "warning" not in ok.summary()

@@ -20,6 +20,10 @@ exactly one, unambiguous reason:
 
 In a group photo the face closest to the dominant identity is used.
 
+The dominant identity is the person seen most often, which is only meaningful when one person
+dominates: :func:`identity_warning` says so when the album's person holds less than half of the
+photos with a usable face (e.g. 12 photos of 6 people give an "album" of 2 photos).
+
 Thresholds were calibrated on the real photos in ``../shared/data`` with dlib's 128-d
 descriptors (see ``CurationSettings``).
 
@@ -36,6 +40,9 @@ from typing import Sequence
 import numpy as np
 
 REASONS = ("unreadable", "no_face", "face_too_small", "blurry", "other_person", "duplicate")
+
+# The album's person must hold at least this share of the photos with a usable face, or prepare warns.
+MIN_IDENTITY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -216,6 +223,33 @@ def _closest_per_photo(faces, owners, n_photos, centre) -> list[tuple[int | None
             k = int(np.argmin(d[rows]))
             out.append((k, float(d[rows][k])))
     return out
+
+
+def identity_share(decisions: Sequence[Decision]) -> tuple[int, int]:
+    """``(photos of the album's person, photos with a usable face)``: the first counts the kept
+    photos and their near-duplicates, the second adds the photos of other people (photos rejected
+    earlier, for no face, a small or a blurry face, take no part in the identity vote).
+
+    >>> d = [Decision("a", True, None, ""), Decision("b", False, "other_person", ""), Decision("c", False, "blurry", "")]
+    >>> identity_share(d)
+    (1, 2)
+    """
+    person = sum(d.kept or d.reason == "duplicate" for d in decisions)
+    return person, person + sum(d.reason == "other_person" for d in decisions)
+
+
+def identity_warning(decisions: Sequence[Decision], min_share: float = MIN_IDENTITY_SHARE) -> str | None:
+    """A sentence for the user when the album's person holds less than ``min_share`` of the photos
+    with a usable face (no dominant person: the album may be the wrong one, or too small); else None."""
+    person, candidates = identity_share(decisions)
+    if candidates == 0 or person >= min_share * candidates:
+        return None
+    return (
+        f"no dominant person: the album's person is in only {person} of the {candidates} photos with a usable "
+        f"face ({person / candidates:.0%}); the other {candidates - person} show other people (rejected as "
+        "other_person). prepare keeps the person seen most often, so this album may be the wrong person or too "
+        "small: give a folder with photos of one person (or remove the other people's photos)"
+    )
 
 
 # ----------------------------------------------------------------------------------------

@@ -233,6 +233,71 @@ MIRROR_68 = _mirror_permutation_68()
 # bottom): the mean over the 59 real FFHQ-aligned photos of ../shared/data/albums (std ~0.03).
 FFHQ_DLIB_BOX = (0.196, 0.275, 0.805, 0.883)
 
+# Checking that a square image is an FFHQ-aligned crop (check_aligned_crop): squares smaller than
+# ALIGNED_CHECK_MIN_SIDE are not checked (the aligned face would be under ~80 px, too small for the
+# detector to place reliably); larger ones are reduced to ALIGNED_CHECK_SIDE first (the aligned face
+# is then ~155 px, found at full speed). A detected box is "where the aligned crop has it" when its
+# centre is within ALIGNED_CENTRE_TOLERANCE of the side from FFHQ_DLIB_BOX's centre and its size
+# within ALIGNED_SCALE_RANGE of FFHQ_DLIB_BOX's: on the 59 real aligned photos, at 128-512 px, the
+# boxes stay within 0.06 and 0.85-1.2x.
+ALIGNED_CHECK_MIN_SIDE = 128
+ALIGNED_CHECK_SIDE = 256
+ALIGNED_CENTRE_TOLERANCE = 0.15
+ALIGNED_SCALE_RANGE = (0.6, 1.6)
+
+
+@dataclass
+class AlignedCheck:
+    """Whether a square image looks like an FFHQ-aligned face crop (:func:`check_aligned_crop`)."""
+
+    aligned: bool | None  # True: a face where the aligned crop has it; False: faces, none there; None: not known
+    reason: str  # one sentence: what was found (or why nothing was checked)
+    boxes: list[FaceBox] = field(default_factory=list)  # the faces found, in the image's pixels
+
+
+def check_aligned_crop(
+    image: np.ndarray,  # uint8 RGB [S, S, 3]: the square image taken as an aligned crop
+    detector: FaceDetector,  # e.g. FaceAnalyzer().detector
+    min_side: int = ALIGNED_CHECK_MIN_SIDE,  # smaller images are not checked (aligned=None)
+    side: int = ALIGNED_CHECK_SIDE,  # larger images are reduced to this side before detecting
+) -> AlignedCheck:
+    """Is the face of a square image where an FFHQ-aligned crop has it (``FFHQ_DLIB_BOX``)?
+
+    ``aligned`` is None when the image is too small to check or no face is found (an aligned crop
+    with a hole or heavy degradation may hide its face from the detector: no evidence either way),
+    True when some detected face sits at the aligned place and scale, False when faces are found and
+    none does (a square photo that is not an aligned crop).
+    """
+    image = _rgb8(image)
+    h, w = image.shape[:2]
+    if h != w:
+        raise ValueError(f"check_aligned_crop takes a square image, got {w}x{h}")
+    if w < min_side:
+        return AlignedCheck(None, f"{w} px is too small to check (< {min_side} px)")
+    work, f = image, 1.0
+    if w > side:
+        work = np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.LANCZOS))
+        f = side / w
+    boxes = [_scale_box(b, 1 / f, 1 / f) for b in detector.detect(work)]
+    if not boxes:
+        return AlignedCheck(None, "no face detected", boxes)
+    l0, t0, r0, b0 = FFHQ_DLIB_BOX
+    centre0, size0 = np.array([(l0 + r0) / 2, (t0 + b0) / 2]), max(r0 - l0, b0 - t0)
+    described = []
+    for b in boxes:
+        centre = np.array([(b.left + b.right) / 2 + 0.5, (b.top + b.bottom) / 2 + 0.5]) / w
+        scale = b.size / w / size0
+        lo, hi = ALIGNED_SCALE_RANGE
+        if np.abs(centre - centre0).max() <= ALIGNED_CENTRE_TOLERANCE and lo <= scale <= hi:
+            return AlignedCheck(True, "a face where the aligned crop has it", boxes)
+        described.append(f"a face at ({centre[0]:.2f}, {centre[1]:.2f}) of the side, {scale:.2f}x the aligned size")
+    return AlignedCheck(
+        False,
+        f"found {'; '.join(described[:3])}; an aligned crop has it at ({centre0[0]:.2f}, {centre0[1]:.2f}), 1x",
+        boxes,
+    )
+
+
 # Box jitters (dx, dy as fractions of the side, scale) whose landmark predictions are averaged.
 REFINE_JITTERS = ((0.0, 0.0, 1.0), (-0.03, -0.03, 1.0), (-0.03, 0.03, 1.0), (0.03, -0.03, 1.0), (0.03, 0.03, 1.0),
                   (0.0, 0.0, 0.93), (0.0, 0.0, 1.07))  # fmt: skip

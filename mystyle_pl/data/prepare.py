@@ -43,7 +43,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .align import AlignTransform, align_face, face_mask
-from .curate import REASONS, CurationSettings, FaceStats, PhotoStats, curate, laplacian_variance
+from .curate import REASONS, CurationSettings, FaceStats, PhotoStats, curate, identity_share, identity_warning, laplacian_variance
 from .io import DEFAULT_MAX_PIXELS, ImageReadError, decode_image, write_bytes_atomic, write_image
 
 MANIFEST_NAME = "manifest.json"
@@ -84,6 +84,8 @@ class PrepareResult:
         if identity.get("photos"):
             lines.append(f"  identity: {identity['photos']} photos, median distance to the centre "
                          f"{identity['median_distance']:.3f} (threshold {identity['threshold']})")  # fmt: skip
+        if identity.get("warning"):
+            lines.append(f"  warning: {identity['warning']}")
         lines.append(f"  album: {self.album_dir / IMAGES_DIR}/ and {self.album_dir / MANIFEST_NAME}")
         return "\n".join(lines)
 
@@ -283,6 +285,10 @@ def prepare_album(
             for e in entries
         ]
         decisions, centre = curate(photos, curation)
+        share = identity_share(decisions)
+        no_dominant = identity_warning(decisions)
+        if no_dominant:
+            log(f"warning: {src}: {no_dominant}")
         for entry, decision in zip(entries, decisions):
             for f in entry["faces"]:
                 f["distance"] = None if centre is None else round(float(np.linalg.norm(np.asarray(f["descriptor"]) - centre)), 4)
@@ -332,7 +338,7 @@ def prepare_album(
             if out and out not in current and _is_own_output(out):
                 (album / out).unlink(missing_ok=True)
         settings = _settings(resolution, analyzer_settings, curation)
-        write_manifest(album, _build_manifest(entries, centre, curation, settings, src, previous))
+        write_manifest(album, _build_manifest(entries, centre, curation, settings, src, previous, share, no_dominant))
         if align_jobs and runner is None:
             runner = _Runner(min(workers, len(align_jobs)), analyzer_kwargs, max_pixels)
         aligned = 0
@@ -352,7 +358,8 @@ def prepare_album(
             runner.close()
 
     # 4. the manifest
-    manifest = _build_manifest(entries, centre, curation, _settings(resolution, analyzer_settings, curation), src, previous)
+    manifest = _build_manifest(entries, centre, curation, _settings(resolution, analyzer_settings, curation), src, previous,
+                               share, no_dominant)  # fmt: skip
     write_manifest(album, manifest)
     kept = sum(e["status"] == "kept" for e in entries)
     rejected = Counter(e["reason"] for e in entries if e["status"] != "kept")
@@ -364,7 +371,8 @@ def _settings(resolution: int, analyzer_settings: dict, curation: CurationSettin
             "curation": curation.to_dict()}  # fmt: skip
 
 
-def _build_manifest(entries: list[dict], centre, curation: CurationSettings, settings: dict, src: Path, previous) -> dict:
+def _build_manifest(entries: list[dict], centre, curation: CurationSettings, settings: dict, src: Path, previous,
+                    share: tuple[int, int] = (0, 0), warning: str | None = None) -> dict:
     from .. import __version__
 
     kept_entries = [e for e in entries if e.get("status") == "kept"]
@@ -383,11 +391,15 @@ def _build_manifest(entries: list[dict], centre, curation: CurationSettings, set
             "threshold": curation.identity_threshold,
             "median_distance": float(np.median(distances)) if distances else None,
             "centre": None if centre is None else [round(float(v), 6) for v in centre],
+            # photos of the person (kept + duplicates) / photos with a usable face; warning: no dominant person
+            "share": {"person": share[0], "usable": share[1]},
+            "warning": warning,
         },
         "summary": {
             "files": len(entries),
             "kept": len(kept_entries),
             "rejected": {r: n for r in REASONS if (n := sum(e.get("reason") == r for e in entries))},
+            "warnings": [warning] if warning else [],
         },
         "files": [_ordered_entry(e) for e in entries],
     }
