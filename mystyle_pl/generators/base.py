@@ -72,6 +72,19 @@ class Generator(nn.Module):
     def w_avg(self) -> torch.Tensor:
         return self.mapping.w_avg
 
+    @property
+    def ws_resolutions(self) -> list[int]:
+        """The resolution (pixels) of the layer each ``ws`` slot modulates: ``num_ws`` ints.
+
+        Default: StyleGAN2's layout (NVlabs/stylegan2-ada-pytorch ``training/networks.py``,
+        SynthesisNetwork): slot 0 is the 4 px conv, then two slots per block of resolution
+        ``2^k`` (its toRGB shares the next block's first slot), the last slot the final toRGB.
+        Generators with another layout override it. Used to group layers into coarse (4-8 px),
+        middle (16-32 px) and fine (64 px and up) styles (Karras et al., StyleGAN, CVPR 2019, 3.1).
+        """
+        res = int(self.img_resolution)
+        return [min(res, 2 ** (2 + (i + 1) // 2)) for i in range(self.num_ws)]
+
     def broadcast_w(self, w: torch.Tensor) -> torch.Tensor:
         """``w [B, w_dim]`` -> ``ws [B, num_ws, w_dim]`` (the same w for every layer)."""
         if w.ndim != 2 or w.shape[1] != self.w_dim:

@@ -513,6 +513,16 @@ class MobileStyleGANGenerator(Generator):
     def config(self) -> dict[str, Any]:
         return dict(self._config)
 
+    @property
+    def ws_resolutions(self) -> list[int]:
+        """Resolution (pixels) of the layer each ``ws`` slot modulates (see ``ws_layers``): the
+        block's output resolution ``R`` for ``bR.*``; ``to_img`` writes Haar coefficients at half
+        the image resolution."""
+        return [
+            self.img_resolution // 2 if name == "to_img" else int(name.split(".")[0][1:])
+            for name in self.synthesis.ws_layers
+        ]
+
 
 def upstream_ws_index(num_blocks: int = len(DEFAULT_CHANNELS) - 1) -> list[int]:
     """For each of our ws slots, the slot of upstream MobileStyleGAN's W+ layout that feeds it.

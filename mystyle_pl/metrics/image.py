@@ -34,9 +34,11 @@ def to_unit_range(images: Tensor) -> Tensor:
     return ((images.detach().float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def psnr(x: Tensor, y: Tensor) -> Tensor:
+def psnr(x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
     """Peak signal-to-noise ratio in dB per image ``[B]``: ``10 log10(1 / MSE)`` with both images in
-    ``[0, 1]`` (over all channels and pixels). Identical images give ``inf``.
+    ``[0, 1]`` (over all channels and pixels). Identical images give ``inf``. ``x, y`` are
+    ``[B, 3, H, W]`` in ``[-1, 1]``; ``mask [B or 1, 1, H, W]`` (1 = counted pixel, e.g. the known
+    region of an inpainting input) restricts the MSE to those pixels.
 
     A mid-grey 2x2 image against the same image with one pixel white: MSE = 0.5^2 / 4 = 1/16,
     PSNR = 10 log10(16) = 12.04 dB.
@@ -45,13 +47,20 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
     >>> y = x.clone(); y[..., 0, 0] = 1.0
     >>> round(float(psnr(x, y)[0]), 4)
     12.0412
+    >>> round(float(psnr(x, y, mask=torch.tensor([[[[0.0, 1], [1, 1]]]]))[0]), 1)
+    inf
     """
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     _check_pair(x, y, "psnr")
-    return peak_signal_noise_ratio(
-        to_unit_range(x).double(), to_unit_range(y).double(), data_range=1.0, reduction="none", dim=(1, 2, 3)
-    ).float()
+    x01, y01 = to_unit_range(x).double(), to_unit_range(y).double()
+    if mask is None:
+        return peak_signal_noise_ratio(x01, y01, data_range=1.0, reduction="none", dim=(1, 2, 3)).float()
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, x.shape[0]) or mask.shape[2:] != x.shape[2:]:
+        raise ValueError(f"psnr: mask must be [B or 1, 1, H, W] matching {tuple(x.shape)}, got {tuple(mask.shape)}")
+    m = mask.double().expand(x.shape[0], 1, *x.shape[2:])
+    mse = ((x01 - y01).square() * m).sum(dim=(1, 2, 3)) / (m.sum(dim=(1, 2, 3)) * x.shape[1]).clamp_min(1e-12)
+    return (10 * torch.log10(1.0 / mse)).float()
 
 
 def ssim(

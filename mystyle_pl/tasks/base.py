@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..anchors import downsample_to
+from ..data.align import face_mask
 from ..generators import Generator
 from ..space import PersonalSpace
 
@@ -57,6 +58,17 @@ class ProjectionSettings:
     delta_lr: float | None = None  # lr of the per-layer offsets delta (P+); None = lr (official).
     delta_prox: bool = False  # the ||delta_l|| penalty by a proximal step (group soft-threshold) after each
     # Adam step instead of through its gradient; same objective, reached without Adam's jitter (see below).
+    lr_rampup: float = 0.0  # linear lr warm-up over this first fraction of the steps (StyleGAN2's projector: 0.05).
+    face_weight: float | None = None  # loss weight of the background relative to the face (1): None = uniform
+    # (official). The face is the ellipse of an FFHQ-aligned crop (data.align.face_mask), so only aligned inputs.
+    # --- method "wplus" (W+ pulled toward the person's space; tasks.anchored.AnchoredWPlusProjector) ---
+    method: str = "pplus"  # "pplus": coefficients of the anchors per layer (official P+ / P_beta, above);
+    # "wplus": a free w per layer, started at the best-matching anchor and pulled toward P_beta per layer group.
+    w_lr: float = 0.05  # "wplus": Adam learning rate on ws, in W units per step.
+    pull: tuple[float, float, float] = (0.03, 0.03, 0.0)  # "wplus": weight of the mean squared distance of the
+    # coarse (4-8 px), middle (16-32 px) and fine (>= 64 px) layers' w from P_beta (their nearest point).
+    pull_target: str = "hull"  # "wplus": "hull" = P_beta (the dilated convex hull); "span" = the anchors' affine span.
+    start: str = "scan"  # "wplus": "scan" = the anchor whose render best matches the observation; "mean" = anchors' mean.
 
 
 class EarlyStopping:
@@ -77,18 +89,29 @@ class EarlyStopping:
         return self.since_best >= self.patience
 
 
-def lr_factor(step: int, steps: int, rampdown: float) -> float:
-    """Learning-rate multiplier at ``step`` of ``steps``: 1, then a cosine ramp to 0 over the last
-    ``rampdown`` fraction (StyleGAN2's projector uses 0.25). Adam moves every coordinate by about
+def lr_factor(step: int, steps: int, rampdown: float, rampup: float = 0.0) -> float:
+    """Learning-rate multiplier at ``step`` of ``steps``: a linear warm-up over the first ``rampup``
+    fraction, 1, then a cosine ramp to 0 over the last ``rampdown`` fraction (StyleGAN2's projector,
+    NVlabs/stylegan2-ada-pytorch ``projector.py``: rampup 0.05, rampdown 0.25). Fractions of the
+    budget, so the schedule follows the number of steps. Adam moves every coordinate by about
     ``lr`` per step whatever its gradient, so with the non-smooth ``||delta_l||`` penalty the
-    offsets keep jittering at the scale of ``lr``; the ramp lets them settle."""
-    if rampdown <= 0 or steps <= 0:
+    offsets keep jittering at the scale of ``lr``; the ramp lets them settle.
+
+    >>> [round(lr_factor(i, 10, 0.5, 0.2), 3) for i in (0, 1, 2, 5, 9)]
+    [0.5, 1.0, 1.0, 1.0, 0.095]
+    """
+    if steps <= 0:
         return 1.0
     t = step / steps
+    factor = 1.0
+    if rampup > 0:
+        factor = min(1.0, (step + 1) / max(1.0, rampup * steps))
+    if rampdown <= 0:
+        return factor
     start = 1.0 - rampdown
     if t <= start:
-        return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - start) / rampdown)))
+        return factor
+    return factor * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - start) / rampdown)))
 
 
 @dataclass
@@ -166,6 +189,8 @@ class Projector:
         if s.resolution > 0:
             x, y = downsample_to(x, s.resolution), downsample_to(y, s.resolution)
             m = downsample_to(mask, s.resolution) if mask is not None else None
+        if x.shape[-1] == x.shape[-2]:  # face weighting (aligned square crops only)
+            m = self.loss_weights(m, x.shape[-1], x.device)
         sq = (x - y).square()
         if m is None:
             loss = s.l2_weight * sq.mean(dim=(1, 2, 3))
@@ -176,6 +201,19 @@ class Projector:
         if s.lpips_weight > 0:
             loss = loss + s.lpips_weight * self._lpips(y.device)(x, y, mask=m)
         return loss
+
+    def loss_weights(self, mask: torch.Tensor | None, size: int, device: torch.device) -> torch.Tensor | None:
+        """The per-pixel loss weight ``[B or 1, 1, size, size]``: the known-mask (1 = known, 0 = hole)
+        times the face weighting (1 on the face ellipse of an FFHQ-aligned crop, ``face_weight`` on
+        the background, a soft edge; :func:`~mystyle_pl.data.align.face_mask`); None = uniform."""
+        s = self.settings
+        if s.face_weight is None:
+            return mask
+        key = (size, str(device))
+        if getattr(self, "_face_key", None) != key:
+            face = face_mask(size, device=device)
+            self._face, self._face_key = s.face_weight + (1.0 - s.face_weight) * face, key
+        return self._face if mask is None else mask.to(self._face.dtype) * self._face
 
     def project(
         self,
@@ -253,7 +291,7 @@ class Projector:
         bar = tqdm(range(s.steps), desc="projecting", leave=False, disable=not s.progress)
         for step in bar:
             for group, lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown)
+                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
             differentiable, prox_part = losses(alpha, delta, split=True)
             per_image = differentiable if prox_part is None else differentiable + prox_part
             improved = per_image.detach() < best_loss

@@ -49,11 +49,20 @@ class WPlusProjector(Projector):
             raise ValueError(f"w_lr must be positive, got {w_lr}")
         self.generator, self.space, self.lpips, self.w_lr = generator, None, lpips, float(w_lr)
 
+    def initial_ws(self, y: torch.Tensor, degrade, mask: torch.Tensor | None) -> torch.Tensor:
+        """Where the optimisation starts: ``ws [B, num_ws, w_dim]`` (here ``w_avg`` for every layer)."""
+        g = self.generator
+        return g.w_avg.detach().to(y.device).expand(y.shape[0], g.num_ws, g.w_dim).clone()
+
+    def penalty(self, ws: torch.Tensor) -> torch.Tensor:
+        """Per-image regulariser ``[B]`` added to the reconstruction loss (here none)."""
+        return ws.new_zeros(ws.shape[0])
+
     def _project(self, y, degrade, mask, init) -> ProjectionResult:
         s, g = self.settings, self.generator
         batch, device = y.shape[0], y.device
         if init is None:
-            ws = g.w_avg.detach().to(device).expand(batch, g.num_ws, g.w_dim).clone()
+            ws = self.initial_ws(y, degrade, mask)
         else:
             if tuple(init.shape) != (batch, g.num_ws, g.w_dim):
                 raise ValueError(f"init must be ws [B, num_ws, w_dim] = {(batch, g.num_ws, g.w_dim)}, got {tuple(init.shape)}")
@@ -62,15 +71,16 @@ class WPlusProjector(Projector):
         optimizer = torch.optim.Adam([ws], lr=self.w_lr, betas=(0.9, 0.999))
 
         def losses(ws: torch.Tensor) -> torch.Tensor:
-            return self.per_image_loss(g.synthesis(ws, noise_mode=s.noise_mode), y, degrade, mask)
+            return self.per_image_loss(g.synthesis(ws, noise_mode=s.noise_mode), y, degrade, mask) + self.penalty(ws)
 
         trace: list[float] = []
         stopping, steps_used = EarlyStopping(s.patience, s.min_delta), 0
         best_loss = torch.full((batch,), float("inf"), device=device)
         best_ws = ws.detach().clone()
-        for step in tqdm(range(s.steps), desc="projecting (W+)", leave=False, disable=not s.progress):
+        bar = tqdm(range(s.steps), desc=self.description, leave=False, disable=not s.progress)
+        for step in bar:
             for group in optimizer.param_groups:
-                group["lr"] = self.w_lr * lr_factor(step, s.steps, s.lr_rampdown)
+                group["lr"] = self.w_lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
             per_image = losses(ws)
             improved = per_image.detach() < best_loss
             best_loss = torch.where(improved, per_image.detach(), best_loss)
@@ -81,6 +91,7 @@ class WPlusProjector(Projector):
             steps_used += 1
             value = per_image.detach().mean().item()
             trace.append(value)
+            bar.set_postfix(loss=f"{value:.4f}")
             if stopping.stop(value):
                 break
         with torch.no_grad():
@@ -90,16 +101,22 @@ class WPlusProjector(Projector):
                 ws = best_ws
             ws = ws.detach()
             images = g.synthesis(ws, noise_mode=s.noise_mode)
-            final = self.per_image_loss(images, y, degrade, mask)
+            final = self.per_image_loss(images, y, degrade, mask) + self.penalty(ws)
         return ProjectionResult(
             images=images,
             ws=ws.contiguous(),
-            coefficients=torch.zeros(batch, 0, device=device),
+            coefficients=self.coefficients_of(ws),
             trace=trace,
             steps_used=steps_used,
             final_loss=final,
             raw=None,
         )
+
+    description = "projecting (W+)"
+
+    def coefficients_of(self, ws: torch.Tensor) -> torch.Tensor:
+        """What the result reports as ``coefficients``: here an empty ``[B, 0]`` (no anchors)."""
+        return ws.new_zeros(ws.shape[0], 0)
 
 
 @dataclass

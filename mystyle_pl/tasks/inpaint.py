@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .consistency import consistency_psnr
 from .invert import ProjectedResult, _ProjectingTask, check_images
 
 
@@ -200,6 +201,7 @@ class InpaintResult(ProjectedResult):
     blended: torch.Tensor  # [B, 3, R, R] input outside the hole, G(ws) inside, feathered seam
     mask: torch.Tensor  # [B or 1, 1, R, R] the known-mask used (1 = known pixel, 0 = hole)
     alpha: torch.Tensor  # [B or 1, 1, R, R] blend weight of G(ws) (0 outside the hole)
+    consistency: torch.Tensor | None = None  # [B] PSNR (dB) of G(ws) against the input on the known pixels (before blending)
 
 
 class Inpaint(_ProjectingTask):
@@ -224,4 +226,5 @@ class Inpaint(_ProjectingTask):
         feather = self.feather if self.feather is not None else max(1, self.resolution // 64)
         alpha = feathered_hole(mask, feather)
         blended = alpha * result.images + (1 - alpha) * images
-        return InpaintResult.from_projection(result, blended=blended, mask=mask, alpha=alpha)
+        consistency = consistency_psnr(result.images, images, lambda img: img, mask=mask)
+        return InpaintResult.from_projection(result, blended=blended, mask=mask, alpha=alpha, consistency=consistency)

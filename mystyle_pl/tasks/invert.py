@@ -6,12 +6,13 @@ Also holds the small helpers every task shares (input checks, building the proje
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from ..space import DEFAULT_BETA, PersonalSpace
+from .consistency import consistency_psnr
 from .base import ProjectionResult, ProjectionSettings, Projector
 
 
@@ -53,7 +54,16 @@ class _ProjectingTask:
             self.projector = projector
         else:
             self.space = PersonalSpace.from_prior(prior, beta=beta)
-            self.projector = Projector(self.generator, self.space, lpips, settings, **overrides)
+            resolved = settings if settings is not None else ProjectionSettings()
+            resolved = replace(resolved, **overrides) if overrides else resolved
+            if resolved.method == "wplus":
+                from .anchored import AnchoredWPlusProjector  # (anchored imports this module's siblings)
+
+                self.projector = AnchoredWPlusProjector(self.generator, self.space, lpips, resolved)
+            elif resolved.method == "pplus":
+                self.projector = Projector(self.generator, self.space, lpips, resolved)
+            else:
+                raise ValueError(f"method must be 'pplus' or 'wplus', got {resolved.method!r}")
 
     @property
     def resolution(self) -> int:
@@ -93,7 +103,9 @@ class ProjectedResult:
 
 @dataclass
 class InvertResult(ProjectedResult):
-    """Inversion result (no fields beyond :class:`ProjectedResult`)."""
+    """Inversion result: :class:`ProjectedResult` and how closely ``images`` reproduce the input."""
+
+    consistency: torch.Tensor | None = None  # [B] PSNR (dB) of G(ws) against the input
 
 
 class Invert(_ProjectingTask):
@@ -104,4 +116,6 @@ class Invert(_ProjectingTask):
 
     def run(self, images: torch.Tensor) -> InvertResult:
         check_images(images, "images", self.resolution)
-        return InvertResult.from_projection(self.projector.project(images.to(self.device)))
+        images = images.to(self.device)
+        result = self.projector.project(images)
+        return InvertResult.from_projection(result, consistency=consistency_psnr(result.images, images, lambda img: img))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .consistency import BACK_PROJECTION_ITERATIONS, back_project, consistency_psnr
 from .invert import ProjectedResult, _ProjectingTask, check_images
 
 MIN_FACTOR, MAX_FACTOR = 2, 32
@@ -91,8 +92,11 @@ def check_factor(images: torch.Tensor, resolution: int, factor: int | None, name
 class SuperResolveResult(ProjectedResult):
     """``images`` is the high-resolution result G(ws) in [-1, 1], at ``output_resolution``."""
 
-    degraded: torch.Tensor  # [B, 3, h, h] D(G(ws)) without noise: compare with the input
+    degraded: torch.Tensor  # [B, 3, h, h] D(images) without noise: compare with the input
     factor: int  # R / h
+    raw: torch.Tensor | None = None  # [B, 3, R, R] the projection G(ws) before back-projection (= images when off)
+    consistency: torch.Tensor | None = None  # [B] PSNR (dB) of D(images) against the input
+    raw_consistency: torch.Tensor | None = None  # [B] PSNR (dB) of D(raw) against the input
 
 
 class SuperResolve(_ProjectingTask):
@@ -107,10 +111,15 @@ class SuperResolve(_ProjectingTask):
         noise_std: float = 0.02,  # blind noise std (in [-1, 1] units)
         seed: int = 0,  # seeds the blind noise
         output_resolution: int | None = None,  # R of the result (<= the generator's; a power-of-2 divisor); None = the generator's
+        back_projection: int = BACK_PROJECTION_ITERATIONS,  # iterations making D(result) match the input
+        # (tasks.consistency.back_project: the input's low frequencies, the projection's detail); 0 = the raw projection
         **kwargs,
     ) -> None:
         super().__init__(prior, *args, **kwargs)
         self.blind, self.blur_sigma, self.noise_std, self.seed = blind, blur_sigma, noise_std, seed
+        if back_projection < 0:
+            raise ValueError(f"back_projection must be >= 0 iterations, got {back_projection}")
+        self.back_projection = int(back_projection)
         full = int(self.generator.img_resolution)
         if output_resolution is not None and (output_resolution > full or full % int(output_resolution) != 0):
             raise ValueError(
@@ -153,6 +162,15 @@ class SuperResolve(_ProjectingTask):
             y = F.interpolate(images, scale_factor=up, mode="nearest")
         result = self.projector.project(y, degrade=degrade)
         with torch.no_grad():
-            degraded = self.operator(size, factor, noise=False)(result.images)
-            result.images = self.to_output(result.images)
-        return SuperResolveResult.from_projection(result, degraded=degraded, factor=factor)
+            clean = self.operator(size, factor, noise=False)
+            raw = self.to_output(result.images)
+            out = back_project(raw, images, clean, self.back_projection) if self.back_projection else raw
+            result.images = out
+            return SuperResolveResult.from_projection(
+                result,
+                degraded=clean(out),
+                factor=factor,
+                raw=raw,
+                consistency=consistency_psnr(out, images, clean),
+                raw_consistency=consistency_psnr(raw, images, clean),
+            )

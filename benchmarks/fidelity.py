@@ -1,0 +1,135 @@
+"""Fidelity probe: do projection methods give back *this* photo restored? Prints figures.
+
+For each held-out aligned photo: the truth at ``--resolution`` px, the input = the truth
+area-down-sampled by ``--factor`` (or the truth itself with ``--factor 1``: held-out inversion),
+then every method's result, scored by PSNR to the truth, consistency (PSNR of the result
+down-sampled like the input against the input), LPIPS-VGG to the truth, dlib distance to the
+truth (same person below 0.6) and seconds per image. A strip per photo (input | methods | truth)
+goes to ``--out``.
+
+Methods are named settings of :class:`~mystyle_pl.tasks.SuperResolve` (or ``Invert``):
+``name:key=value,key=value`` with ProjectionSettings / task fields, e.g.
+
+    python benchmarks/fidelity.py --prior outputs/demo/prior --photos outputs/demo/held_out \\
+        --factor 8 --steps 100 --method "shipped:preset=shipped" --method "wplus:preset=quick"
+
+``bicubic`` is always included. Presets: see :mod:`mystyle_pl.tasks.presets`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mystyle_pl.data.io import read_image, to_tensor, to_uint8  # noqa: E402
+from mystyle_pl.losses import LPIPS  # noqa: E402
+from mystyle_pl.metrics.identity import IdentityScorer  # noqa: E402
+from mystyle_pl.metrics.image import psnr  # noqa: E402
+from mystyle_pl.prior import PersonalPrior  # noqa: E402
+from mystyle_pl.tasks import Invert, SuperResolve  # noqa: E402
+from mystyle_pl.tasks.presets import task_settings  # noqa: E402
+
+
+def parse_method(text: str) -> tuple[str, dict]:
+    name, _, rest = text.partition(":")
+    kwargs: dict = {}
+    for part in filter(None, rest.split(",")) if "=" in rest else []:
+        key, _, value = part.partition("=")
+        try:
+            kwargs[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            kwargs[key.strip()] = value.strip()
+    return name, kwargs
+
+
+def _fix_tuples(kwargs: dict) -> dict:
+    # "pull=(0.1;0.1;0)" on the command line (commas separate the fields)
+    out = {}
+    for k, v in kwargs.items():
+        if isinstance(v, str) and v.startswith("(") and ";" in v:
+            v = tuple(float(x) for x in v.strip("()").split(";"))
+        out[k] = v
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prior", required=True, help="personal prior bundle folder")
+    ap.add_argument("--photos", nargs="+", required=True, help="aligned held-out photos (files or folders)")
+    ap.add_argument("--factor", type=int, default=8, help="down-sampling factor of the input; 1 = inversion")
+    ap.add_argument("--resolution", type=int, default=256, help="truth / output resolution (px)")
+    ap.add_argument("--steps", type=int, default=100, help="projection steps of every method")
+    ap.add_argument("--method", action="append", default=[], help="name:key=value,... (repeatable)")
+    ap.add_argument("--out", default="outputs/fidelity", help="strips and metrics.json")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--no-identity", action="store_true", help="skip dlib scoring")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    prior = PersonalPrior.load(args.prior)
+    files = []
+    for p in map(Path, args.photos):
+        files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg")) if p.is_dir() else [p]
+    R, f = args.resolution, args.factor
+    vgg = LPIPS("vgg")
+    lpips_alex = LPIPS("alex")
+    scorer = None if args.no_identity else IdentityScorer()
+    methods = [parse_method(m) for m in (args.method or ["quick:preset=quick"])]
+    rows = []
+    for file in files:
+        truth = F.interpolate(to_tensor(read_image(file)), size=(R, R), mode="area")
+        y = truth if f == 1 else F.interpolate(truth, size=(R // f, R // f), mode="area")
+        down = (lambda x: x) if f == 1 else (lambda x: F.interpolate(x, size=(R // f, R // f), mode="area"))
+        results = {"bicubic": (F.interpolate(y, size=(R, R), mode="bicubic", align_corners=False).clamp(-1, 1), 0.0, 0)}
+        for name, kw in methods:
+            kw = _fix_tuples(kw)
+            preset = kw.pop("preset", "quick")
+            task_kw = {k: kw.pop(k) for k in list(kw) if k in ("back_projection",)}
+            settings = task_settings(preset, steps=args.steps, **kw)
+            t0 = time.perf_counter()
+            if f == 1:
+                task = Invert(prior, settings=settings, lpips=lpips_alex, beta=kw.get("beta", 0.03))
+                full = F.interpolate(truth, size=(prior.generator.img_resolution,) * 2, mode="bicubic", align_corners=False)
+                res = task(full)
+                img = F.interpolate(res.images, size=(R, R), mode="area")
+            else:
+                task = SuperResolve(prior, settings=settings, lpips=lpips_alex, output_resolution=R, **task_kw)
+                res = task(y)
+                img = res.images
+            results[name] = (img.clamp(-1, 1), time.perf_counter() - t0, res.steps_used)
+        gt_desc = scorer.describe(truth[0]) if scorer else None
+        for name, (img, secs, steps) in results.items():
+            row = {
+                "photo": file.name, "method": name, "seconds": round(secs, 1), "steps": steps,
+                "psnr": float(psnr(img, truth)[0]), "consistency": float(psnr(down(img), y)[0]),
+                "lpips_vgg": float(vgg(img, truth)[0]),
+            }  # fmt: skip
+            if scorer:
+                row["dlib"] = scorer.score(img[0], gt_desc).dist_gt
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        tiles = [F.interpolate(y, size=(R, R), mode="nearest")] + [r[0] for r in results.values()] + [truth]
+        Image.fromarray(to_uint8(torch.cat(tiles, dim=3))[0]).save(out / f"{file.stem}_x{f}.jpg", quality=90)
+    (out / "metrics.json").write_text(json.dumps(rows, indent=1))
+    print("\nmethod            PSNR   cons.  LPIPS  dlib   s/img")
+    for name in dict.fromkeys(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == name]
+        mean = lambda k: sum(r.get(k, float("nan")) for r in sel) / len(sel)  # noqa: E731
+        print(f"{name:16s} {mean('psnr'):6.2f} {mean('consistency'):6.1f} {mean('lpips_vgg'):6.3f} {mean('dlib'):6.3f} {mean('seconds'):6.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

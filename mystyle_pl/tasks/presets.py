@@ -1,0 +1,53 @@
+"""Named projection budgets: the one home of the projection defaults that ``predict``, ``evaluate``,
+the demo and Python share.
+
+* ``quick`` (default): W+ anchored to the person's space (:mod:`.anchored`), 100 steps, the loss
+  weighted toward the face and computed at 256 px; about a minute per image on a 2-core CPU with
+  MobileStyleGAN.
+* ``full``: the same method, 400 steps (a GPU budget).
+* ``pplus``: the paper's P+ (anchors' coefficients per layer) at a CPU budget: 300 steps with early
+  stopping, proximal offsets, lr ramp-down (what ``predict`` shipped before the W+ method).
+* ``official``: google/mystyle's projection exactly (``reconstruct/hyperparams.py``): P+, 1000 Adam
+  steps at lr 5e-3, LPIPS-alex + MSE at full resolution, no early stopping.
+
+Learning-rate schedules are fractions of the step budget (:func:`~.base.lr_factor`), so a preset
+with another ``steps`` keeps its shape. The values of ``quick`` were chosen by measurement
+(``benchmarks/fidelity.py``, ``docs/fidelity.md``).
+
+>>> task_settings("quick").method, task_settings("quick", steps=50).steps
+('wplus', 50)
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+from .base import ProjectionSettings
+
+PRESETS: dict[str, dict] = {
+    "official": dict(method="pplus", steps=1000, lr=5e-3, patience=None, resolution=0, lr_rampdown=0.0, delta_prox=False),
+    "pplus": dict(method="pplus", steps=300, lr=5e-3, patience=50, resolution=256, lr_rampdown=0.25, delta_prox=True),
+    "quick": dict(
+        method="wplus", steps=100, w_lr=0.05, lr_rampup=0.05, lr_rampdown=0.25, patience=None, resolution=256,
+        face_weight=0.1, pull=(0.03, 0.03, 0.0), pull_target="hull", start="scan",
+    ),  # fmt: skip
+}
+PRESETS["full"] = {**PRESETS["quick"], "steps": 400}
+DEFAULT_PRESET = "quick"
+
+
+def task_settings(preset: str = DEFAULT_PRESET, **overrides) -> ProjectionSettings:
+    """:class:`~.base.ProjectionSettings` of a named preset with fields replaced by ``overrides``
+    (``None`` values are ignored, so unset CLI options keep the preset's value).
+
+    Raises ``ValueError`` for an unknown preset or field."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown projection preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    known = {f.name for f in fields(ProjectionSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown projection setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if "pull" in values:
+        values["pull"] = tuple(float(p) for p in values["pull"])
+    return replace(ProjectionSettings(), **values)
