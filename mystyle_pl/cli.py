@@ -4,18 +4,28 @@
 ``--print_config``, class_path/init_args). Tool commands (``convert``, ``info``, ...) are
 plain argparse commands registered in ``TOOL_COMMANDS``. ``python cli.py`` is the same
 program.
+
+Errors a user can cause (a missing file, an output folder that cannot be written, a wrong option
+value: :class:`~mystyle_pl.errors.UserError`, ``FileNotFoundError``, ``PermissionError``,
+``ValueError``, ...) end in one line ``mystyle-pl: error: <path>: <problem>`` on stderr and exit
+status 2; other exceptions are bugs and keep their traceback. ``--debug`` (anywhere on the line)
+or ``MYSTYLE_DEBUG=1`` shows the traceback of user errors too. A ``predict`` stopped by SIGTERM
+exits with status 143 after writing ``summary.json`` / ``failed.json``
+(:mod:`mystyle_pl.predict.stop`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
+from .errors import PredictInterrupted, UserError, describe_error
 
 LIGHTNING_COMMANDS = {
     "fit": "tune a personal prior (LightningCLI: trainer + model + data from YAML/flags)",
@@ -112,9 +122,9 @@ def _run_export(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
-        raise SystemExit(f"error: {out} exists; pass --overwrite to replace it")
+        raise UserError(f"{out}: exists; pass --overwrite to replace it")
     model = PersonalTuner.load_from_checkpoint(args.checkpoint, map_location="cpu", weights_only=False)
-    path = export_prior(model, out, metrics={"exported_from": str(args.checkpoint)})
+    path = export_prior(model, out, metrics={"exported_from": str(args.checkpoint)}, overwrite=args.overwrite)
     print(f"personal prior written to {path}")
     return 0
 
@@ -143,9 +153,11 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     src, dst = Path(args.src), Path(args.dst)
     if dst.exists() and not args.overwrite:
-        raise SystemExit(f"error: {dst} exists; pass --overwrite to replace it")
+        raise UserError(f"{dst}: exists; pass --overwrite to replace it")
     if dst.resolve() == src.resolve():
-        raise SystemExit(f"error: DST must differ from SRC ({src}); the source is never modified")
+        raise UserError(f"{dst}: DST must differ from SRC ({src}); the source is never modified")
+    if not src.exists():
+        raise FileNotFoundError(2, "No such file or directory", str(src))
     kwargs = _torch_checkpoint_options(args)
     generator = load_generator(src, format=None if args.format == "auto" else args.format, **kwargs).eval()
     save_generator(generator, dst, extra_metadata={"converted_from": src.name})
@@ -247,15 +259,15 @@ def _run_prepare(args: argparse.Namespace) -> int:
         result = prepare_album(args.input, args.output, resolution=args.resolution, workers=args.workers,
                                curation=curation, progress=not args.no_progress)  # fmt: skip
     except (PrepareError, FaceModelsUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UserError(describe_error(e)) from e
     if args.json:
         print(json.dumps({**result.manifest["summary"], "album": str(result.album_dir), "analysed": result.analysed,
                           "reused": result.reused, "written": result.aligned, "seconds": round(result.seconds, 2)}, indent=2))  # fmt: skip
     else:
         print(result.summary())
     if result.kept == 0:
-        print("error: no photo was kept; see the reasons in the manifest (e.g. lower --min-face for small photos)", file=sys.stderr)
+        print(f"mystyle-pl: error: {result.album_dir}: no photo was kept; see the reasons in the manifest "
+              "(e.g. lower --min-face for small photos)", file=sys.stderr)  # fmt: skip
         return 1
     return 0
 
@@ -362,6 +374,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     beta = evaluation.parse_betas(args.beta)
     if len(beta) != 1:
         raise ValueError(f"--beta takes one value, got {args.beta!r}")
+    _check_paths(inputs={"--prior": [args.prior], "--photos": args.photos or [], "--album-refs": [args.album_refs]},
+                 outputs={"--out": args.out})  # fmt: skip
     try:
         result = evaluation.evaluate(
             args.prior, args.photos, tasks=args.tasks, out=args.out, pairs=args.pairs, methods=args.methods,
@@ -373,8 +387,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             max_strips=args.max_strips,
         )  # fmt: skip
     except FaceModelsUnavailable as e:
-        print(f"error: the identity metric needs dlib's face models: {e}", file=sys.stderr)
-        return 2
+        raise UserError(f"the identity metric needs dlib's face models: {e}") from e
     print(f"report: {result.report}\nmetrics: {result.metrics_path}")
     return 0
 
@@ -397,9 +410,24 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    _check_paths(inputs={"--album": [args.album]}, outputs={"--out": args.out})
     run_demo(args.out, album=args.album, quality=args.quality, device=args.device, seed=args.seed,
              progress=not args.no_progress)  # fmt: skip
     return 0
+
+
+def _check_paths(inputs: dict[str, list], outputs: dict[str, str | None]) -> None:
+    """Refuse missing inputs and unwritable output folders before any long work (one-line errors).
+    ``inputs``: option -> paths (None entries skipped); ``outputs``: option -> folder (created)."""
+    from .errors import ensure_writable_dir
+
+    for option, paths in inputs.items():
+        for path in paths:
+            if path is not None and not Path(path).exists():
+                raise FileNotFoundError(2, f"not found ({option})", str(path))
+    for option, folder in outputs.items():
+        if folder is not None:
+            ensure_writable_dir(folder, f"output folder ({option})", f"choose another with {option}")
 
 
 TOOL_COMMANDS: dict[str, ToolCommand] = {
@@ -443,22 +471,30 @@ def run_tool(name: str, argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"mystyle-pl {name}", description=command.help)
     command.add_arguments(parser)
     args = parser.parse_args(list(argv))
-    try:
-        return command.run(args)
-    except (FileNotFoundError, ValueError) as e:  # CheckpointError is a ValueError
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return command.run(args)
 
 
 def run_lightning(argv: Sequence[str] | None) -> int:
-    """Hand over to LightningCLI (``argv=None``: it reads ``sys.argv`` itself)."""
+    """Hand over to LightningCLI (``argv=None``: it reads ``sys.argv`` itself). ``predict`` runs
+    with SIGTERM turned into a clean stop (see :mod:`mystyle_pl.predict.stop`)."""
     from .lightning_cli import MyStyleLightningCLI
 
-    MyStyleLightningCLI(args=None if argv is None else list(argv))
+    command = (list(sys.argv[1:]) if argv is None else list(argv))[:1]
+    if command != ["predict"]:
+        MyStyleLightningCLI(args=None if argv is None else list(argv))
+        return 0
+    from .predict import stop
+
+    stop.enter()  # from the start: a SIGTERM while the prior loads also ends in a clean stop
+    try:
+        MyStyleLightningCLI(args=None if argv is None else list(argv))
+    finally:
+        stop.exit()
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def dispatch(argv: Sequence[str] | None = None) -> int:
+    """Run one command; exceptions propagate (what :func:`main` turns into messages and exit codes)."""
     from_sys_argv = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -472,8 +508,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_tool(name, rest)
     if name in LIGHTNING_COMMANDS:
         return run_lightning(None if from_sys_argv else argv)
-    print(f"error: unknown command {name!r}\n\n{top_level_help()}", file=sys.stderr)
+    print(f"mystyle-pl: error: unknown command {name!r}\n\n{top_level_help()}", file=sys.stderr)
     return 2
+
+
+# Exceptions a user causes (paths, options, file contents): one line, exit status 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UserError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError,
+)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    extra: list[type[BaseException]] = []
+    try:  # dlib or its models missing: an installation problem with a clear remedy, not a bug
+        from .data.faces import FaceModelsUnavailable
+
+        extra.append(FaceModelsUnavailable)
+    except ImportError:  # pragma: no cover
+        pass
+    return (*USER_ERRORS, *extra)
+
+
+# jsonargparse wraps an exception raised by a class's __init__ in a ValueError with these words.
+_PARSER_WRAPPERS = ("Does not validate against any of the Union subtypes", "Problem with given class_path")
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """The exception a jsonargparse wrapper was made from (e.g. the PriorError of a model's
+    ``__init__``), else ``error`` itself."""
+    seen = set()
+    while str(error).lstrip().startswith(_PARSER_WRAPPERS) and id(error) not in seen:
+        seen.add(id(error))
+        inner = error.__cause__ or error.__context__
+        if inner is None:
+            break
+        error = inner
+    return error
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``mystyle-pl`` program: :func:`dispatch`, with user errors as one line on stderr (exit 2),
+    a predict stopped by SIGTERM as exit 143, and tracebacks only for bugs (or with ``--debug`` /
+    ``MYSTYLE_DEBUG=1``)."""
+    from_sys_argv = argv is None
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("MYSTYLE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    if "--debug" in args:
+        debug = True
+        args = [a for a in args if a != "--debug"]
+        if from_sys_argv:
+            sys.argv = [sys.argv[0], *args]
+    try:
+        return dispatch(None if from_sys_argv else args)
+    except KeyboardInterrupt:
+        print("mystyle-pl: interrupted", file=sys.stderr)
+        return 130
+    except BaseException as e:
+        if isinstance(e, PredictInterrupted):
+            print(f"mystyle-pl: {e}", file=sys.stderr)
+            return e.exit_code
+        cause = _unwrap(e)
+        if debug or not isinstance(e, _user_errors()) or not isinstance(cause, _user_errors()):
+            raise
+        print(f"mystyle-pl: error: {describe_error(cause)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

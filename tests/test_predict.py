@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from mystyle_pl.cli import main
+from mystyle_pl.cli import dispatch
 from mystyle_pl.data.align import AlignTransform
 from mystyle_pl.data.anchors_io import Anchors
 from mystyle_pl.data.io import read_image, to_tensor, write_image
@@ -79,7 +79,7 @@ def predict(task: str, prior_dir: Path, out: Path, *args: str) -> Path:
     ]  # fmt: skip
     if task != "sample" and "--data.num_workers" not in args:
         argv += ["--data.num_workers", "0"]
-    assert main(argv) == 0
+    assert dispatch(argv) == 0  # dispatch: errors propagate (main turns them into one line, see test_cli_errors.py)
     return out
 
 
@@ -96,7 +96,8 @@ def tree(folder: Path) -> set[str]:
 
 def test_invert_writes_each_input_and_skips_a_broken_file(prior_dir, prior, faces, tmp_path):
     before = tree(faces)
-    out = predict("invert", prior_dir, tmp_path / "out", "--data.inputs", str(faces), *FAST)
+    # the paper's P+ (preset pplus): the latents are the anchors' coefficients
+    out = predict("invert", prior_dir, tmp_path / "out", "--data.inputs", str(faces), *FAST, "--model.task.preset", "pplus")
     assert tree(faces) == before  # nothing written beside the inputs
     g = prior.generator
     for name in ("alice", "bob"):
@@ -145,8 +146,8 @@ def test_superres_result_matches_the_low_resolution_input(prior_dir, prior, tmp_
     write_image(folder / "huge.png", torch.zeros(3, 2 * R, 2 * R))  # larger than the generator
     out = predict(
         "superres", prior_dir, tmp_path / "out", "--data.inputs", str(folder), "--data.factor", str(factor),
-        "--model.task.steps", "60", "--model.task.lr", "0.03", "--model.task.lpips_weight", "0",
-    )  # fmt: skip
+        "--model.task.steps", "60", "--model.task.lpips_weight", "0", "--model.task.face_weight", "1.0",
+    )  # fmt: skip  (the default preset, quick: W+ anchored; uniform loss weights, the tiny faces are not real ones)
     result = out / "small"
     crop = to_tensor(png(result / "crop.png"))
     assert crop.shape == (1, 3, R, R) and png(result / "input.png").shape == (size, size, 3)
