@@ -6,7 +6,13 @@ A folder::
       generator.safetensors   the tuned generator (native format: weights + architecture)
       anchors.safetensors     one w per training photo [N, w_dim] + the photo names in order
       prior.json              family, source, resolution, training settings, album digest,
-                              metrics at export, version
+                              metrics at export, the person's identity centre, version
+
+``prior.json``'s ``identity`` is the centre of the person's face descriptors (dlib's 128-d
+ResNet, as ``prepare`` computes it from the album: ``manifest.json``'s ``identity.centre``),
+stored at export when the album's manifest is reachable. Tasks use it to tell the person from
+other people in a photo (:meth:`PersonalPrior.identity_centre`; for bundles without it the
+album manifest is looked up again, else the anchors' renders are described).
 
 Loading never unpickles. Tasks import this module, never the tuning code.
 """
@@ -30,6 +36,31 @@ GENERATOR_FILE = "generator.safetensors"
 ANCHORS_FILE = "anchors.safetensors"
 INFO_FILE = "prior.json"
 BUNDLE_VERSION = 1
+IDENTITY_RENDERS = 16  # anchors rendered and described when neither prior.json nor the album gives the identity
+
+
+def album_identity(album: str | os.PathLike | None, prior_dir: str | os.PathLike | None = None) -> tuple[list[float] | None, str]:
+    """The identity centre ``[D]`` that ``prepare`` stored in the album's ``manifest.json``, and a
+    note saying where it came from (or why there is none). A relative ``album`` is also tried
+    beside the prior folder."""
+    if not album:
+        return None, "the prior names no album"
+    from .data.prepare import load_manifest
+
+    candidates = [Path(album)]
+    if not Path(album).is_absolute() and prior_dir is not None:
+        candidates.append(Path(prior_dir).parent / album)
+    notes = []
+    for folder in candidates:
+        try:
+            centre = (load_manifest(folder).get("identity") or {}).get("centre")
+        except (OSError, ValueError) as e:
+            notes.append(f"no album manifest in {folder} ({type(e).__name__})")
+            continue
+        if centre:
+            return [float(v) for v in centre], f"the album's identity centre ({folder / 'manifest.json'})"
+        notes.append(f"{folder / 'manifest.json'} has no identity centre")
+    return None, "; ".join(notes)
 
 
 class PriorError(ValueError):
@@ -69,6 +100,12 @@ class PersonalPrior:
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
 
+        if not (self.info.get("identity") or {}).get("centre") and self.info.get("album"):
+            centre, note = album_identity(self.info["album"])
+            if centre is not None:
+                self.info["identity"] = {"centre": [round(v, 6) for v in centre], "source": note,
+                                         "descriptor": "dlib ResNet 128-d (mystyle_pl.data.faces.FaceAnalyzer)"}  # fmt: skip
+
         def fill(tmp: Path) -> None:
             save_generator(self.generator, tmp / GENERATOR_FILE)
             save_anchors(tmp / ANCHORS_FILE, self.anchors.w, self.anchors.names, metadata=self.anchors.metadata)
@@ -93,7 +130,8 @@ class PersonalPrior:
         path = Path(path)
         if not path.is_dir():
             raise PriorError(
-                f"prior bundle not found: {path} (expected a folder with {GENERATOR_FILE}, {ANCHORS_FILE}, {INFO_FILE})"
+                f"{path}: prior bundle not found (expected a folder with {GENERATOR_FILE}, {ANCHORS_FILE}, {INFO_FILE}, "
+                "as `mystyle-pl export` or fit's ExportPrior write it)"
             )
         missing = [f for f in (GENERATOR_FILE, ANCHORS_FILE, INFO_FILE) if not (path / f).is_file()]
         if missing:
@@ -122,11 +160,72 @@ class PersonalPrior:
             "source": self.info.get("generator_source"),
             "album": self.info.get("album"),
             "album_digest": self.info.get("album_digest"),
+            "identity": (self.info.get("identity") or {}).get("source") or "not stored (looked up when needed)",
             "metrics": self.info.get("metrics", {}),
             "training": self.info.get("training", {}),
             "created": self.info.get("created"),
             "mystyle_pl_version": self.info.get("mystyle_pl_version"),
         }
+
+    # ------------------------------------------------------------------ identity
+
+    def identity_centre(
+        self,
+        prior_dir: str | os.PathLike | None = None,  # the bundle's folder (a relative album path is tried beside it)
+        renders: int = IDENTITY_RENDERS,  # anchors rendered and described as the last resort; 0 = never
+        analyzer=None,  # a FaceAnalyzer for the renders; None = dlib's default one
+    ) -> tuple[list[float] | None, str]:
+        """The person's identity centre ``[D]`` (dlib descriptor) and a note saying where it came from.
+
+        In order: ``prior.json``'s ``identity`` (stored at export), the album's ``manifest.json``
+        (older bundles), the dominant identity of up to ``renders`` anchors rendered by the
+        generator (computed once per object). ``(None, reason)`` when none works (e.g. no face in
+        the renders of a tiny test generator, or dlib missing).
+        """
+        stored = (self.info.get("identity") or {}).get("centre")
+        if stored:
+            return [float(v) for v in stored], f"prior.json ({(self.info.get('identity') or {}).get('source', 'stored at export')})"
+        centre, note = album_identity(self.info.get("album"), prior_dir)
+        if centre is not None or renders <= 0:
+            return centre, note
+        cached = getattr(self, "_rendered_identity", None)
+        if cached is None:
+            cached = self._identity_from_renders(renders, analyzer)
+            self._rendered_identity = cached
+        centre, why = cached
+        return centre, f"{note}; {why}" if centre is None else why
+
+    def _identity_from_renders(self, renders: int, analyzer=None) -> tuple[list[float] | None, str]:
+        import numpy as np
+
+        from .data.curate import dominant_identity
+        from .data.faces import FaceModelsUnavailable
+        from .data.io import to_uint8
+
+        n = len(self.anchors.names)
+        picks = sorted({round(i * (n - 1) / max(renders - 1, 1)) for i in range(min(renders, n))})
+        try:
+            if analyzer is None:
+                from .data.faces import FaceAnalyzer
+
+                analyzer = FaceAnalyzer()
+            descriptors = []
+            g = self.generator
+            for i in picks:
+                with torch.no_grad():
+                    image = g.synthesis(g.broadcast_w(self.w[i : i + 1]), noise_mode="const")
+                faces = analyzer.analyze(to_uint8(image.float().cpu())[0], describe=True)
+                descriptors.append(np.asarray(faces[0].descriptor)[None] if faces else np.zeros((0, 1)))
+        except FaceModelsUnavailable as e:
+            return None, f"no identity from the anchors' renders ({e})"
+        found = sum(1 for d in descriptors if d.size)
+        if not found:
+            return None, f"no face found in {len(picks)} renders of the anchors"
+        dim = next(d.shape[1] for d in descriptors if d.size)
+        centre, _ = dominant_identity([d if d.size else np.zeros((0, dim)) for d in descriptors])
+        if centre is None:
+            return None, f"no identity in {len(picks)} renders of the anchors"
+        return [float(v) for v in centre], f"the dominant identity of {found} of {len(picks)} renders of the anchors"
 
     # ------------------------------------------------------------------ tasks (Python API)
 

@@ -17,6 +17,7 @@ Example::
 from .data import SampleInputs, TaskBatch, TaskInputs, TaskItem, TaskRequirements
 from .module import PersonalPredictor
 from .specs import EditSpec, InpaintSpec, InvertSpec, Prediction, SampleSpec, SuperResolveSpec, TaskSpec
+from .stop import PredictInterrupted
 from .writer import NoUsableInputError, TaskWriter
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "InvertSpec",
     "NoUsableInputError",
     "PersonalPredictor",
+    "PredictInterrupted",
     "Prediction",
     "SampleInputs",
     "SampleSpec",

@@ -6,10 +6,15 @@ it is, or the face of a photo detected and aligned here, see
 :func:`~mystyle_pl.tasks.pasteback.load_task_photo`), what paste-back needs, and for inpainting
 its mask. :class:`SampleInputs` has no files: it numbers the samples to draw.
 
-An input that cannot be used (unreadable file, no face, a mask of the wrong size, a
-super-resolution input larger than the generator, ...) does not stop the run: its item carries
-an ``error`` that names the file, the writer logs and records it (``failed.json``) and the run
-goes on; only when every input failed is the run an error.
+An input that cannot be used (unreadable file, no face, no face that is the prior's person, a
+mask of the wrong size, a super-resolution input larger than the generator, out of memory, ...)
+does not stop the run: its item carries an ``error`` that names the file, the writer logs and
+records it (``failed.json``) and the run goes on; only when every input failed is the run an error.
+
+A photo with several faces: the face closest to the prior's identity is used (``face: auto``,
+see :func:`~mystyle_pl.tasks.pasteback.choose_face`), with a warning listing the faces and their
+distances (also in the input's ``record.json``); a photo in which no face is the person is
+refused; ``--data.face N`` picks the N-th face from the left.
 
 Under DDP each rank takes inputs ``rank, rank + world_size, ...`` (:class:`RankShardSampler`):
 every input goes to exactly one rank, none is repeated, and a rank may get none (Lightning's own
@@ -26,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, DEFAULT_MAX_PHOTO_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ class TaskItem:
     factor: int | None = None  # super-resolution factor R / S
     seed: int | None = None  # sample: the seed of this sample
     error: str | None = None  # why this input cannot be used (names the file); None = usable
+    warnings: list[str] = field(default_factory=list)  # what the user was warned about (several faces, ...)
 
     @property
     def aligned_here(self) -> bool:
@@ -90,6 +98,41 @@ class TaskBatch:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """``MemoryError``, torch's ``OutOfMemoryError`` (CUDA) or a failed CPU allocation (a ``RuntimeError``)."""
+    if isinstance(error, MemoryError):
+        return True
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(error, oom):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                                 or "DefaultCPUAllocator" in text)  # fmt: skip
+
+
+def input_error(path: str | os.PathLike | None, error: BaseException, what: str = "") -> str:
+    """One line for ``failed.json``: names the file, says what went wrong (and, for out of memory,
+    what to do). ``what``: the stage, e.g. "paste-back"."""
+    from ..errors import describe_error
+
+    stage = f" ({what})" if what else ""
+    if is_out_of_memory(error):
+        text = f"out of memory{stage}: {describe_error(error) or type(error).__name__}"
+        if what == "paste-back":
+            text += " (lower --data.max_photo_pixels, or --trainer.callbacks.init_args.save_photo false)"
+        else:
+            text += " (lower --data.batch_size, or run on a device with more memory)"
+    else:
+        text = describe_error(error)
+        if not isinstance(error, (ValueError, OSError)):
+            text = f"{type(error).__name__}{stage}: {text}"
+        elif stage:
+            text = f"{what}: {text}"
+    if path is not None and str(path) not in text:
+        text = f"{path}: {text}"
+    return text
 
 
 def collate_items(items: Sequence[TaskItem]) -> TaskBatch:
@@ -122,12 +165,12 @@ def list_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike], exclude
                 if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and kept(p)
             )  # fmt: skip
             if not found:
-                raise ValueError(f"no images in the folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
+                raise ValueError(f"{path}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
             files += found
         elif path.exists():
             files.append(path)
         else:
-            raise FileNotFoundError(f"input not found: {path}")
+            raise FileNotFoundError(f"{path}: input not found (--data.inputs: an image file or a folder of images)")
     return files
 
 
@@ -198,9 +241,14 @@ class PhotoDataset(Dataset):
         mask: str | None = None,  # see TaskInputs
         boxes: Sequence[str] | None = None,  # see TaskInputs
         strict: bool = False,  # raise instead of returning a failed item
+        identity: Sequence[float] | None = None,  # the prior's identity centre [D] (picks the face); None = unknown
+        face: int | str = "auto",  # see TaskInputs
+        identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # see TaskInputs
     ) -> None:
         self.paths, self.names, self.req = list(paths), list(names), requirements
         self.align, self.factor, self.mask, self.boxes, self.strict = align, factor, mask, boxes, strict
+        self.identity = None if identity is None else np.asarray(identity, dtype=np.float64)
+        self.face, self.identity_threshold = face, identity_threshold
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -209,8 +257,8 @@ class PhotoDataset(Dataset):
         path, name = self.paths[index], self.names[index]
         try:
             return self.load(index)
-        except (ValueError, OSError) as e:  # unreadable file, no face, bad mask, wrong size ...
-            message = str(e) if str(path) in str(e) else f"{path}: {e}"
+        except (ValueError, OSError, MemoryError, RuntimeError) as e:  # unreadable, no face, bad mask, out of memory ...
+            message = input_error(path, e)
             if self.strict:
                 raise ValueError(message) from e
             return TaskItem(index=index, name=name, source=str(path), error=message)
@@ -249,12 +297,14 @@ class PhotoDataset(Dataset):
 
         path, name = self.paths[index], self.names[index]
         size, factor = self.crop_size(path)
-        photo = load_task_photo(path, size, align=self.align, name=name)
+        photo = load_task_photo(path, size, align=self.align, name=name, identity=self.identity, face=self.face,
+                                identity_threshold=self.identity_threshold)  # fmt: skip
         image = photo.image
         if tuple(image.shape) != (3, size, size):
             raise ValueError(f"{path}: prepared crop has shape {tuple(image.shape)}, expected (3, {size}, {size})")
         mask = self.load_mask(path, photo, size)[0] if self.req.needs_mask else None
-        return TaskItem(index=index, name=name, source=str(path), image=image, mask=mask, photo=photo, factor=factor)
+        return TaskItem(index=index, name=name, source=str(path), image=image, mask=mask, photo=photo, factor=factor,
+                        warnings=list(photo.warnings))  # fmt: skip
 
     def mask_file(self, path: Path) -> Path:
         mask = Path(self.mask)
@@ -320,7 +370,10 @@ class SampleDataset(Dataset):
 
     def __getitem__(self, index: int) -> TaskItem:
         seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
-        return TaskItem(index=index, name=f"sample_{index:0{self.width}d}", seed=seed)
+        return TaskItem(index=index, name=self.name(index), seed=seed)
+
+    def name(self, index: int) -> str:
+        return f"sample_{index:0{self.width}d}"
 
 
 class RankShardSampler(Sampler[int]):
@@ -391,6 +444,9 @@ class TaskInputs(_ShardedPredictData):
         | None = None,  # inpaint: PNG, white = hole, on the input or its aligned crop; or a folder of <stem>.png
         boxes: list[str] | None = None,  # inpaint: holes "x0,y0,x1,y1" in the input's pixels (x1, y1 exclusive)
         strict: bool = False,  # stop at the first unusable input instead of skipping it
+        face: int | str = "auto",  # photos with several faces: "auto" = the one closest to the prior's identity; N = N-th from the left
+        identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # max descriptor distance to the prior's identity that is the person (prepare's rule)
+        max_photo_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on photo.png (paste-back) in pixels; larger is written smaller, with a warning; null = no cap
     ) -> None:
         super().__init__()
         if align not in ALIGN_MODES:
@@ -399,13 +455,31 @@ class TaskInputs(_ShardedPredictData):
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         if mask is not None and boxes is not None:
             raise ValueError("give data.mask or data.boxes, not both")
+        if isinstance(face, str) and face != "auto":
+            if not face.strip().isdigit():
+                raise ValueError(f"data.face must be 'auto' or a face number 0, 1, ... (from the left), got {face!r}")
+            face = int(face)
+        if isinstance(face, int) and face < 0:
+            raise ValueError(f"data.face must be 'auto' or a face number 0, 1, ... (from the left), got {face}")
+        if identity_threshold <= 0:
+            raise ValueError(f"data.identity_threshold must be positive, got {identity_threshold}")
+        if max_photo_pixels is not None and max_photo_pixels < 1:
+            raise ValueError(f"data.max_photo_pixels must be a positive number of pixels or null, got {max_photo_pixels}")
+        # Missing paths are refused here, before the prior is loaded or any work starts.
+        entries = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or [])
+        for entry in entries:
+            if not Path(entry).exists():
+                raise FileNotFoundError(f"{entry}: input not found (--data.inputs: an image file or a folder of images)")
         if mask is not None and not Path(mask).exists():
-            raise FileNotFoundError(f"mask not found: {mask}")
+            raise FileNotFoundError(f"{mask}: mask not found (--data.mask: a PNG, white = hole, or a folder of <stem>.png)")
         self.inputs, self.batch_size, self.num_workers = inputs, batch_size, num_workers
         self.align, self.factor, self.mask, self.boxes, self.strict = align, factor, mask, boxes, strict
+        self.face, self.identity_threshold, self.max_photo_pixels = face, identity_threshold, max_photo_pixels
         self.requirements: TaskRequirements | None = None
         self.files: list[Path] = []
         self.names: list[str] = []
+        self.identity: np.ndarray | None = None  # the prior's identity centre, when some input is aligned here
+        self.identity_note: str = "not needed (no input is aligned here)"
 
     @property
     def input_folders(self) -> list[Path]:
@@ -413,8 +487,12 @@ class TaskInputs(_ShardedPredictData):
         entries = [self.inputs] if isinstance(self.inputs, (str, os.PathLike)) else list(self.inputs)
         return [Path(p) for p in entries if Path(p).is_dir()]
 
-    def configure(self, requirements: TaskRequirements) -> None:
-        """Check the options against the task and list the inputs (called by the model at setup)."""
+    def configure(self, requirements: TaskRequirements, identity=None) -> None:
+        """Check the options against the task and list the inputs (called by the model at setup).
+
+        ``identity``: a function ``() -> (centre [D] or None, note)`` giving the prior's identity
+        centre; it is called only when some input is a photo whose face is aligned here.
+        """
         task, r = requirements.task, requirements.resolution
         if not requirements.takes_inputs:
             raise ValueError(f"the {task} task reads no images: use data.class_path mystyle_pl.predict.SampleInputs")
@@ -433,13 +511,35 @@ class TaskInputs(_ShardedPredictData):
         self.requirements = requirements
         self.files = list_inputs(self.inputs, exclude=[self.mask] if self.mask is not None else [])
         self.names = unique_names(self.files)
+        if identity is not None and self.identity is None and any(self._aligned_here(f) for f in self.files):
+            centre, self.identity_note = identity()
+            self.identity = None if centre is None else np.asarray(centre, dtype=np.float64)
+            log.info("identity of the prior (picks the face in photos): %s", self.identity_note)
+
+    def _aligned_here(self, path: Path) -> bool:
+        """Whether ``path`` will be face-detected and aligned (a cheap header read)."""
+        if self.align == "never":
+            return False
+        if self.align == "always":
+            return True
+        try:
+            w, h = image_size(path)
+        except (ValueError, OSError):
+            return False  # unreadable: it fails later, with its reason
+        return w != h
+
+    def planned(self, rank: int = 0, world_size: int = 1) -> list[dict]:
+        """The inputs given to ``rank``: ``[{"index", "name", "source"}]`` (what a stopped run lists as not done)."""
+        return [{"index": i, "name": self.names[i], "source": str(self.files[i])}
+                for i in RankShardSampler(len(self.files), rank, world_size)]  # fmt: skip
 
     def predict_dataset(self) -> PhotoDataset:
         if self.requirements is None:
             raise RuntimeError("TaskInputs.configure(requirements) was not called (use it with PersonalPredictor)")
         return PhotoDataset(
             self.files, self.names, self.requirements, align=self.align, factor=self.factor,
-            mask=self.mask, boxes=self.boxes, strict=self.strict,
+            mask=self.mask, boxes=self.boxes, strict=self.strict, identity=self.identity, face=self.face,
+            identity_threshold=self.identity_threshold,
         )  # fmt: skip
 
     def predict_dataloader(self) -> DataLoader:
@@ -467,13 +567,20 @@ class SampleInputs(_ShardedPredictData):
     def input_folders(self) -> list[Path]:
         return []
 
-    def configure(self, requirements: TaskRequirements) -> None:
+    max_photo_pixels = None  # samples have no photo to paste into
+
+    def configure(self, requirements: TaskRequirements, identity=None) -> None:
         if requirements.takes_inputs:
             raise ValueError(
                 f"the {requirements.task} task needs input images: use data.class_path "
                 "mystyle_pl.predict.TaskInputs with --data.inputs PATH"
             )
         self.requirements = requirements
+
+    def planned(self, rank: int = 0, world_size: int = 1) -> list[dict]:
+        """The samples given to ``rank``: ``[{"index", "name", "source": None}]``."""
+        dataset = SampleDataset(self.num_samples, self.seed)
+        return [{"index": i, "name": dataset.name(i), "source": None} for i in RankShardSampler(len(dataset), rank, world_size)]
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(SampleDataset(self.num_samples, self.seed), self.batch_size)

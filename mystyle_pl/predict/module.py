@@ -72,7 +72,12 @@ class PersonalPredictor(LightningModule):
             raise ValueError(
                 "PersonalPredictor needs data.class_path mystyle_pl.predict.TaskInputs (or SampleInputs for sample)"
             )
-        datamodule.configure(self.requirements())
+        import inspect
+
+        if "identity" in inspect.signature(datamodule.configure).parameters:
+            datamodule.configure(self.requirements(), identity=lambda: self.prior.identity_centre(self.prior_dir))
+        else:  # a custom data module
+            datamodule.configure(self.requirements())
 
     def on_predict_start(self) -> None:
         # The task objects (space, projector) are built here, once the generator is on its device.
@@ -102,19 +107,46 @@ class PersonalPredictor(LightningModule):
                 groups.setdefault(shape, []).append(item)
         settings = self.spec.settings()
         for items in groups.values():
-            start = time.perf_counter()
-            with torch.enable_grad():
-                predictions = self.spec.predict(self._task, items)
-            seconds = time.perf_counter() - start
-            for pred in predictions:
-                pred.cpu()
-                pred.record = {**self._record(pred.item, settings), **pred.record,
-                               "batch_size": len(items), "seconds": round(seconds, 3)}  # fmt: skip
+            for pred in self._predict_group(items):
                 out[pred.item.index] = pred
         for pred in out.values():
             if pred.error is not None:
                 pred.record = {**self._record(pred.item, settings), "error": pred.error}
         return [out[item.index] for item in batch.items]
+
+    def _predict_group(self, items: list[TaskItem]) -> list[Prediction]:
+        """Run the task on one group of same-size items. Out of memory: the items are run one at a
+        time; an item that still fails (out of memory, or a ValueError of the task) becomes a failed
+        prediction naming its file; the run goes on."""
+        from .data import input_error, is_out_of_memory
+
+        settings = self.spec.settings()
+        start = time.perf_counter()
+        try:
+            with torch.enable_grad():
+                predictions = self.spec.predict(self._task, items)
+        except (ValueError, MemoryError, RuntimeError) as e:
+            if not (isinstance(e, ValueError) or is_out_of_memory(e)):
+                raise  # a bug, not an input's problem
+            self._free_memory()
+            if len(items) > 1 and is_out_of_memory(e):
+                log.warning("out of memory projecting %d inputs together: running them one at a time", len(items))
+                return [pred for item in items for pred in self._predict_group([item])]
+            what = "projection" if is_out_of_memory(e) else ""
+            return [Prediction(item=item, error=input_error(item.source or item.name, e, what)) for item in items]
+        seconds = time.perf_counter() - start
+        for pred in predictions:
+            pred.cpu()
+            pred.record = {**self._record(pred.item, settings), **pred.record,
+                           "batch_size": len(items), "seconds": round(seconds, 3)}  # fmt: skip
+        return predictions
+
+    def _free_memory(self) -> None:
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _record(self, item: TaskItem, settings: dict[str, Any]) -> dict[str, Any]:
         """The fields of record.json every task shares."""
@@ -135,4 +167,9 @@ class PersonalPredictor(LightningModule):
             record["aligned_here"] = item.aligned_here
             if item.aligned_here:
                 record["transform"] = photo.transform.to_dict()
+            choice = getattr(photo, "choice", None)
+            if choice is not None:
+                record["face"] = {"index": choice.index, "reason": choice.reason, "faces": [f.to_dict() for f in choice.faces]}
+        if item.warnings:
+            record["warnings"] = list(item.warnings)
         return record

@@ -6,10 +6,26 @@ aligns it the FFHQ way to the size the task needs and keeps the
 :class:`~mystyle_pl.data.align.AlignTransform`; :func:`paste_into_photo` warps the task's result
 back into the full photo through that transform, blended with a feathered face mask.
 
+**Which face** (a photo with several people): :func:`choose_face` decides. Given the prior's
+identity centre (a dlib descriptor, see :meth:`~mystyle_pl.prior.PersonalPrior.identity_centre`)
+it takes the face closest to it, as ``prepare`` does, warns with every face found and its
+distance, and refuses the photo (:class:`NotThePersonError`) when no face is within
+``identity_threshold`` of it; without a centre it takes the most confident face and warns when
+there were several. ``face=N`` picks the N-th face from the left instead.
+
+**Memory** is bounded by the face, not the photo: :func:`paste_into_photo` enlarges the photo
+as ``uint8`` (PIL) and pastes in floating point only the face's bounding box, and the enlarged
+photo is capped at ``max_pixels`` (:data:`DEFAULT_MAX_PHOTO_PIXELS`, 64 MP): a larger one is
+written smaller, at the largest scale that fits (never below the photo's own size), see
+:func:`pasted_size`.
+
 ``align`` decides what counts as already aligned:
 
 - ``"auto"`` (default): a square image is taken as an aligned crop (resized to ``size`` when it
-  differs), anything else is detected and aligned;
+  differs), anything else is detected and aligned. A square image of at least 128 px is checked
+  first (:func:`~mystyle_pl.data.faces.check_aligned_crop`): when faces are found but none where
+  an FFHQ-aligned crop has it, it is a square *photo*: it is aligned here, with a warning that
+  says so; smaller squares cannot be checked;
 - ``"always"``: detect and align even square images (an unaligned square photo);
 - ``"never"``: the image must be a square aligned crop.
 
@@ -21,9 +37,13 @@ back into the full photo through that transform, blended with a feathered face m
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,11 +52,131 @@ import torch.nn.functional as F
 from ..data.align import AlignTransform, align_face, paste_back
 from ..data.io import read_image, to_tensor, to_uint8
 
+log = logging.getLogger(__name__)
+
 ALIGN_MODES = ("auto", "always", "never")
+# Largest photo.png written by paste-back, in pixels (64 MP, e.g. 9240 x 6930: ~190 MB as uint8 RGB).
+DEFAULT_MAX_PHOTO_PIXELS = 64_000_000
+# Largest descriptor distance to the prior's identity centre that counts as the person: the
+# curation rule of ``prepare`` (CurationSettings.identity_threshold; other people are >= 0.63 away).
+DEFAULT_IDENTITY_THRESHOLD = 0.58
 
 
 class NoFaceError(ValueError):
     """No face was found in a photo that had to be aligned; the message names the file."""
+
+
+class NotThePersonError(ValueError):
+    """Faces were found, but none is the prior's person; the message names the file, lists the faces
+    with their distances to the prior's identity and says how to pick one anyway."""
+
+
+@dataclass
+class FoundFace:
+    """One face of a photo, as reported to the user (``index``: position from the left)."""
+
+    index: int  # 0 = the leftmost face (what face=N counts)
+    box: list[float]  # [left, top, right, bottom] in the photo's pixels
+    score: float  # the detector's confidence
+    distance: float | None = None  # descriptor distance to the prior's identity centre; None = unknown
+    source: int = 0  # position in the analyser's list (0 = the most confident)
+
+    def describe(self) -> str:
+        l, t, r, b = (int(round(v)) for v in self.box)
+        d = "" if self.distance is None else f", distance {self.distance:.2f}"
+        return f"face {self.index} at x {l}-{r}, y {t}-{b}{d}"
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 3),
+                "distance": None if self.distance is None else round(float(self.distance), 4)}  # fmt: skip
+
+
+@dataclass
+class FaceChoice:
+    """Which face of a photo a task runs on, and why."""
+
+    index: int  # into ``faces`` (left to right)
+    faces: list[FoundFace]  # every face found, left to right
+    reason: str  # "only face", "closest to the prior's identity", "chosen (face=N)", "most confident"
+    warning: str | None = None  # what the user must hear about it (several faces, a far face), or None
+
+
+def _face_list(faces: Sequence[str]) -> str:
+    return "; ".join(faces)
+
+
+def choose_face(
+    faces: Sequence,  # Face objects (box, landmarks, descriptor) as FaceAnalyzer.analyze returns them, most confident first
+    label: str,  # the file, for messages
+    centre: np.ndarray | Sequence[float] | None = None,  # the prior's identity centre [D]; None = unknown
+    threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # a face closer than this to the centre is the person
+    face: int | str = "auto",  # "auto" (closest to the centre, else the most confident) or N: the N-th face from the left
+) -> FaceChoice:
+    """Pick the face a task runs on (see the module docstring).
+
+    Raises :class:`NotThePersonError` when ``face="auto"``, a centre is known and no face is within
+    ``threshold`` of it, and ``ValueError`` for a ``face`` index beyond the faces found; both name
+    the file and list the faces.
+
+    >>> from types import SimpleNamespace as F
+    >>> from mystyle_pl.data.faces import FaceBox
+    >>> a = F(box=FaceBox(300, 0, 400, 100, 2.0), descriptor=np.ones(2))   # confident stranger, right
+    >>> b = F(box=FaceBox(0, 0, 100, 100, 1.0), descriptor=np.zeros(2))    # the person, left
+    >>> c = choose_face([a, b], "group.jpg", centre=[0.1, 0.0])
+    >>> c.index, c.reason, [round(f.distance, 2) for f in c.faces]
+    (0, "closest to the prior's identity", [0.1, 1.35])
+    """
+    if not faces:
+        raise NoFaceError(f"{label}: no face found")
+    centre_v = None if centre is None else np.asarray(centre, dtype=np.float64).reshape(-1)
+    order = sorted(range(len(faces)), key=lambda i: ((faces[i].box.left + faces[i].box.right) / 2, i))
+    found = []
+    for pos, i in enumerate(order):
+        f = faces[i]
+        desc = getattr(f, "descriptor", None)
+        dist = None
+        if centre_v is not None and desc is not None:
+            dist = float(np.linalg.norm(np.asarray(desc, dtype=np.float64).reshape(-1) - centre_v))
+        box = f.box
+        found.append(FoundFace(pos, [float(box.left), float(box.top), float(box.right), float(box.bottom)],
+                               float(getattr(box, "score", 0.0)), dist, i))  # fmt: skip
+    listing = _face_list([f.describe() for f in found])
+    n = len(found)
+    if not (face == "auto" or (isinstance(face, int) and not isinstance(face, bool))):
+        raise ValueError(f"face must be 'auto' or a face index 0, 1, ... (from the left), got {face!r}")
+    if isinstance(face, int):
+        if not 0 <= face < n:
+            raise ValueError(f"{label}: face {face} was asked for, but {n} face(s) were found ({listing}); "
+                             f"faces are numbered from the left, 0..{n - 1}")  # fmt: skip
+        chosen = found[face]
+        warning = None
+        if chosen.distance is not None and chosen.distance >= threshold:
+            warning = (f"{label}: face {face} (as asked) is {chosen.distance:.2f} from the prior's identity "
+                       f"(the same person is < {threshold:.2f}): it may be someone else")  # fmt: skip
+        elif n > 1:
+            warning = f"{label}: {n} faces found ({listing}); using face {face} as asked"
+        return FaceChoice(face, found, f"chosen (face={face})", warning)
+    known = [f for f in found if f.distance is not None]
+    if known:
+        best = min(known, key=lambda f: (f.distance, f.index))
+        if best.distance >= threshold:
+            raise NotThePersonError(
+                f"{label}: none of the {n} face(s) found is the prior's person ({listing}; the same person is "
+                f"< {threshold:.2f} from the prior's identity): refused, so as not to paste the person over someone "
+                "else. If one of them is the person, pick it with --data.face N (N from the left) or raise "
+                "--data.identity_threshold"
+            )
+        warning = None
+        if n > 1:
+            warning = (f"{label}: {n} faces found ({listing}); using face {best.index}, the closest to the prior's "
+                       "identity (pick another with --data.face N)")  # fmt: skip
+        return FaceChoice(best.index, found, "closest to the prior's identity" if n > 1 else "only face", warning)
+    best = found[order.index(0)]  # the analyser's first face: the most confident
+    warning = None
+    if n > 1:
+        warning = (f"{label}: {n} faces found ({listing}) and the prior's identity is unknown; using face "
+                   f"{best.index}, the most confident (pick another with --data.face N)")  # fmt: skip
+    return FaceChoice(best.index, found, "most confident" if n > 1 else "only face", warning)
 
 
 @dataclass
@@ -48,6 +188,8 @@ class TaskPhoto:
     image: torch.Tensor  # [3, S, S] in [-1, 1]: the aligned face crop the task runs on
     photo: np.ndarray | None  # [H, W, 3] uint8 full photo when it was aligned here; None when already a crop
     transform: AlignTransform | None  # crop <-> photo geometry (None when already a crop)
+    choice: FaceChoice | None = None  # which face of the photo was aligned, and why (None when already a crop)
+    warnings: list[str] = field(default_factory=list)  # what the user was warned about (e.g. several faces)
 
     @property
     def aligned_here(self) -> bool:
@@ -67,26 +209,33 @@ def _resize_square(image: np.ndarray, size: int) -> torch.Tensor:
 
 
 def load_task_photo(
-    source: str | os.PathLike | np.ndarray,  # an image file, or a uint8 [H, W, 3] array
+    source: str | os.PathLike | np.ndarray | Any,  # an image file, a PIL image or a numpy array (see data.io.read_image)
     size: int,  # side of the aligned crop the task runs on (px)
     align: str = "auto",  # "auto" | "always" | "never" (see the module docstring)
     analyzer=None,  # a FaceAnalyzer; None = dlib's default one (built on first use)
     name: str | None = None,  # output stem; None = the file stem
+    identity: np.ndarray | Sequence[float] | None = None,  # the prior's identity centre [D] (dlib descriptor); None = unknown
+    face: int | str = "auto",  # "auto" = the face closest to `identity` (else the most confident); N = N-th from the left
+    identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # max distance to `identity` that is the person
 ) -> TaskPhoto:
-    """Read ``source`` and return the aligned crop of its most confident face as a :class:`TaskPhoto`.
+    """Read ``source`` and return the aligned crop of its face (chosen by :func:`choose_face`) as a
+    :class:`TaskPhoto`; a warning about the choice is logged and kept in ``TaskPhoto.warnings``.
 
-    Raises :class:`~mystyle_pl.data.io.ImageReadError` for an unreadable file and
-    :class:`NoFaceError` when alignment is needed and no face is found; both name the file.
+    Every source goes through the project's one reader, :func:`~mystyle_pl.data.io.read_image`
+    (EXIF orientation, alpha, 16-bit, palette, CMYK). A square image that ``align="auto"`` finds is
+    not an aligned crop is aligned here, with a warning (logged and kept in ``TaskPhoto.warnings``).
+
+    Raises :class:`~mystyle_pl.data.io.ImageReadError` for an unreadable file, :class:`NoFaceError`
+    when alignment is needed and no face is found and :class:`NotThePersonError` when no face is
+    the prior's person; each names the file.
     """
     if align not in ALIGN_MODES:
         raise ValueError(f"align must be one of {ALIGN_MODES}, got {align!r}")
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
-    path = None if isinstance(source, np.ndarray) else Path(source)
-    label = str(path) if path is not None else (name or "<array>")
-    image = read_image(path) if path is not None else np.asarray(source)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{label}: expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+    path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    label = str(path) if path is not None else (name or "image")
+    image = read_image(source, name=label)
     stem = name or (path.stem if path is not None else "image")
     height, width = image.shape[:2]
     square = height == width
@@ -95,21 +244,63 @@ def load_task_photo(
             f"{label}: {width}x{height} is not a square aligned face crop; "
             "use align='auto' (or --data.align auto) to detect and align the face"
         )
-    if align == "never" or (align == "auto" and square):
+    unaligned = _unaligned_square(image, analyzer, label) if align == "auto" and square else None
+    if align == "never" or (align == "auto" and square and unaligned is None):
         return TaskPhoto(name=stem, path=path, image=_resize_square(image, size), photo=None, transform=None)
 
     if analyzer is None:
         from ..data.faces import FaceAnalyzer
 
         analyzer = _default_analyzer(FaceAnalyzer)
-    faces = analyzer.analyze(image, describe=False)
+    faces = analyzer.analyze(image, describe=identity is not None)
     if not faces:
         raise NoFaceError(
             f"{label}: no face found ({width}x{height} px); the face must be at least ~40 px wide "
             "and roughly frontal. If it is already an aligned crop, pass align='never'"
         )
-    aligned, transform = align_face(image, faces[0].landmarks, size, source_file=str(path) if path else None)
-    return TaskPhoto(name=stem, path=path, image=to_tensor(aligned)[0], photo=image, transform=transform)
+    choice = choose_face(faces, label, centre=identity, threshold=identity_threshold, face=face)
+    picked = faces[choice.faces[choice.index].source]
+    warnings = []
+    if unaligned:
+        log.warning("%s", unaligned)
+        warnings.append(unaligned)
+    if choice.warning:
+        log.warning("%s", choice.warning)
+        warnings.append(choice.warning)
+    aligned, transform = align_face(image, picked.landmarks, size, source_file=str(path) if path else None)
+    return TaskPhoto(name=stem, path=path, image=to_tensor(aligned)[0], photo=image, transform=transform,
+                     choice=choice, warnings=warnings)  # fmt: skip
+
+
+def _unaligned_square(image: np.ndarray, analyzer, label: str) -> str | None:
+    """The warning for a square image taken as an aligned crop that has faces, none where the
+    FFHQ-aligned crop has it; None otherwise. Small images, images with no face found and machines
+    without the face models say nothing (logged at debug level)."""
+    from ..data.faces import ALIGNED_CHECK_MIN_SIDE, FaceModelsUnavailable, check_aligned_crop
+
+    side = image.shape[0]
+    if side < ALIGNED_CHECK_MIN_SIDE:
+        log.debug("%s: %d px square, too small to check that it is an aligned crop", label, side)
+        return None
+    try:
+        if analyzer is None:
+            from ..data.faces import FaceAnalyzer
+
+            analyzer = _default_analyzer(FaceAnalyzer)
+        detector = getattr(analyzer, "detector", None)
+        if detector is None:
+            return None
+        check = check_aligned_crop(image, detector)
+    except (FaceModelsUnavailable, ImportError) as e:
+        log.debug("%s: cannot check that it is an aligned crop (%s)", label, e)
+        return None
+    if check.aligned is not False:
+        log.debug("%s: aligned-crop check: %s", label, check.reason)
+        return None
+    return (
+        f"{label}: a {side}x{side} square image, taken as an FFHQ-aligned face crop, is not one ({check.reason}); "
+        "its face is detected and aligned here instead (pass align='never' / --data.align never to take it as it is)"
+    )
 
 
 _ANALYZER: dict = {}
@@ -122,19 +313,47 @@ def _default_analyzer(cls):
     return _ANALYZER["default"]
 
 
+def pasted_size(height: int, width: int, upscale: float = 1, max_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS) -> tuple[int, int]:
+    """``(height, width)`` of the photo that paste-back writes for a ``height x width`` photo enlarged
+    ``upscale`` times, capped at ``max_pixels`` pixels (``None`` = no cap): the largest size of the
+    photo's aspect ratio that fits, but never smaller than the photo itself.
+
+    >>> pasted_size(3024, 4032, 8)  # a phone photo through x8 super-resolution: 32256 x 24192 would be 780 MP
+    (6928, 9237)
+    >>> pasted_size(480, 640, 8), pasted_size(3024, 4032, 1, max_pixels=1000)
+    ((3840, 5120), (3024, 4032))
+    """
+    if upscale < 1:
+        raise ValueError(f"upscale must be >= 1, got {upscale}")
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
+    h, w = round(height * upscale), round(width * upscale)
+    if max_pixels is None or h * w <= max_pixels:
+        return h, w
+    scale = max(1.0, math.sqrt(max_pixels / (height * width)))
+    h, w = max(height, math.floor(height * scale)), max(width, math.floor(width * scale))
+    return h, w
+
+
 def paste_into_photo(
     task_photo: TaskPhoto,  # the input as load_task_photo returned it (must have been aligned here)
     crop: torch.Tensor,  # [3, R, R] or [1, 3, R, R] the task's result in [-1, 1], any R
-    upscale: int = 1,  # the full photo is first up-sampled this many times (super-resolution)
+    upscale: float = 1,  # the full photo is first enlarged this many times (super-resolution)
     feather: float = 0.06,  # width of the seam, as a fraction of the crop
     mask: torch.Tensor | None = None,  # [1, R', R'] or [1, 1, R', R'] in crop coordinates, 1 = take the result; None = the face ellipse
+    max_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on the written photo's pixels (see pasted_size); None = no cap
 ) -> np.ndarray:
-    """The full photo with ``crop`` warped back over the face: ``uint8 [H * upscale, W * upscale, 3]``.
+    """The full photo with ``crop`` warped back over the face: ``uint8 [H', W', 3]`` with
+    ``(H', W') = pasted_size(H, W, upscale, max_pixels)`` (``H * upscale, W * upscale`` unless capped).
 
-    With ``upscale > 1`` (super-resolution of a low-resolution photo) the photo is up-sampled
+    With ``upscale > 1`` (super-resolution of a low-resolution photo) the photo is enlarged
     (bicubic) and the transform scaled with it, so the restored face keeps its detail.
     ``mask`` limits the change to a region of the crop (inpainting: the hole, so the photo keeps
     its own pixels everywhere else); by default the whole face ellipse is replaced.
+
+    Memory: the enlarged photo exists once, as ``uint8``; only the face's bounding box is
+    converted to floating point and blended, so the working memory is ``3 H' W'`` bytes plus a
+    few times the face region, whatever the photo's size.
     """
     if task_photo.transform is None or task_photo.photo is None:
         raise ValueError(f"{task_photo.name}: the input was already an aligned crop; there is no photo to paste into")
@@ -143,21 +362,34 @@ def paste_into_photo(
     crop = crop[None] if crop.ndim == 3 else crop
     if crop.ndim != 4 or crop.shape[:2] != (1, 3) or crop.shape[2] != crop.shape[3]:
         raise ValueError(f"crop must be [3, R, R] or [1, 3, R, R], got {tuple(crop.shape)}")
-    photo = to_tensor(task_photo.photo)
-    transform = task_photo.transform
-    if upscale > 1:
-        h, w = photo.shape[2:]
-        photo = F.interpolate(photo, size=(h * upscale, w * upscale), mode="bicubic", align_corners=False).clamp(-1, 1)
-        # Pixel centres: x_up + 0.5 = upscale * (x + 0.5).
-        quad = (np.asarray(transform.quad) + 0.5) * upscale - 0.5
-        transform = AlignTransform(
-            quad=quad, source_size=(w * upscale, h * upscale), resolution=transform.resolution,
-            source_file=transform.source_file,
-        )  # fmt: skip
     if mask is not None:
         mask = mask[None] if mask.ndim == 3 else mask
         if mask.ndim != 4 or mask.shape[:2] != (1, 1):
             raise ValueError(f"mask must be [1, R, R] or [1, 1, R, R] (1 = take the result), got {tuple(mask.shape)}")
         mask = mask.detach().float().cpu()
-    out, _ = paste_back(photo, crop.detach().float().cpu(), transform, feather=feather, mask=mask)
-    return to_uint8(out)[0]
+    photo = np.asarray(task_photo.photo)
+    transform = task_photo.transform
+    height, width = photo.shape[:2]
+    out_h, out_w = pasted_size(height, width, upscale, max_pixels)
+    if (out_h, out_w) != (height, width):
+        from PIL import Image
+
+        out = np.array(Image.fromarray(photo).resize((out_w, out_h), Image.Resampling.BICUBIC))
+    else:
+        out = photo.copy()
+    # Pixel centres: x_out + 0.5 = (out_w / width) * (x + 0.5).
+    quad = (np.asarray(transform.quad, dtype=np.float64) + 0.5) * np.array([out_w / width, out_h / height]) - 0.5
+    # Only the quad's bounding box (with a margin wider than paste_back's) is blended, in floats.
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int) - 3
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int) + 4
+    x0, y0, x1, y1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), out_w), min(int(y1), out_h)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    local = AlignTransform(
+        quad=quad - np.array([x0, y0]), source_size=(x1 - x0, y1 - y0), resolution=transform.resolution,
+        source_file=transform.source_file,
+    )  # fmt: skip
+    region = to_tensor(out[y0:y1, x0:x1])
+    blended, _ = paste_back(region, crop.detach().float().cpu(), local, feather=feather, mask=mask)
+    out[y0:y1, x0:x1] = to_uint8(blended)[0]
+    return out
