@@ -120,50 +120,69 @@ class TaskSpec:
 
 
 class ProjectingSpec(TaskSpec):
-    """Arguments shared by the tasks that project their input (official values in brackets:
-    google/mystyle projects 1000 steps without early stopping)."""
+    """Arguments shared by the tasks that project their input. ``preset`` names a budget of
+    :mod:`mystyle_pl.tasks.presets` (the one home of the projection defaults, shared with
+    ``evaluate``, the demo and Python); every other argument left ``None`` takes the preset's value
+    (official google/mystyle values in brackets)."""
+
+    default_preset: ClassVar[str] = "quick"
 
     def __init__(
         self,
-        steps: int = 300,  # Adam steps at most [1000]
-        lr: float = 5e-3,  # Adam learning rate on the anchors' coefficients [5e-3]
-        plus: bool = True,  # P+ (per-layer coefficients) [True]; False = P_beta with one w
-        beta: float | None = 0.03,  # dilation of the anchors' convex hull [0.03]; None = affine hull
-        patience: int | None = 50,  # early stopping: steps without a better batch mean loss; None = off [off]
+        preset: str | None = None,  # "quick" (W+ anchored, 100 steps), "full", "pplus", "official"; None = the task's default
+        steps: int | None = None,  # optimiser steps at most [1000]
+        method: str | None = None,  # "wplus": a free w per layer pulled toward the person's space; "pplus": anchors' coefficients [pplus]
+        lr: float | None = None,  # "pplus": Adam learning rate on the anchors' coefficients [5e-3]
+        w_lr: float | None = None,  # "wplus": Adam learning rate on ws (W units)
+        pull: Sequence[float] | None = None,  # "wplus": pull toward P_beta of the coarse, middle, fine layers
+        face_weight: float | None = None,  # loss weight of the background next to the face (1); preset "official": uniform
+        start: str | None = None,  # "wplus": "scan" (best-matching anchor) or "mean" (anchors' mean)
+        plus: bool | None = None,  # "pplus": P+ (per-layer coefficients) [True]; False = P_beta with one w
+        beta: float | None = 0.03,  # dilation of the anchors' convex hull [0.03]
+        patience: int | None = None,  # early stopping: steps without a better batch mean loss [off]
         min_delta: float = 1e-4,  # improvements smaller than this do not count (early stopping)
-        l2_weight: float = 1.0,  # weight of the pixel MSE next to LPIPS [1.0]
-        lpips_weight: float = 1.0,  # weight of LPIPS [1.0]; 0 = pixel loss only (no LPIPS weights needed)
+        l2_weight: float | None = None,  # weight of the pixel MSE next to LPIPS [1.0]
+        lpips_weight: float | None = None,  # weight of LPIPS [1.0]; 0 = pixel loss only (no LPIPS weights needed)
         lpips_net: str = "alex",  # LPIPS backbone: "alex" [official] or "vgg"
-        delta_penalty: float = 10.0,  # weight of the coarse layers' offset norms (P+) [10]
-        sum_penalty: float = 10.0,  # weight of the coefficients' (sum - 1)^2 [10]
-        loss_resolution: int = 0,  # compute the loss at this size (area-downsampled); 0 = as given [0]
-        delta_prox: bool = True,  # the offsets' penalty by a proximal step (same objective, reached faster) [False]
-        lr_rampdown: float = 0.25,  # cosine lr decay over this final fraction of the steps [0: constant]
-        progress: bool = False,  # a progress bar per projection batch
+        delta_penalty: float | None = None,  # "pplus": weight of the coarse layers' offset norms [10]
+        sum_penalty: float | None = None,  # "pplus": weight of the coefficients' (sum - 1)^2 [10]
+        loss_resolution: int | None = None,  # compute the loss at this size (area-downsampled); 0 = as given [0]
+        delta_prox: bool | None = None,  # "pplus": the offsets' penalty by a proximal step [False]
+        lr_rampdown: float | None = None,  # cosine lr decay over this final fraction of the steps [0: constant]
+        progress: bool = True,  # a progress bar per projection batch (steps and loss)
     ) -> None:
-        if steps < 0:
+        from ..tasks.presets import PRESETS
+
+        preset = preset if preset is not None else self.default_preset
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        if steps is not None and steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         if patience is not None and patience < 1:
             raise ValueError(f"patience must be >= 1 or null, got {patience}")
-        self.steps, self.lr, self.plus, self.beta = steps, lr, plus, beta
+        self.preset, self.steps, self.method, self.lr, self.w_lr = preset, steps, method, lr, w_lr
+        self.pull, self.face_weight, self.start = (tuple(pull) if pull is not None else None), face_weight, start
+        self.plus, self.beta = plus, beta
         self.patience, self.min_delta = patience, min_delta
         self.l2_weight, self.lpips_weight, self.lpips_net = l2_weight, lpips_weight, lpips_net
         self.delta_penalty, self.sum_penalty = delta_penalty, sum_penalty
         self.loss_resolution, self.progress = loss_resolution, progress
         self.delta_prox, self.lr_rampdown = delta_prox, lr_rampdown
+        self.projection_settings()  # an unknown value fails here, before any input is read
 
     def projection_settings(self):
-        from ..tasks.base import ProjectionSettings
+        from ..tasks.presets import task_settings
 
-        return ProjectionSettings(
-            steps=self.steps, lr=self.lr, plus=self.plus, l2_weight=self.l2_weight,
+        return task_settings(
+            self.preset, steps=self.steps, method=self.method, lr=self.lr, w_lr=self.w_lr, pull=self.pull,
+            face_weight=self.face_weight, start=self.start, plus=self.plus, l2_weight=self.l2_weight,
             lpips_weight=self.lpips_weight, delta_penalty=self.delta_penalty, sum_penalty=self.sum_penalty,
             patience=self.patience, min_delta=self.min_delta, resolution=self.loss_resolution,
             delta_prox=self.delta_prox, lr_rampdown=self.lr_rampdown, progress=self.progress,
         )  # fmt: skip
 
     def make_lpips(self):
-        if self.lpips_weight <= 0:
+        if self.projection_settings().lpips_weight <= 0:
             return None
         from ..losses import LPIPS
 
@@ -184,7 +203,15 @@ class ProjectingSpec(TaskSpec):
             images=dict(images),
             paste={"photo": "crop"},
             latents={"ws": result.ws[i], "coefficients": result.coefficients[i]},
-            record={"steps_used": int(result.steps_used), "final_loss": float(result.final_loss[i])},
+            record={
+                "steps_used": int(result.steps_used),
+                "final_loss": float(result.final_loss[i]),
+                **{
+                    key: round(float(getattr(result, key)[i]), 2)
+                    for key in ("consistency", "raw_consistency")
+                    if getattr(result, key, None) is not None
+                },  # PSNR (dB) of the result (and of the raw projection) degraded like the input, against it
+            },
         )
 
 
@@ -249,17 +276,22 @@ class SuperResolveSpec(ProjectingSpec):
         blur_sigma: float | None = None,  # blind blur at the generator's resolution, px; None = 0.5 x factor
         noise_std: float = 0.02,  # blind noise std ([-1, 1] units)
         seed: int = 0,  # seeds the blind noise
-        **kwargs,  # ProjectingSpec arguments (steps, lr, plus, beta, patience, ...)
+        back_projection: int = 30,  # iterations making the result reproduce the input when down-sampled
+        # (the input's low frequencies, the projection's detail; tasks.consistency); 0 = the raw projection
+        **kwargs,  # ProjectingSpec arguments (preset, steps, w_lr, pull, beta, ...)
     ) -> None:
         super().__init__(**kwargs)
         self.blind, self.blur_sigma, self.noise_std, self.seed = blind, blur_sigma, noise_std, seed
+        if back_projection < 0:
+            raise ValueError(f"back_projection must be >= 0 iterations, got {back_projection}")
+        self.back_projection = back_projection
 
     def build(self, prior, lpips=None):
         from ..tasks.superres import SuperResolve
 
         return SuperResolve(
             prior, blind=self.blind, blur_sigma=self.blur_sigma, noise_std=self.noise_std, seed=self.seed,
-            **self._task_kwargs(lpips),
+            back_projection=self.back_projection, **self._task_kwargs(lpips),
         )  # fmt: skip
 
     def predict(self, task, items: Sequence[TaskItem]) -> list[Prediction]:
@@ -267,7 +299,9 @@ class SuperResolveSpec(ProjectingSpec):
         result = task(self._stack(items), factor=factor)
         out = []
         for i, item in enumerate(items):
-            pred = self._projected(item, result, i, crop=result.images[i], degraded=result.degraded[i])
+            pred = self._projected(
+                item, result, i, crop=result.images[i], raw=result.raw[i], degraded=result.degraded[i]
+            )
             pred.upscale = int(result.factor)
             pred.record["factor"] = int(result.factor)
             out.append(pred)
@@ -275,9 +309,11 @@ class SuperResolveSpec(ProjectingSpec):
 
 
 class EditSpec(ProjectingSpec):
-    """Semantic editing: project, then move along a W direction at each strength."""
+    """Semantic editing: project, then move along a W direction at each strength. Its default
+    preset is the paper's P+ ("pplus"): the edit policies keep results inside the person's space."""
 
     name = "edit"
+    default_preset = "pplus"
 
     def __init__(
         self,
