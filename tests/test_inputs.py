@@ -1,7 +1,7 @@
 """Every image a user hands us goes through one reader (mystyle_pl.data.io): photos and masks, by
 path, as PIL images and as numpy arrays; masks with transparency or colour; inputs that are read
-but probably not as meant (a mask that leaves little of the face known, a folder with no dominant
-person) warn; where a square image's face is (check_aligned_crop)."""
+but probably not as meant (a mask that leaves little of the face known, a square photo that is
+not an aligned crop, a folder with no dominant person) warn."""
 
 from __future__ import annotations
 
@@ -327,6 +327,48 @@ class _TemplateLandmarker:
         lm[42:48] = [box.left + 0.7 * w, box.top + 0.4 * h]
         lm[48], lm[54] = [box.left + 0.35 * w, box.top + 0.8 * h], [box.left + 0.65 * w, box.top + 0.8 * h]
         return lm
+
+
+def test_unaligned_square_input_is_aligned_with_a_warning(caplog):
+    from mystyle_pl.tasks.pasteback import load_task_photo
+
+    image = _photo(256, 256)
+    off = FaceAnalyzer(detector=_BoxDetector((0.5, 0.1, 0.8, 0.4)), landmarker=_TemplateLandmarker(),
+                       refine_iterations=0, retry_pad=0, retry_angles=())  # fmt: skip
+    with caplog.at_level("WARNING"):
+        photo = load_task_photo(image, size=64, analyzer=off, name="square")
+    assert photo.aligned_here and photo.image.shape == (3, 64, 64)
+    assert any("not one" in w and "align='never'" in w for w in photo.warnings), photo.warnings
+    assert "is not one" in caplog.text
+    # A square whose face is where the aligned crop has it is taken as it is, silently.
+    at_place = FaceAnalyzer(detector=_BoxDetector(FFHQ_DLIB_BOX), landmarker=_TemplateLandmarker())
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        crop = load_task_photo(image, size=64, analyzer=at_place, name="crop")
+    assert not crop.aligned_here and not crop.warnings and caplog.text == ""
+    # align="never" takes the square as it is without looking.
+    never = _BoxDetector((0.5, 0.1, 0.8, 0.4))
+    kept = load_task_photo(image, size=64, align="never",
+                           analyzer=FaceAnalyzer(detector=never, landmarker=_TemplateLandmarker()))  # fmt: skip
+    assert not kept.aligned_here and never.calls == 0
+
+
+def test_real_unaligned_square_photo_is_detected(shared_data):
+    """skimage's astronaut (a 512 px square photo, not an aligned crop) and a real aligned crop."""
+    pytest.importorskip("dlib", reason="dlib-bin is not installed")
+    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is a test dependency")
+    from mystyle_pl.data.faces import FaceModelsUnavailable, check_face_models
+    from mystyle_pl.tasks.pasteback import load_task_photo
+
+    try:
+        check_face_models()
+    except FaceModelsUnavailable as e:
+        pytest.skip(str(e))
+    photo = load_task_photo(skimage_data.astronaut(), size=64, name="astronaut")
+    assert photo.aligned_here and any("not one" in w for w in photo.warnings)
+    ref = sorted((shared_data / "albums" / "00001" / "refs").glob("*.png"))[0]
+    crop = load_task_photo(ref, size=64)
+    assert not crop.aligned_here and not crop.warnings
 
 
 # ----------------------------------------------------------------------------------------
