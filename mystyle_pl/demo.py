@@ -360,7 +360,9 @@ class _Demo:
             names = [p.name for p in _image_files(self.album / "images")]
             n_held = min(self.settings.num_held_out, max(0, len(names) // 5))
             if len(names) - n_held < 2:
-                raise RuntimeError(f"prepare kept {len(names)} photos of {self.user_album}: too few to tune a prior "
+                from .errors import UserError
+
+                raise UserError(f"{self.user_album}: prepare kept {len(names)} photos: too few to tune a prior "
                                    "(MyStyle wants tens; see OUT/album/manifest.json for the rejected ones)")  # fmt: skip
             from .data.datamodule import hash_fraction
 

@@ -143,7 +143,7 @@ def _load_photos(files: list[Path], size: int, align: str, skipped: dict) -> lis
     for f in tqdm(files, desc="loading photos", leave=False, disable=len(files) < 4):
         try:
             tp = load_task_photo(f, size, align=align)
-        except (NoFaceError, ValueError, OSError) as e:
+        except (NoFaceError, ValueError, OSError, MemoryError) as e:
             log.warning("skipping %s: %s", f, e)
             skipped[str(f)] = str(e).splitlines()[0]
             continue

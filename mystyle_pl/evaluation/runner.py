@@ -510,6 +510,9 @@ def evaluate(
     skipped: dict[str, str] = {}
     held = _load_photos(files, max(R, E), align, skipped)
     pair_photos = _load_pairs(pair_specs, max(R, E), skipped)
+    # Per-input failures, as predict records them: each file and why; the run goes on without them.
+    failed = [{"source": source, "error": error} for source, error in skipped.items()]
+    write_bytes_atomic(out / "failed.json", (json.dumps(failed, indent=1) + "\n").encode())
     if not held and not pair_photos:
         raise ValueError("nothing to evaluate: no usable held-out photo (--photos) and no pair (--pairs)")
     trained = {Path(n).stem for n in prior.names}
