@@ -375,3 +375,23 @@ def test_sigterm_mid_run_writes_the_summary_and_exits_143(prior_dir, tmp_path):
     assert all((out / name / "record.json").is_file() for name in done)
     assert {f["name"] for f in failed} == {f"face{i}" for i in range(n)} - done
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------ evaluate: the same record of failures
+
+
+def test_evaluate_records_unusable_photos_in_failed_json(prior_dir, tmp_path):
+    from mystyle_pl.evaluate import evaluate
+    from mystyle_pl.losses import LPIPS
+    from mystyle_pl.metrics import IdentityScorer
+
+    folder = tmp_path / "photos"
+    write_image(folder / "good.png", torch.rand(3, R, R) * 2 - 1)
+    (folder / "broken.png").write_bytes(b"not an image")
+    lp = LPIPS("alex", pretrained=False)
+    result = evaluate(prior_dir, folder, tasks=["superres-x8"], out=tmp_path / "e", methods=["baseline"], resolution=R,
+                      steps=1, betas=None, identity=IdentityScorer(descriptor_fn=lambda image: np.ones(4)), lpips=lp,
+                      metric_lpips=lp, device="cpu", progress=False)  # fmt: skip
+    (failed,) = json.loads((tmp_path / "e" / "failed.json").read_text())
+    assert failed["source"] == str(folder / "broken.png") and "not a recognised image format" in failed["error"]
+    assert result.metrics["settings"]["photos"] == 1
