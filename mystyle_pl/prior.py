@@ -36,7 +36,38 @@ GENERATOR_FILE = "generator.safetensors"
 ANCHORS_FILE = "anchors.safetensors"
 INFO_FILE = "prior.json"
 BUNDLE_VERSION = 1
+PYTHON_PRESETS = {"invert": "quick", "inpaint": "quick", "super_resolve": "quick", "edit": "pplus"}  # as predict's
+# task specs (predict.specs: ProjectingSpec.default_preset; the edit policies want P+ inside the person's space)
 IDENTITY_RENDERS = 16  # anchors rendered and described when neither prior.json nor the album gives the identity
+
+
+def projecting_kwargs(kw: dict[str, Any], preset: str | None, default: str = "quick") -> dict[str, Any]:
+    """A projecting task's keyword arguments with its projection settings taken from a named preset of
+    :mod:`mystyle_pl.tasks.presets` (the budgets ``predict``, ``evaluate`` and the demo share):
+    ``ProjectionSettings`` fields in ``kw`` (``steps=50``, ``patience=None``, ...) replace the preset's
+    values. ``kw`` holding ``settings=`` or ``projector=`` is used as it is (with ``preset`` a
+    ``ValueError``: one or the other). ``preset=None``: ``default``.
+
+    >>> projecting_kwargs({"steps": 7, "beta": 0.1}, "full")["settings"].steps
+    7
+    """
+    from dataclasses import fields, replace
+
+    from .tasks.base import ProjectionSettings
+    from .tasks.presets import task_settings
+
+    kw = dict(kw)
+    if kw.get("settings") is not None or kw.get("projector") is not None:
+        if preset is not None:
+            raise ValueError("pass either preset= or settings= / projector=, not both")
+        return kw
+    kw.pop("settings", None)
+    names = {f.name for f in fields(ProjectionSettings)}
+    overrides = {k: kw.pop(k) for k in list(kw) if k in names}
+    if "pull" in overrides and overrides["pull"] is not None:
+        overrides["pull"] = tuple(float(p) for p in overrides["pull"])
+    kw["settings"] = replace(task_settings(preset if preset is not None else default), **overrides)
+    return kw
 
 
 def album_identity(album: str | os.PathLike | None, prior_dir: str | os.PathLike | None = None) -> tuple[list[float] | None, str]:
@@ -266,45 +297,55 @@ class PersonalPrior:
 
         return as_mask(mask, tuple(images.shape[2:]))
 
-    def invert(self, img: Any, **kw):
+    def invert(self, img: Any, preset: str | None = None, **kw):
         """Project photo(s) into the person's space (``D`` = identity) -> :class:`~mystyle_pl.tasks.invert.InvertResult`.
 
         ``img``: PIL image, path, tensor ``[3, H, W]`` / ``[B, 3, H, W]`` in ``[-1, 1]`` (or a list);
-        ``kw``: :class:`~mystyle_pl.tasks.invert.Invert` arguments (``settings``, ``lpips``, ``beta``,
-        ``ProjectionSettings`` fields such as ``steps``).
+        ``preset``: the projection budget (:mod:`mystyle_pl.tasks.presets`: ``quick`` (default), ``full``,
+        ``pplus``, ``official``), as in ``predict`` and ``evaluate``; ``kw``:
+        :class:`~mystyle_pl.tasks.invert.Invert` arguments (``lpips``, ``beta``, ``settings`` instead of a
+        preset, ``ProjectionSettings`` fields such as ``steps`` over the preset's values).
         """
         from .tasks.invert import Invert
 
-        return Invert(self, **kw)(self.as_images(img))
+        return Invert(self, **projecting_kwargs(kw, preset, PYTHON_PRESETS["invert"]))(self.as_images(img))
 
-    def inpaint(self, img: Any, mask: Any, **kw):
+    def inpaint(self, img: Any, mask: Any, preset: str | None = None, **kw):
         """Fill the hole of photo(s) -> :class:`~mystyle_pl.tasks.inpaint.InpaintResult`.
 
         ``mask``: an image file, PIL image or uint8 array (**white = hole**; transparency and colour
         masks as :func:`~mystyle_pl.data.io.read_mask` says), boxes ``[(x0, y0, x1, y1), ...]`` (holes),
         or a tensor ``[B or 1, 1, H, W]`` with **1 = known pixel, 0 = hole**; a mask leaving less than
-        a quarter of the face known warns (wrong polarity?). ``kw``: :class:`Inpaint` arguments.
+        a quarter of the face known warns (wrong polarity?). ``preset`` and ``kw`` as :meth:`invert`
+        (``kw``: :class:`Inpaint` arguments, e.g. ``feather``). ``.consistency``: PSNR (dB) of the
+        projection on the known pixels, before blending.
         """
         from .tasks.inpaint import Inpaint
 
         images = self.as_images(img)
-        return Inpaint(self, **kw)(images, self._mask(mask, images))
+        task = Inpaint(self, **projecting_kwargs(kw, preset, PYTHON_PRESETS["inpaint"]))
+        return task(images, self._mask(mask, images))
 
-    def super_resolve(self, img: Any, factor: int | None = None, **kw):
+    def super_resolve(self, img: Any, factor: int | None = None, preset: str | None = None, **kw):
         """Super-resolve low-resolution photo(s) ``h x h`` to the generator's resolution (``R / h`` in 2..32)
-        -> :class:`~mystyle_pl.tasks.superres.SuperResolveResult`. ``kw``: :class:`SuperResolve` arguments
-        (``blind=True`` for real degraded photos)."""
+        -> :class:`~mystyle_pl.tasks.superres.SuperResolveResult` (``.images`` back-projected so that
+        ``D(result)`` reproduces the input, ``.raw`` the projection before, ``.consistency`` /
+        ``.raw_consistency`` in dB). ``preset`` and ``kw`` as :meth:`invert` (``kw``: :class:`SuperResolve`
+        arguments, e.g. ``blind=True`` for real degraded photos, ``back_projection=0``)."""
         from .tasks.superres import SuperResolve
 
-        return SuperResolve(self, **kw)(self.as_images(img), factor=factor)
+        task = SuperResolve(self, **projecting_kwargs(kw, preset, PYTHON_PRESETS["super_resolve"]))
+        return task(self.as_images(img), factor=factor)
 
-    def edit(self, img: Any, direction: Any, strengths: Any = (-2.0, -1.0, 0.0, 1.0, 2.0), **kw):
+    def edit(self, img: Any, direction: Any, strengths: Any = (-2.0, -1.0, 0.0, 1.0, 2.0), preset: str | None = None, **kw):
         """Edit photo(s) along a W direction (tensor, ``.pt``/``.npy`` path, or principal direction index)
-        at each strength -> :class:`~mystyle_pl.tasks.edit.EditResult`. ``kw``: :class:`Edit` arguments
-        (``policy='continue'|'stop'|'project'``, ``layers``, projection settings)."""
+        at each strength -> :class:`~mystyle_pl.tasks.edit.EditResult`. ``preset``: as :meth:`invert`, but
+        ``pplus`` by default (as ``predict``'s edit: the edit policies keep results in the person's space);
+        ``kw``: :class:`Edit` arguments (``policy='continue'|'stop'|'project'``, ``layers``, projection settings)."""
         from .tasks.edit import Edit
 
-        return Edit(self, **kw)(self.as_images(img), direction, strengths)
+        task = Edit(self, **projecting_kwargs(kw, preset, PYTHON_PRESETS["edit"]))
+        return task(self.as_images(img), direction, strengths)
 
     def sample(self, n: int, seed: int | None = None, **kw):
         """``n`` new photos of the person -> :class:`~mystyle_pl.tasks.sample.SampleResult`.
