@@ -88,9 +88,11 @@ class TaskWriter(BasePredictionWriter):
         save_input: bool = True,  # write input.png (the crop the task ran on)
         save_photo: bool = True,  # write photo*.png (the result pasted into the full photo) for photos aligned here
         compress_level: int = 6,  # PNG compression 0..9 (higher: smaller files, slower)
-        max_photo_pixels: int | None = -1,  # cap on photo*.png in pixels; -1 = the data module's data.max_photo_pixels; None = no cap
+        max_photo_pixels: int | None = None,  # cap on photo*.png in pixels; None = the data's data.max_photo_pixels (64 MP; null there = no cap)
     ) -> None:
         super().__init__(write_interval="batch")
+        if max_photo_pixels is not None and max_photo_pixels < 1:
+            raise ValueError(f"max_photo_pixels must be a positive number of pixels or null, got {max_photo_pixels}")
         self.output_dir = output_dir
         self.save_input, self.save_photo, self.compress_level = save_input, save_photo, compress_level
         self.max_photo_pixels = max_photo_pixels
@@ -118,7 +120,7 @@ class TaskWriter(BasePredictionWriter):
         self.root = ensure_writable_dir(root, "output folder", "choose another with --trainer.default_root_dir")
         self._done, self._failed, self._warnings = [], [], []
         datamodule = getattr(trainer, "datamodule", None)
-        if self.max_photo_pixels != -1:
+        if self.max_photo_pixels is not None:
             self._cap = self.max_photo_pixels
         elif hasattr(datamodule, "max_photo_pixels"):
             self._cap = datamodule.max_photo_pixels
