@@ -277,6 +277,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 _EVALUATE_EPILOG = """\
 tasks (--tasks; a group selects all of its conditions):
+  invert              held-out inversion (D = identity): the photo itself at the generator's
+                      resolution, the upper bound of every other task
   superres            superres-x8 and superres-x16: the ground truth area-down-sampled by 8 / 16
                       relative to --resolution (256 px: 32 px and 16 px inputs)
   inpaint             inpaint-eyes, inpaint-mouth (boxes in FFHQ-aligned coordinates) and
@@ -285,14 +287,26 @@ tasks (--tasks; a group selects all of its conditions):
                       restored by blind super-resolution from a copy down-sampled by --blind-factor
   real                (from --pairs) real degraded photos with their ground truth, restored like blind
 
-methods (--methods), run on the same inputs with the same budget (--steps, --patience):
-  personal            the personal prior: projection into P+ (beta = --beta)
+methods (--methods), run on the same inputs with the same budget (--preset, --steps, --patience):
+  personal            the personal prior (beta = --beta), made consistent with the input:
+                      super-resolution back-projected (D(result) = input), inpainting blended
+  personal-raw        the same projection before back-projection (super-resolution, blind)
   generic             the untuned generator (prior.json's generator_source, or --generic): free W+
+                      (--generic-tasks: only on these conditions)
   baseline            bicubic up-sampling; inpainting: OpenCV Telea if cv2 imports, else mean fill
+
+projection presets (--preset; the budgets predict, the demo and Python share; --steps etc. override):
+  quick (default)     W+ anchored to the person's space, 100 steps, face-weighted loss at 256 px
+  full                the same, 400 steps (a GPU budget)
+  pplus               the paper's P+ at a CPU budget: 300 steps, early stopping, proximal offsets
+  official            google/mystyle's projection: P+, 1000 steps, loss at full resolution
 
 metrics per result against the ground truth at --resolution: identity (dlib 128-d descriptor:
 cosine similarity and distance to the ground truth and to the album's identity centre, share
-under dlib's 0.6 same-person threshold; no face found = a failure), LPIPS, PSNR, SSIM; mean ± std.
+under dlib's 0.6 same-person threshold; no face found = a failure), LPIPS, PSNR, SSIM; against
+the input: consistency (PSNR of D(result) against the input at the input's size; inpainting: the
+projection on the known pixels, before blending); steps used, seconds per image; mean ± std.
+Input dependence: pairwise PSNR of the results of different photos next to their truths'.
 
 output (--out): report.md (tables, image strips), metrics.json (every per-image number, aggregates,
 settings), strips/<condition>/<photo>.png, beta_sweep.png (identity vs LPIPS as beta grows);
@@ -300,7 +314,7 @@ with --wandb also a W&B run (offline unless an API key is configured) under OUT/
 
 example:
   mystyle-pl evaluate --prior runs/me/prior --photos held_out/ --out eval/me
-  mystyle-pl evaluate --prior runs/me/prior --photos held_out/ --tasks superres --steps 500 \\
+  mystyle-pl evaluate --prior runs/me/prior --photos held_out/ --tasks superres --preset full \\
       --pairs ../shared/data/albums/00082 --album-refs ../shared/data/albums/00082/refs
 """
 
@@ -312,32 +326,40 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos", action="append", default=None, metavar="HELD_OUT",
                         help="held-out photos of the person: a folder or a file (repeatable); aligned crops "
                              "(square) or raw photos, aligned on the fly. Default: the prior's held-out album photos")
-    parser.add_argument("--tasks", default="superres,inpaint,blind",
-                        help="comma-separated groups or conditions (see below; default: superres,inpaint,blind)")
+    parser.add_argument("--tasks", default="invert,superres,inpaint,blind",
+                        help="comma-separated groups or conditions (see below; default: invert,superres,inpaint,blind)")
     parser.add_argument("--pairs", action="append", default=[], metavar="DEGRADED:GT",
                         help="a real degraded photo and its ground truth (aligned crops), or a folder holding "
                              "degraded.png and gt.png (repeatable)")
     parser.add_argument("--out", default="evaluation", help="output folder (default: ./evaluation)")
-    parser.add_argument("--methods", default="personal,generic,baseline",
-                        help="which of personal, generic, baseline (default: all three)")
+    parser.add_argument("--methods", default="personal,personal-raw,generic,baseline",
+                        help="which of personal, personal-raw, generic, baseline (default: all four)")
+    parser.add_argument("--generic-tasks", default=None, metavar="TASKS",
+                        help="conditions or groups the generic prior runs on (default: all of --tasks)")
     parser.add_argument("--generic", default=None, metavar="GENERATOR",
                         help="the untuned generator (asset name or checkpoint); default: the prior's generator_source")
     parser.add_argument("--resolution", type=int, default=None,
                         help="evaluation resolution in px: ground truth, metrics, SR factors; must divide the "
                              "generator's resolution (default: 256, or the generator's if smaller)")
-    parser.add_argument("--steps", type=int, default=200, help="projection steps, both priors (default: 200)")
+    from .tasks.presets import DEFAULT_PRESET, PRESETS
+
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                        help=f"projection budget of both priors (see below; default: {DEFAULT_PRESET}); "
+                             "the options below override its values")
+    parser.add_argument("--steps", type=int, default=None, help="projection steps, both priors (default: the preset's)")
     parser.add_argument("--patience", type=int, default=None,
-                        help="stop a projection after this many steps without improvement (default: off)")
-    parser.add_argument("--lr", type=float, default=None, help="personal projection learning rate (default: 5e-3)")
-    parser.add_argument("--generic-lr", type=float, default=None, help="generic W+ learning rate (default: 0.05)")
-    parser.add_argument("--lr-rampdown", type=float, default=0.25,
+                        help="stop a projection after this many steps without improvement (default: the preset's)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="personal P+ learning rate on the anchors' coefficients (default: the preset's)")
+    parser.add_argument("--generic-lr", type=float, default=None, help="generic W+ learning rate (default: the preset's w_lr)")
+    parser.add_argument("--lr-rampdown", type=float, default=None,
                         help="cosine decay of both learning rates to 0 over this final fraction of the steps "
-                             "(default: 0.25, as StyleGAN2's projector; 0 = constant, official)")
+                             "(default: the preset's; 0 = constant, official)")
     parser.add_argument("--official-optimizer", action="store_true",
-                        help="personal prior: the P+ offsets' penalty through Adam's gradient, as google/mystyle "
-                             "(default: a proximal step, the same objective reached without Adam's jitter)")
+                        help="personal P+: the offsets' penalty through Adam's gradient, as google/mystyle "
+                             "(default: the preset's)")
     parser.add_argument("--loss-resolution", type=int, default=None,
-                        help="compute the projection loss at this size in px (default: --resolution; 0 = as observed)")
+                        help="compute the projection loss at this size in px (default: the preset's; 0 = as observed)")
     parser.add_argument("--beta", default="0.03",
                         help="dilation of the personal space for the comparison ('none' = affine hull; default: 0.03)")
     parser.add_argument("--betas", default="0,0.03,0.1,0.3",
@@ -379,8 +401,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     try:
         result = evaluation.evaluate(
             args.prior, args.photos, tasks=args.tasks, out=args.out, pairs=args.pairs, methods=args.methods,
-            generic=args.generic, resolution=args.resolution, steps=args.steps, patience=args.patience, lr=args.lr,
-            generic_lr=args.generic_lr, lr_rampdown=args.lr_rampdown, delta_prox=not args.official_optimizer, loss_resolution=args.loss_resolution, beta=beta[0], betas=args.betas,
+            generic=args.generic, resolution=args.resolution, preset=args.preset, steps=args.steps,
+            patience=args.patience, lr=args.lr, generic_lr=args.generic_lr, lr_rampdown=args.lr_rampdown,
+            delta_prox=False if args.official_optimizer else None, loss_resolution=args.loss_resolution,
+            generic_tasks=args.generic_tasks, beta=beta[0], betas=args.betas,
             sweep_task=args.sweep_task, seed=args.seed, blind_factor=args.blind_factor, batch_size=args.batch_size,
             max_photos=args.max_photos, album_refs=args.album_refs, lpips_net=args.lpips_net, align=args.align,
             device=args.device, logger="wandb" if args.wandb else None, progress=not args.no_progress,

@@ -11,15 +11,22 @@
                  for --quality full): OUT/fit (logs, checkpoints, grids) and the prior bundle OUT/prior
     5 tasks      the prior on a held-out photo: x8 super-resolution, inpainting of a box, an edit along
                  a principal direction at five strengths, four new samples: OUT/results/*.png + tasks.json
+                 (with PSNR to the truth, consistency with the input, steps and seconds of each projection)
     6 evaluate   the personal prior against the generic one on the held-out photos: OUT/report
                  (mystyle_pl.evaluate; skipped with a note while that module is not installed)
-    7 summary    where everything is (and OUT/demo.json: settings, stage timings)
+    7 summary    where everything is, and the x8 super-resolution's fidelity (personal vs bicubic: PSNR to
+                 the truth, consistency, steps, seconds per image); OUT/demo.json: settings, stage timings,
+                 those figures
+
+Both projecting stages use a named projection preset (:mod:`mystyle_pl.tasks.presets`, the budgets
+``predict``, ``evaluate`` and Python share): ``quick`` for ``--quality quick``, ``full`` for
+``--quality full``.
 
 A stage whose output already exists is skipped, so running the same command again resumes after
 an interruption (an interrupted fit resumes from OUT/fit/checkpoints/last.ckpt). ``--album DIR``
 runs the same on one's own photos (DIR is only read; a few photos are held out by a name hash);
-``--quality full`` uses the paper's budgets (about 100 photos, 300-step anchors, 1000 passes,
-1000-step projections) and wants a GPU.
+``--quality full`` uses the paper's tuning budgets (about 100 photos, 300-step anchors, 1000 passes)
+and the ``full`` projection preset (400 steps), and wants a GPU.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +60,10 @@ class DemoSettings:
     num_held_out: int  # held-out photos (synthesised, or taken from --album by a name hash)
     photo_size: int  # side of the synthesised photos in px (the generator renders at its own resolution)
     fit_config: str  # the fit recipe, a path relative to configs/ (or absolute)
-    task_steps: int  # projection steps of each task (official: 1000)
-    task_resolution: int  # loss resolution of the task projections in px; 0 = the generator's (official)
     checkpoint_every: int  # epochs between fit checkpoints (resume points)
-    eval_tasks: str = "superres,inpaint,blind"  # evaluate's conditions or groups (mystyle-pl evaluate --tasks)
-    eval_steps: int = 200  # evaluate's projection steps, both priors
+    preset: str = "quick"  # projection preset of the tasks and evaluate stages (mystyle_pl.tasks.presets)
+    eval_tasks: str = "invert,superres,inpaint,blind"  # evaluate's conditions or groups (mystyle-pl evaluate --tasks)
+    eval_generic_tasks: str | None = None  # conditions the generic prior runs on in evaluate; None = all
     eval_max_photos: int | None = None  # held-out photos evaluated; None = all
     eval_betas: str = "0,0.03,0.1,0.3"  # evaluate's beta sweep ("" = none)
     edit_strengths: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)  # in units of W's std along the direction
@@ -67,17 +73,21 @@ class DemoSettings:
 
 # fmt: off
 QUALITIES: dict[str, DemoSettings] = {
-    # <= 15 min on a 2-core CPU, <= 3 min on one GPU (anchors and tuning dominate).
-    # Estimated on a 2-core CPU (one 1024 px forward+backward ~1.3 s): album 40 s, prepare 30 s, anchors
-    # 12 x 15 steps ~4 min, tuning 6 passes ~2 min, tasks 3 x 30 steps ~2 min, evaluate 2 conditions x
-    # 2 priors x 2 photos x 30 steps ~5 min.
+    # ~15 min on a 2-core CPU, a few minutes on one GPU. Measured before the presets (make demo, 2-core CPU):
+    # album 14 s, prepare 11 s, fit 239 s; a projection step with MobileStyleGAN at 1024 px, loss at 256 px,
+    # ~0.8 s, so one projection of the quick preset (100 steps) ~80 s. Tasks: 3 projections (super-resolution,
+    # inpainting, inversion; the edit reuses the inversion) ~4 min. Evaluate, kept to ~5.5 min: ONE held-out
+    # photo (the input-dependence figure needs >= 2 and is left out here) on three conditions, x8
+    # super-resolution (personal, its raw projection for free, generic, bicubic), the mouth box (personal,
+    # Telea) and the inversion (personal): 4 projections; the generic prior only at x8, no beta sweep.
     "quick": DemoSettings(num_photos=12, num_held_out=4, photo_size=512, fit_config="fit/demo.yaml",
-                          task_steps=30, task_resolution=256, checkpoint_every=1,
-                          eval_tasks="superres-x8,inpaint-mouth", eval_steps=30, eval_max_photos=2, eval_betas=""),
-    # The paper's budgets: ~100 photos, configs/fit/mystyle.yaml (300-step anchors, 1000 passes), 1000-step
-    # projections; evaluate's default conditions and beta sweep at 500 steps. For a GPU.
+                          checkpoint_every=1, preset="quick", eval_tasks="superres-x8,inpaint-mouth,invert",
+                          eval_generic_tasks="superres-x8", eval_max_photos=1, eval_betas=""),
+    # The paper's tuning budgets: ~100 photos, configs/fit/mystyle.yaml (300-step anchors, 1000 passes); the
+    # full projection preset (400 steps); evaluate's default conditions (with the inversion) and beta sweep
+    # on every held-out photo. For a GPU.
     "full": DemoSettings(num_photos=100, num_held_out=10, photo_size=1024, fit_config="fit/mystyle.yaml",
-                         task_steps=1000, task_resolution=0, checkpoint_every=10, eval_steps=500),
+                         checkpoint_every=10, preset="full"),
 }
 # fmt: on
 
@@ -245,8 +255,10 @@ class _Demo:
     def save_state(self) -> None:
         _write_json(self.out / STATE_FILE, {
             "settings": self.identity_settings,
+            "projection": asdict(demo_projection_settings(self.settings, self.task_overrides)),
             "device": str(self.device),
             "stages": [asdict(r) for r in self.records],
+            "fidelity": self.fidelity(),
             "paths": {"demo_album": str(self.demo_album) if self.user_album is None else None, "album": str(self.album),
                       "held_out": str(self.held_out), "prior": str(self.prior), "results": str(self.results),
                       "report": str(self.report)},
@@ -430,7 +442,24 @@ class _Demo:
 
     def run_tasks(self) -> StageRecord:
         return run_tasks(self.prior, self.held_out / "images", self.results, self.settings, device=self.device,
-                         seed=self.seed, overrides=self.task_overrides, log=self.log)  # fmt: skip
+                         seed=self.seed, overrides=self.task_overrides, log=self.log, progress=self.progress)  # fmt: skip
+
+    def fidelity(self) -> dict:
+        """The x8 super-resolution's fidelity, personal vs bicubic: from the tasks stage (``tasks.json``,
+        one held-out photo) and, when it ran, the evaluation (``report/metrics.json``, superres-x8)."""
+        out: dict[str, Any] = {}
+        tasks = self.results / "tasks.json"
+        if tasks.is_file():
+            sr = json.loads(tasks.read_text()).get("superres", {})
+            if "consistency" in sr:
+                out["tasks"] = sr
+        metrics = self.report / "metrics.json"
+        if metrics.is_file():
+            agg = json.loads(metrics.read_text()).get("aggregates", {}).get("superres-x8", {})
+            keys = ("psnr", "consistency", "steps_used", "seconds")
+            out["evaluate"] = {m: {k: (a.get(k) or {}).get("mean") for k in keys} | {"n": a.get("n")}
+                               for m, a in agg.items()}  # fmt: skip
+        return out
 
     def run_summary(self, total: float) -> StageRecord:
         report = _find_report(self.report)
@@ -446,8 +475,36 @@ class _Demo:
             f"  report:   {report if report else f'not produced ({why})'}",
             f"  log:      {self.out / STATE_FILE}",
         ]
+        lines += fidelity_lines(self.fidelity())
         self.log("\n".join(lines))
         return StageRecord("summary", "done", 0.0, str(self.out / STATE_FILE))
+
+
+def fidelity_lines(fidelity: dict) -> list[str]:
+    """The summary's lines on the x8 super-resolution: personal (data-consistent), its raw projection
+    and bicubic, each with PSNR to the truth, consistency with the input, steps and seconds per image."""
+
+    def cell(label: str, p, c, steps=None, sec=None) -> str:
+        text = f"{label} {'–' if p is None else f'{p:.2f}'} dB to the truth, consistency {'–' if c is None else f'{c:.1f}'} dB"
+        if steps is not None:
+            text += f", {steps:.0f} steps"
+        if sec is not None:
+            text += f", {sec:.1f} s/image"
+        return text
+
+    lines = []
+    t = fidelity.get("tasks")
+    if t:
+        lines.append(f"  x{t['factor']} super-resolution of a held-out photo (tasks): "
+                     + cell("personal", t["psnr"], t["consistency"], t["steps_used"], t["seconds"])
+                     + " | " + cell("raw projection", t["psnr_raw"], t["consistency_raw"])
+                     + " | " + cell("bicubic", t["psnr_bicubic"], t["consistency_bicubic"]))  # fmt: skip
+    e = fidelity.get("evaluate")
+    if e:
+        parts = [cell(m, a["psnr"], a["consistency"], a["steps_used"], a["seconds"]) for m, a in e.items()]
+        n = next(iter(e.values()))["n"]
+        lines.append(f"  x8 super-resolution, evaluation ({n} photo(s)): " + " | ".join(parts))
+    return lines
 
 
 def _find_report(folder: Path) -> Path | None:
@@ -469,24 +526,28 @@ def run_tasks(
     settings: DemoSettings | None = None,  # budgets; None = the "quick" quality
     device: str | torch.device | None = None,  # None = CUDA when available
     seed: int = 0,  # seeds the samples
-    overrides: dict | None = None,  # ProjectionSettings fields for every projection (e.g. {"lpips_weight": 0})
+    overrides: dict | None = None,  # ProjectionSettings fields over the preset's for every projection (e.g. {"lpips_weight": 0})
     cell: int = 256,  # side of each image in gallery.png, px
     log: Callable[[str], None] | None = print,
+    progress: bool = False,  # each projection's progress bar (steps, loss)
 ) -> StageRecord:
     """Run every task of the prior on a held-out photo and write ``OUT/{superres,inpaint,edit,samples,
-    invert,gallery}.png`` and ``tasks.json`` (settings, timings, PSNR of the restorations)."""
+    invert,gallery}.png`` and ``tasks.json`` (settings, timings; per restoration the PSNR to the truth,
+    the consistency with the input, the steps used and the seconds). Projections use the preset
+    ``settings.preset`` with ``overrides`` (:func:`demo_projection_settings`)."""
     import torch.nn.functional as F
 
     from .anchors import downsample_to
     from .data.dataset import load_photo
     from .data.io import write_image
     from .demo_album import slot_resolutions
+    from .metrics.image import psnr
     from .prior import PersonalPrior
+    from .tasks.consistency import consistency_psnr
     from .tasks.edit import Edit, principal_directions
     from .tasks.invert import Invert
     from .tasks.superres import Downsample
     from .tuning.callbacks import make_grid
-    from .tuning.module import psnr
 
     say = log or (lambda msg: None)
     settings = settings or QUALITIES["quick"]
@@ -499,15 +560,19 @@ def run_tasks(
     if not photos:
         raise FileNotFoundError(f"no held-out photo in {held_out_dir}")
     x = load_photo(photos[0], res)[None].to(device)
-    proj: dict[str, Any] = {"steps": settings.task_steps, "resolution": settings.task_resolution,
-                            "delta_prox": True, "lr_rampdown": 0.25, **(overrides or {})}  # fmt: skip
+    projection = replace(demo_projection_settings(settings, overrides), progress=progress)
+    proj: dict[str, Any] = {"settings": projection}
     cell = min(cell, res)
 
     def small(t: torch.Tensor) -> torch.Tensor:
         return downsample_to(t.detach().float().cpu(), cell)
 
-    timings, record = {}, {"photo": str(photos[0]), "projection": dict(proj)}
-    if proj.get("lpips_weight", 1.0) > 0:
+    def dB(v) -> float:
+        return round(float(v), 2)
+
+    timings: dict[str, float] = {}
+    record: dict[str, Any] = {"photo": str(photos[0]), "preset": settings.preset, "projection": asdict(projection)}
+    if projection.lpips_weight > 0:
         from .losses import LPIPS
 
         proj["lpips"] = LPIPS("alex").to(device)  # one LPIPS module for every task
@@ -521,19 +586,31 @@ def run_tasks(
 
     # super-resolution x8 (or the largest factor the resolution allows)
     factor = 8 if res // 8 >= 2 else 2
-    lo = Downsample(res // factor)(x)
+    down = Downsample(res // factor)
+    lo = down(x)
     sr = timed("superres", lambda: prior.super_resolve(lo, factor=factor, **proj))
     lo_up = F.interpolate(lo, size=(res, res), mode="nearest")
     bicubic = F.interpolate(lo, size=(res, res), mode="bicubic").clamp(-1, 1)
-    record["superres"] = {"factor": factor, "psnr": round(float(psnr(sr.images, x)), 2),
-                          "psnr_bicubic": round(float(psnr(bicubic, x)), 2)}  # fmt: skip
+    record["superres"] = {
+        "factor": factor,
+        "psnr": dB(psnr(sr.images, x)),  # the data-consistent result (back-projected): what the gallery shows
+        "psnr_raw": dB(psnr(sr.raw, x)),  # the projection before back-projection
+        "psnr_bicubic": dB(psnr(bicubic, x)),
+        "consistency": dB(sr.consistency),  # PSNR of D(result) against the input, at the input's size
+        "consistency_raw": dB(sr.raw_consistency),
+        "consistency_bicubic": dB(consistency_psnr(bicubic, lo, down)),
+        "steps_used": int(sr.steps_used),
+        "seconds": timings["superres"],
+    }
     sr_row = torch.cat([small(lo_up), small(sr.images), small(x)])
 
     # inpainting of a box over the nose and mouth (1 = known pixel, 0 = hole)
     box = (round(0.32 * res), round(0.5 * res), round(0.68 * res), round(0.8 * res))
     ip = timed("inpaint", lambda: prior.inpaint(x, [box], **proj))
     mask = ip.mask.to(x)
-    record["inpaint"] = {"box": list(box), "psnr_hole": round(float(_masked_psnr(ip.blended, x, 1 - mask)), 2)}
+    record["inpaint"] = {"box": list(box), "psnr_hole": round(float(_masked_psnr(ip.blended, x, 1 - mask)), 2),
+                         "psnr": dB(psnr(ip.blended, x)), "consistency": dB(ip.consistency),
+                         "steps_used": int(ip.steps_used), "seconds": timings["inpaint"]}  # fmt: skip
     ip_row = torch.cat([small(x * mask), small(ip.blended), small(x)])
 
     # inversion, and an edit of it along a principal direction in the coarse layers
@@ -559,7 +636,8 @@ def run_tasks(
     # new photos of the person
     smp = timed("sample", lambda: prior.sample(settings.num_samples, seed=seed))
     sample_row = small(smp.images)
-    record["invert"] = {"psnr": round(float(psnr(inv.images, x)), 2), "steps_used": inv.steps_used}
+    record["invert"] = {"psnr": dB(psnr(inv.images, x)), "consistency": dB(inv.consistency),
+                        "steps_used": int(inv.steps_used), "seconds": timings["invert"]}  # fmt: skip
 
     rows = {"superres": [sr_row], "inpaint": [ip_row], "invert": [torch.cat([small(x), small(inv.images)])],
             "edit": [edit_row], "samples": [sample_row]}  # fmt: skip
@@ -575,8 +653,18 @@ def run_tasks(
     record["seconds"] = timings
     _write_json(out_dir / "tasks.json", record)
     sr_psnr = record["superres"]
-    note = f"superres PSNR {sr_psnr['psnr']} dB (bicubic {sr_psnr['psnr_bicubic']}), gallery {out_dir / 'gallery.png'}"
+    note = (f"x{factor} superres PSNR {sr_psnr['psnr']} dB, consistency {sr_psnr['consistency']} dB "
+            f"(bicubic {sr_psnr['psnr_bicubic']} / {sr_psnr['consistency_bicubic']} dB), gallery {out_dir / 'gallery.png'}")  # fmt: skip
     return StageRecord("tasks", "done", 0.0, str(out_dir / "gallery.png"), note)
+
+
+def demo_projection_settings(settings: DemoSettings, overrides: dict | None = None):
+    """The demo's projection settings: :func:`~mystyle_pl.tasks.presets.task_settings` of
+    ``settings.preset`` with the ``overrides`` (``ProjectionSettings`` fields) replacing its values."""
+    from .tasks.presets import task_settings
+
+    base = task_settings(settings.preset)
+    return replace(base, **(overrides or {})) if overrides else base
 
 
 def _masked_psnr(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -601,8 +689,9 @@ def _stage_evaluate(demo: _Demo) -> StageRecord:
         out=str(demo.report),
         generic=demo.generator_source,
         tasks=s.eval_tasks,
-        steps=s.eval_steps,
-        lr_rampdown=0.25,
+        generic_tasks=s.eval_generic_tasks,
+        preset=s.preset,  # evaluate resolves the preset itself; the demo's overrides (tests) come as settings
+        settings=demo_projection_settings(s, demo.task_overrides) if demo.task_overrides else None,
         max_photos=s.eval_max_photos,
         betas=s.eval_betas or None,
         seed=demo.seed,

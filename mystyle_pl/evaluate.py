@@ -3,15 +3,24 @@
 Every held-out photo (an FFHQ-aligned crop, or a raw photo aligned on the fly) is degraded
 synthetically, and each degraded input is restored side by side by
 
-* ``personal``: the personal prior, projection into ``P+`` (the MyStyle tasks);
+* ``personal``: the personal prior (the MyStyle tasks), projected with the projection preset
+  (``preset``: :mod:`mystyle_pl.tasks.presets`, the budgets ``predict``, the demo and Python share;
+  default ``quick``, W+ anchored to the person's space), its result made consistent with the input
+  (super-resolution: back-projection, so that ``D(result)`` reproduces the input; inpainting: the
+  projection blended into the known pixels);
+* ``personal-raw``: the same projection before back-projection (super-resolution and blind only; taken
+  from the same projection, not projected again), so the report shows what each output gives;
 * ``generic``: the untuned generator the prior was tuned from, free ``W+`` projection from
   ``w_avg`` with the same loss and step budget (:func:`~mystyle_pl.tasks.generic.generic_task`);
+  ``generic_tasks`` limits it to some conditions;
 * ``baseline``: no prior at all: bicubic up-sampling (super-resolution, blind restoration),
-  OpenCV Telea inpainting when ``cv2`` imports, else the known pixels' mean colour.
+  OpenCV Telea inpainting when ``cv2`` imports, else the known pixels' mean colour (none for inversion).
 
 Conditions (``tasks``; a group name selects all its conditions):
 
 ==================  =====================================================================
+invert              held-out inversion (D = identity): the photo itself at the generator's
+                    resolution, the upper bound of every other task
 superres-x8/-x16    area down-sampling by 8 / 16 relative to the evaluation resolution
 blind               blur + down-sampling + noise + JPEG (seeded per photo), resized back;
                     restored by blind super-resolution from a ``blind_factor`` down-sampled copy
@@ -23,7 +32,11 @@ real                real degraded photos with a ground truth (``pairs``), restor
 
 Results are measured against the ground truth at the evaluation resolution ``E`` (default 256):
 identity (dlib descriptors, see :mod:`mystyle_pl.metrics.identity`), LPIPS, PSNR and SSIM, each
-with mean and spread. A beta sweep repeats one condition with the personal prior at several
+with mean and spread; and against their input: consistency, the PSNR of ``D(result)`` against the
+input at the input's size (inpainting: ``G(ws)`` on the known pixels, before blending); with the
+projection steps used and the seconds per image. Input dependence: the pairwise PSNR between the
+results of different photos next to that between their ground truths (do results differ as their
+inputs do, or look alike whatever the input?). A beta sweep repeats one condition with the personal prior at several
 dilations ``beta`` of its space (the paper's identity-vs-LPIPS trade-off). The output folder gets
 ``report.md`` (tables, image strips), ``metrics.json`` (every number and the settings), the strips
 and the sweep plot as PNG, and optionally a W&B run.
@@ -54,13 +67,24 @@ from .evaluation.inputs import (
     TASK_GROUPS,
     Condition,
     Photo,
+    condition_kind,
     expand_tasks,
     list_photos,
+    methods_for,
     parse_betas,
     parse_pair,
 )
 from .evaluation.report import make_strip, plot_tradeoff, write_report
-from .evaluation.runner import FORMAT, VERSION, EvaluationResult, aggregate, evaluate
+from .evaluation.runner import (
+    FORMAT,
+    VERSION,
+    EvaluationResult,
+    Restored,
+    aggregate,
+    evaluate,
+    input_dependence,
+    projection_settings,
+)
 from .evaluation.wandb_log import log_to_wandb, make_wandb_logger
 
 __all__ = [
@@ -77,19 +101,24 @@ __all__ = [
     "Condition",
     "EvaluationResult",
     "Photo",
+    "Restored",
     "aggregate",
     "bicubic",
     "box_mask",
+    "condition_kind",
     "evaluate",
     "expand_tasks",
     "fill_holes",
+    "input_dependence",
     "irregular_mask",
     "list_photos",
     "log_to_wandb",
     "make_strip",
     "make_wandb_logger",
+    "methods_for",
     "parse_betas",
     "parse_pair",
     "plot_tradeoff",
+    "projection_settings",
     "write_report",
 ]

@@ -28,8 +28,9 @@ from mystyle_pl.generators import save_generator
 from .helpers import REPO_ROOT
 
 R = 32
-SETTINGS = DemoSettings(num_photos=6, num_held_out=2, photo_size=R, fit_config="fit/demo.yaml", task_steps=3,
-                        task_resolution=0, checkpoint_every=1, edit_strengths=(-1.0, 0.0, 1.0), num_samples=2)  # fmt: skip
+SETTINGS = DemoSettings(num_photos=6, num_held_out=2, photo_size=R, fit_config="fit/demo.yaml", checkpoint_every=1,
+                        edit_strengths=(-1.0, 0.0, 1.0), num_samples=2)  # fmt: skip
+TASK_OVERRIDES = {"lpips_weight": 0.0, "steps": 3}  # over the quick preset: tiny budgets
 
 
 class StubIdentity:
@@ -122,7 +123,7 @@ def _run(out, generator_file, tmp_path, **kw):
     return run_demo(
         out, generator=str(generator_file), settings=SETTINGS, align=False, identity=None, device="cpu",
         fit_args=["--trainer.max_epochs=1", "--model.anchor_steps=5", f"--model.anchors_cache={tmp_path / 'cache'}"],
-        task_overrides={"lpips_weight": 0.0}, evaluate=False, progress=False, log=kw.pop("log", lambda m: None), **kw,
+        task_overrides=TASK_OVERRIDES, evaluate=False, progress=False, log=kw.pop("log", lambda m: None), **kw,
     )  # fmt: skip
 
 
@@ -143,10 +144,22 @@ def test_run_demo_end_to_end_then_resumes(tmp_path, generator_file):
     tasks = json.loads((out / "results" / "tasks.json").read_text())
     assert tasks["superres"]["factor"] == 8 and len(tasks["edit"]["applied"]) == 3
     assert set(tasks["seconds"]) == {"superres", "inpaint", "invert", "edit", "sample"}
+    # fidelity of every restoration: PSNR to the truth, consistency with the input, steps, seconds
+    sr = tasks["superres"]
+    for key in ("psnr", "psnr_raw", "psnr_bicubic", "consistency", "consistency_raw", "consistency_bicubic"):
+        assert isinstance(sr[key], float), key
+    assert sr["steps_used"] == 3 and sr["seconds"] == tasks["seconds"]["superres"]
+    assert sr["consistency"] > sr["consistency_raw"]  # back-projected: D(result) reproduces the input
+    assert tasks["inpaint"]["steps_used"] == tasks["invert"]["steps_used"] == 3
+    assert tasks["preset"] == "quick" and tasks["projection"]["method"] == "wplus" and tasks["projection"]["steps"] == 3
     state = json.loads((out / "demo.json").read_text())
     assert state["settings"]["num_photos"] == 6 and [s["name"] for s in state["stages"]][-1] == "summary"
+    assert state["settings"]["preset"] == "quick" and state["projection"]["steps"] == 3
+    assert state["fidelity"]["tasks"] == sr and "evaluate" not in state["fidelity"]
     log = "\n".join(messages)
     assert "[demo 4/7] fit: done in" in log and str(out / "results" / "gallery.png") in log
+    assert f"personal {sr['psnr']:.2f} dB to the truth, consistency {sr['consistency']:.1f} dB, 3 steps" in log
+    assert f"bicubic {sr['psnr_bicubic']:.2f} dB to the truth" in log
 
     prior_mtime = (out / "prior" / "prior.json").stat().st_mtime_ns
     again = _run(out, generator_file, tmp_path)
@@ -215,8 +228,56 @@ def test_evaluate_stage_passes_the_demo_settings(tmp_path, monkeypatch):
     q = QUALITIES["quick"]
     assert seen["prior"] == str(tmp_path / "prior") and seen["photos"] == str(tmp_path / "held_out" / "images")
     assert seen["out"] == str(tmp_path / "report") and seen["generic"] == "g" and seen["tasks"] == q.eval_tasks
-    assert (seen["steps"], seen["max_photos"], seen["betas"], seen["progress"]) == (q.eval_steps, q.eval_max_photos, None, False)
+    assert (seen["max_photos"], seen["betas"], seen["progress"]) == (q.eval_max_photos, None, False)
+    # the projection budget is the preset's, resolved by evaluate itself (no step count of the demo's own)
+    assert seen["preset"] == "quick" and seen["settings"] is None and "steps" not in seen
+    assert seen["generic_tasks"] == "superres-x8" and "invert" in seen["tasks"]
     assert record.status == "done" and record.output == str(tmp_path / "report" / "report.md")
+    # with overrides (tests, task_overrides) evaluate gets them as settings over the preset
+    seen.clear()
+    import shutil
+
+    shutil.rmtree(tmp_path / "report")
+    demo = _Demo(tmp_path, None, "quick", QUALITIES["quick"], torch.device("cpu"), 1, "g", True, None, [],
+                 {"steps": 5}, False, print)  # fmt: skip
+    _stage_evaluate(demo)
+    from mystyle_pl.tasks.presets import task_settings
+
+    assert seen["settings"] == task_settings("quick", steps=5)
+
+
+def test_qualities_name_presets_and_fit_the_cpu_budget():
+    """--quality quick projects with the quick preset, --quality full with the full one; the quick demo's
+    evaluation stays at 4 projections of one photo (about 5 minutes on a 2-core CPU)."""
+    from mystyle_pl.evaluate import expand_tasks, methods_for
+    from mystyle_pl.evaluation.inputs import condition_kind
+
+    assert QUALITIES["quick"].preset == "quick" and QUALITIES["full"].preset == "full"
+    q = QUALITIES["quick"]
+    generic = set(expand_tasks(q.eval_generic_tasks))
+    projections = 0
+    for c in expand_tasks(q.eval_tasks):
+        methods = [m for m in methods_for(condition_kind(c), ["personal", "personal-raw", "generic"]) if m != "personal-raw"]
+        projections += len([m for m in methods if m != "generic" or c in generic]) * q.eval_max_photos
+    assert projections == 4 and "invert" in expand_tasks(q.eval_tasks)
+
+
+def test_summary_reports_the_x8_fidelity():
+    from mystyle_pl.demo import fidelity_lines
+
+    tasks = {"factor": 8, "psnr": 24.1, "psnr_raw": 23.5, "psnr_bicubic": 23.0, "consistency": 52.3,
+             "consistency_raw": 31.0, "consistency_bicubic": 38.2, "steps_used": 100, "seconds": 81.2}  # fmt: skip
+    evaluated = {"personal": {"psnr": 25.0, "consistency": 50.0, "steps_used": 100.0, "seconds": 80.0, "n": 1},
+                 "baseline": {"psnr": 23.0, "consistency": 38.0, "steps_used": 0.0, "seconds": 0.0, "n": 1}}  # fmt: skip
+    lines = fidelity_lines({"tasks": tasks, "evaluate": evaluated})
+    assert lines[0] == (
+        "  x8 super-resolution of a held-out photo (tasks): personal 24.10 dB to the truth, consistency 52.3 dB, "
+        "100 steps, 81.2 s/image | raw projection 23.50 dB to the truth, consistency 31.0 dB | "
+        "bicubic 23.00 dB to the truth, consistency 38.2 dB"
+    )
+    assert lines[1].startswith("  x8 super-resolution, evaluation (1 photo(s)): personal 25.00 dB")
+    assert "baseline 23.00 dB to the truth, consistency 38.0 dB, 0 steps, 0.0 s/image" in lines[1]
+    assert fidelity_lines({}) == []
 
 
 def test_cli_demo_command(monkeypatch, tmp_path):

@@ -83,7 +83,7 @@ def test_evaluate_end_to_end(tiny, tmp_path):
     result = evaluate(
         tiny / "prior",
         tiny / "photos",
-        tasks="superres-x8,inpaint-eyes,blind",
+        tasks="superres-x8,inpaint-eyes,blind,invert",
         out=out,
         pairs=[tiny / "pair"],
         generic=make_tiny_stylegan2(resolution=R, seed=1),
@@ -101,12 +101,23 @@ def test_evaluate_end_to_end(tiny, tmp_path):
     assert result.report == out / "report.md" and result.metrics_path == out / "metrics.json"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == result.metrics
-    assert metrics["format"] == "mystyle_pl.evaluation" and metrics["methods"] == ["personal", "generic", "baseline"]
-    conditions = ["superres-x8", "inpaint-eyes", "blind", "real"]
+    assert metrics["format"] == "mystyle_pl.evaluation"
+    assert metrics["methods"] == ["personal", "personal-raw", "generic", "baseline"]
+    conditions = ["superres-x8", "inpaint-eyes", "blind", "invert", "real"]
     assert list(metrics["aggregates"]) == conditions
     assert metrics["settings"]["steps"] == 3 and metrics["settings"]["resolution"] == R
-    # every per-image number: conditions x methods x photos (the pair is one photo)
-    assert len(metrics["records"]) == 3 * 3 * 3 + 3 * 1
+    assert metrics["settings"]["preset"] == "quick" and metrics["settings"]["method"] == "wplus"
+    from dataclasses import asdict
+
+    from mystyle_pl.tasks.presets import task_settings
+
+    assert metrics["settings"]["projection"] == json.loads(json.dumps(asdict(task_settings("quick", steps=3))))
+    # every per-image number: conditions x methods x photos (the pair is one photo); personal-raw only where a
+    # back-projection exists (super-resolution, blind), no baseline for the inversion
+    methods = {c: ["personal", "personal-raw", "generic", "baseline"] for c in ("superres-x8", "blind", "real")}
+    methods |= {"inpaint-eyes": ["personal", "generic", "baseline"], "invert": ["personal", "generic"]}
+    assert {c: list(a) for c, a in metrics["aggregates"].items()} == methods
+    assert len(metrics["records"]) == (4 + 3 + 4 + 2) * 3 + 4 * 1
     rec = metrics["records"][0]
     for key in (
         "condition",
@@ -115,6 +126,9 @@ def test_evaluate_end_to_end(tiny, tmp_path):
         "lpips",
         "psnr",
         "ssim",
+        "consistency",
+        "steps_used",
+        "seconds",
         "id_found",
         "id_cos_gt",
         "id_dist_gt",
@@ -125,12 +139,24 @@ def test_evaluate_end_to_end(tiny, tmp_path):
     ):
         assert key in rec, key
     for c in conditions:
-        for m in ("personal", "generic", "baseline"):
+        for m in methods[c]:
             a = metrics["aggregates"][c][m]
             assert a["n"] == (1 if c == "real" else 3)
-            for k in ("lpips", "psnr", "ssim"):
+            for k in ("lpips", "psnr", "ssim", "steps_used", "seconds"):
                 assert set(a[k]) == {"mean", "std", "min", "max", "n"} and a[k]["mean"] is not None
+            # consistency with the input: every method but the inpainting baseline (its known pixels are the input's)
+            assert (a["consistency"]["mean"] is None) == (c == "inpaint-eyes" and m == "baseline")
+            assert a["steps_used"]["mean"] == (0 if m == "baseline" else 3)
             assert a["identity"]["faces_found"] == a["n"] and 0.0 <= a["identity"]["same_person_gt"] <= 1.0
+    # the inversion (D = identity) is the upper bound of the projecting tasks
+    assert metrics["conditions"]["invert"]["kind"] == "invert"
+    invert = metrics["aggregates"]["invert"]["personal"]
+    assert invert["psnr"]["mean"] > metrics["aggregates"]["superres-x8"]["personal-raw"]["psnr"]["mean"] - 1.0
+    # input dependence: pairwise PSNR of the results of the 3 photos against their truths'
+    dep = metrics["input_dependence"]
+    assert set(dep) == {"superres-x8", "inpaint-eyes", "blind", "invert"}  # the single pair has no partner
+    assert dep["superres-x8"]["pairs"] == 3 and set(dep["superres-x8"]["methods"]) == set(methods["superres-x8"])
+    assert all(v["psnr"] is not None and v["gap_db"] is not None for v in dep["superres-x8"]["methods"].values())
     # the baseline of super-resolution is bicubic, of inpainting OpenCV Telea or the mean fill
     assert metrics["baselines"]["superres"] == "bicubic" and metrics["baselines"]["inpaint"] in (
         "OpenCV Telea",
@@ -147,15 +173,15 @@ def test_evaluate_end_to_end(tiny, tmp_path):
     sweep = metrics["beta_sweep"]
     assert sweep["condition"] == "superres-x16" and [p["beta"] for p in sweep["points"]] == [0.0, 0.1]
     assert all(p["lpips"] is not None for p in sweep["points"]) and (out / sweep["plot"]).is_file()
-    # strips: one per condition and photo, five tiles (degraded | personal | generic | baseline | gt)
+    # strips: one per condition and photo, a tile per method between the degraded input and the truth
     for c in conditions:
         names = ["pair"] if c == "real" else ["held0", "held1", "held2"]
         for n in names:
             strip = out / "strips" / c / f"{n}.png"
             assert strip.is_file()
             width, height = Image.open(strip).size
-            assert width > 5 * 128 and height > 128  # tiles enlarged to 128 px
-    assert len(result.strips) == 10
+            assert width > (len(methods[c]) + 2) * 128 and height > 128  # tiles enlarged to 128 px
+    assert len(result.strips) == 13
     report = (out / "report.md").read_text()
     for text in (
         "# MyStyle evaluation",
@@ -163,8 +189,14 @@ def test_evaluate_end_to_end(tiny, tmp_path):
         "## inpaint-eyes",
         "## blind",
         "## real",
+        "## invert",
         "## Beta sweep",
-        "personal (P+)",
+        "## Input dependence",
+        "## Summary: fidelity",
+        "preset `quick`",
+        "consistency ↑ (dB)",
+        "s / image",
+        "| personal (raw) |",
         "generic (W+)",
         "baseline (bicubic)",
         "ID dist ↓ (centre)",
@@ -178,8 +210,128 @@ def test_evaluate_end_to_end(tiny, tmp_path):
     # nothing written into the input folders
     assert sorted(p.name for p in (tiny / "photos").iterdir()) == ["held0.png", "held1.png", "held2.png"]
     # the logger got the tables and images
-    assert {"evaluate/summary", "evaluate/records", "evaluate/beta_sweep"} <= set(logger.tables)
+    assert {"evaluate/summary", "evaluate/records", "evaluate/beta_sweep", "evaluate/input_dependence"} <= set(logger.tables)
+    assert "consistency" in logger.tables["evaluate/records"][0]
     assert "evaluate/strips/blind" in logger.images and "evaluate/beta_sweep_plot" in logger.images
+
+
+def test_fidelity_figures_come_from_one_projection(tiny, tmp_path, monkeypatch):
+    """personal and personal-raw are the two outputs of ONE projection per photo; consistency, steps and
+    seconds per record; the bicubic baseline's consistency and PSNR match a computation by hand."""
+    from mystyle_pl.data.io import read_image, to_tensor
+    from mystyle_pl.evaluate import bicubic
+    from mystyle_pl.metrics.image import psnr
+    from mystyle_pl.tasks.consistency import consistency_psnr
+    from mystyle_pl.tasks.superres import SuperResolve, area_downsample
+
+    results = []
+    run = SuperResolve.run
+
+    def recording(self, images, factor=None):
+        results.append(run(self, images, factor))
+        return results[-1]
+
+    monkeypatch.setattr(SuperResolve, "run", recording)
+    lp = LPIPS("alex", pretrained=False)
+    out = evaluate(
+        tiny / "prior", tiny / "photos", tasks="superres-x8", methods="personal-raw,baseline,personal",
+        out=tmp_path / "e", resolution=R, steps=4, betas=None, identity=IdentityScorer(descriptor_fn=stub_descriptor),
+        lpips=lp, metric_lpips=lp, device="cpu", progress=False, batch_size=1,
+    )  # fmt: skip
+    assert len(results) == 3  # one projection per photo (batch 1) gives both personal rows
+    assert list(out.metrics["aggregates"]["superres-x8"]) == ["personal", "personal-raw", "baseline"]
+    records = {(r["method"], r["photo"]): r for r in out.metrics["records"]}
+    down = lambda img: area_downsample(img, R // 8)  # noqa: E731 - D of x8 super-resolution at E = R
+    for i, name in enumerate(["held0", "held1", "held2"]):
+        gt = to_tensor(read_image(tiny / "photos" / f"{name}.png"))
+        lo = down(gt)
+        up = bicubic(lo, R)
+        base = records[("baseline", name)]
+        assert base["consistency"] == pytest.approx(float(consistency_psnr(up, lo, down)[0]), abs=1e-3)
+        assert base["psnr"] == pytest.approx(float(psnr(up, gt)[0]), abs=1e-3)
+        assert base["steps_used"] == 0 and base["seconds"] >= 0
+        result = results[i]
+        personal, raw = records[("personal", name)], records[("personal-raw", name)]
+        assert personal["consistency"] == pytest.approx(float(result.consistency[0]), abs=1e-4)
+        assert raw["consistency"] == pytest.approx(float(result.raw_consistency[0]), abs=1e-4)
+        assert raw["consistency"] == pytest.approx(float(consistency_psnr(result.raw, lo, down)[0]), abs=1e-3)
+        assert personal["consistency"] > raw["consistency"] + 5  # back-projection: D(result) reproduces the input
+        assert raw["psnr"] == pytest.approx(float(psnr(result.raw, gt)[0]), abs=1e-3)
+        assert personal["psnr"] == pytest.approx(float(psnr(result.images, gt)[0]), abs=1e-3)
+        assert personal["steps_used"] == raw["steps_used"] == result.steps_used == 4
+        assert personal["seconds"] == raw["seconds"] > 0
+    agg = out.metrics["aggregates"]["superres-x8"]
+    assert agg["personal"]["consistency"]["mean"] > agg["personal-raw"]["consistency"]["mean"]
+    assert agg["personal"]["steps_used"]["mean"] == 4 and agg["baseline"]["steps_used"]["mean"] == 0
+
+
+@pytest.mark.parametrize("preset", ["quick", "full", "pplus", "official"])
+def test_a_preset_name_gives_the_same_settings_everywhere(preset, monkeypatch):
+    """predict (its task specs), evaluate, the demo and Python resolve a preset name through their own code
+    to the same ProjectionSettings (progress bars aside: each entry point shows or hides them)."""
+    from dataclasses import replace
+
+    from mystyle_pl.demo import QUALITIES, demo_projection_settings, tiny_prior
+    from mystyle_pl.evaluate import projection_settings
+    from mystyle_pl.predict.specs import InpaintSpec, InvertSpec, SuperResolveSpec
+    from mystyle_pl.tasks.inpaint import Inpaint
+    from mystyle_pl.tasks.invert import Invert
+    from mystyle_pl.tasks.presets import task_settings
+    from mystyle_pl.tasks.superres import SuperResolve
+
+    expected = task_settings(preset)
+
+    def same(settings):
+        assert replace(settings, progress=False) == expected
+
+    for spec in (InvertSpec, InpaintSpec, SuperResolveSpec):
+        same(spec(preset=preset).projection_settings())
+    same(projection_settings(preset))
+    same(demo_projection_settings(replace(QUALITIES["quick"], preset=preset)))
+    # Python: the settings each task is built with by prior.invert / inpaint / super_resolve
+    seen = []
+    for cls in (Invert, Inpaint, SuperResolve):
+        monkeypatch.setattr(cls, "run", lambda self, *a, **k: seen.append(self.projector.settings))
+    prior = tiny_prior(resolution=R)
+    x = torch.zeros(1, 3, R, R)
+    prior.invert(x, preset=preset)
+    prior.inpaint(x, [(8, 8, 16, 16)], preset=preset)
+    prior.super_resolve(torch.zeros(1, 3, R // 4, R // 4), preset=preset)
+    assert len(seen) == 3
+    for settings in seen:
+        same(settings)
+    # overrides keep the rest of the preset, the same way everywhere
+    assert projection_settings(preset, steps=7) == replace(expected, steps=7)
+    assert InvertSpec(preset=preset, steps=7).projection_settings() == replace(expected, steps=7, progress=True)
+
+
+def test_python_api_defaults_to_the_quick_preset(monkeypatch):
+    from mystyle_pl.demo import tiny_prior
+    from mystyle_pl.tasks.invert import Invert
+    from mystyle_pl.tasks.presets import task_settings
+
+    seen = []
+    monkeypatch.setattr(Invert, "run", lambda self, images: seen.append(self.projector.settings))
+    prior = tiny_prior(resolution=R)
+    prior.invert(torch.zeros(1, 3, R, R))
+    prior.invert(torch.zeros(1, 3, R, R), steps=5, patience=None)
+    assert seen == [task_settings("quick"), task_settings("quick", steps=5)]
+    with pytest.raises(ValueError, match="either preset= or settings="):
+        prior.invert(torch.zeros(1, 3, R, R), preset="full", settings=task_settings("quick"))
+
+
+def test_input_dependence():
+    from mystyle_pl.evaluate import input_dependence
+
+    g = torch.Generator().manual_seed(0)
+    truths = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1
+    alike = truths.mean(0, keepdim=True).expand(4, -1, -1, -1) + 0.01 * truths  # one face whatever the input
+    d = input_dependence(truths, {"follows": truths + 0.0, "alike": alike})
+    assert d["pairs"] == 6
+    assert d["methods"]["follows"]["gap_db"] == pytest.approx(0.0, abs=1e-3)
+    assert d["methods"]["follows"]["corr"] == pytest.approx(1.0, abs=1e-4)
+    assert d["methods"]["alike"]["gap_db"] > 20
+    assert input_dependence(truths[:1], {"x": truths[:1]}) is None
 
 
 def test_evaluate_counts_faceless_results_as_failures(tiny, tmp_path):
@@ -329,7 +481,8 @@ def test_cli_help_and_arguments(monkeypatch, capsys, tmp_path):
         main(["evaluate", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for words in ("superres-x8", "inpaint-irregular", "blind", "--pairs", "--betas", "default: 200", "report.md"):
+    for words in ("superres-x8", "inpaint-irregular", "blind", "invert", "--pairs", "--betas", "--preset", "personal-raw",
+                  "quick (default)", "consistency", "report.md"):
         assert words in text, words
 
     seen = {}
@@ -339,6 +492,9 @@ def test_cli_help_and_arguments(monkeypatch, capsys, tmp_path):
         return module.EvaluationResult(tmp_path, tmp_path / "report.md", tmp_path / "metrics.json", {}, [])
 
     monkeypatch.setattr(module, "evaluate", fake_evaluate)
+    monkeypatch.chdir(tmp_path)  # the command checks that its inputs exist
+    for folder in ("P", "D"):
+        (tmp_path / folder).mkdir()
     code = main(
         [
             "evaluate",
@@ -354,12 +510,16 @@ def test_cli_help_and_arguments(monkeypatch, capsys, tmp_path):
             "F",
             "--steps",
             "7",
+            "--preset",
+            "pplus",
+            "--generic-tasks",
+            "superres-x8",
             "--betas",
             "0,0.1",
             "--generic",
             "g.safetensors",
             "--out",
-            str(tmp_path),
+            str(tmp_path / "out"),
             "--methods",
             "personal,baseline",
             "--no-progress",
@@ -369,4 +529,6 @@ def test_cli_help_and_arguments(monkeypatch, capsys, tmp_path):
     assert seen["prior"] == "P" and seen["photos"] == ["D"] and seen["tasks"] == "superres,inpaint"
     assert seen["pairs"] == ["a.png:b.png", "F"] and seen["steps"] == 7 and seen["betas"] == "0,0.1"
     assert seen["generic"] == "g.safetensors" and seen["methods"] == "personal,baseline" and seen["logger"] is None
-    assert seen["progress"] is False
+    assert seen["progress"] is False and seen["preset"] == "pplus" and seen["generic_tasks"] == "superres-x8"
+    # unset options keep the preset's values
+    assert seen["patience"] is None and seen["lr_rampdown"] is None and seen["delta_prox"] is None

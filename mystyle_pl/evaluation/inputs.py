@@ -3,7 +3,8 @@
 * :data:`TASK_GROUPS`, :data:`CONDITIONS`, :data:`METHODS`, :data:`DEFAULT_TASKS`, :data:`DEFAULT_BETAS`:
   the conditions, methods and betas one can ask for;
 * :func:`list_photos`, :func:`parse_pair`, :func:`expand_tasks`, :func:`parse_betas`: the command-line
-  style arguments -> files, conditions, betas;
+  style arguments -> files, conditions, betas; :func:`condition_kind` and :func:`methods_for`: which task
+  a condition runs and which methods apply to it;
 * :class:`Photo` (one loaded ground truth) and :class:`Condition` (one degradation over every photo);
 * ``_load_photos`` / ``_load_pairs`` / ``_held_out_from_prior``: the images to evaluate on.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +25,14 @@ from ..metrics.identity import IMAGE_SUFFIXES
 log = logging.getLogger("mystyle_pl.evaluate")  # the public module's logger: the CLI sets its level
 
 TASK_GROUPS: dict[str, tuple[str, ...]] = {
+    "invert": ("invert",),
     "superres": ("superres-x8", "superres-x16"),
     "inpaint": ("inpaint-eyes", "inpaint-mouth", "inpaint-irregular"),
     "blind": ("blind",),
 }
 CONDITIONS: dict[str, str] = {
+    "invert": "held-out inversion (D = identity): the photo itself at the generator's resolution, the upper bound "
+    "of every other task",
     "superres-x8": "super-resolution x8: area down-sampling by 8",
     "superres-x16": "super-resolution x16: area down-sampling by 16",
     "blind": "blind restoration: blur + down-sampling + noise + JPEG (seeded), resized back",
@@ -36,8 +41,8 @@ CONDITIONS: dict[str, str] = {
     "inpaint-irregular": "inpainting: seeded irregular brush strokes over the face",
     "real": "real degraded photos with a ground truth (pairs), restored by blind super-resolution",
 }
-METHODS = ("personal", "generic", "baseline")
-DEFAULT_TASKS = ("superres", "inpaint", "blind")
+METHODS = ("personal", "personal-raw", "generic", "baseline")
+DEFAULT_TASKS = ("invert", "superres", "inpaint", "blind")
 DEFAULT_BETAS = (0.0, 0.03, 0.1, 0.3)
 
 
@@ -54,15 +59,36 @@ class Condition:
     """One degradation applied to every photo: what each method sees and what it is scored against."""
 
     name: str
-    kind: str  # "superres" | "blind" | "inpaint"
+    kind: str  # "invert" | "superres" | "blind" | "inpaint" (condition_kind)
     photos: list[str]
     gt: torch.Tensor  # [N, 3, E, E] ground truth at the evaluation resolution
-    observed: torch.Tensor  # what the methods restore: [N, 3, h, h] (superres/blind) or [N, 3, R, R] (inpaint)
+    observed: torch.Tensor  # what the methods restore: [N, 3, h, h] (superres/blind) or [N, 3, R, R] (inpaint, invert)
     shown: torch.Tensor  # [N, 3, E, E] the degraded input as shown in the strips
     full: torch.Tensor | None = None  # inpaint: the photos at the generator's resolution [N, 3, R, R]
     mask: torch.Tensor | None = None  # inpaint: [1, 1, R, R], 1 = known pixel, 0 = hole
     factor: int | None = None  # superres/blind: E / h
     extra: dict = field(default_factory=dict)  # per-condition facts for the report (e.g. blind parameters)
+
+
+def condition_kind(name: str) -> str:
+    """The task a condition runs: ``"invert"``, ``"superres"``, ``"blind"`` (blind and real) or ``"inpaint"``."""
+    if name == "invert":
+        return "invert"
+    if name.startswith("superres-x"):
+        return "superres"
+    if name in ("blind", "real"):
+        return "blind"
+    if name.startswith("inpaint-"):
+        return "inpaint"
+    raise ValueError(f"unknown condition {name!r}")
+
+
+def methods_for(kind: str, methods: Sequence[str]) -> list[str]:
+    """The methods that make sense on a condition of ``kind``, in order: ``personal-raw`` only where a
+    back-projection makes the personal result data-consistent (super-resolution, blind), no
+    ``baseline`` for inversion (the input is the truth)."""
+    drop = {"invert": {"personal-raw", "baseline"}, "inpaint": {"personal-raw"}}.get(kind, set())
+    return [m for m in methods if m not in drop]
 
 
 def list_photos(photos) -> list[Path]:

@@ -3,7 +3,8 @@
 * :func:`make_strip`: degraded input | each method | ground truth, under a label band;
 * :func:`plot_tradeoff`: the beta sweep's identity-vs-LPIPS plot (matplotlib, else ``_pil_plot``);
 * :func:`write_report`: ``report.md`` from the content of ``metrics.json`` (tables via
-  ``_condition_table``, cells via ``_pm`` / ``_share`` / ``_method_label`` / ``_beta_text``);
+  ``_condition_table`` and ``_dependence_lines``, cells via ``_pm`` / ``_share`` / ``_method_label`` /
+  ``_beta_text``);
 * ``_finite``: NaN/inf -> ``None`` for ``metrics.json`` and the W&B tables.
 """
 
@@ -174,17 +175,79 @@ def _share(v) -> str:
 
 def _method_label(method: str, baseline_names: dict, kind: str) -> str:
     if method == "personal":
-        return "personal (P+)"
+        return "personal"
+    if method == "personal-raw":
+        return "personal (raw)"
     if method == "generic":
         return "generic (W+)"
     return f"baseline ({baseline_names.get(kind, 'bicubic' if kind != 'inpaint' else 'fill')})"
+
+
+def _short(method: str) -> str:
+    """A method's column heading: ``personal``, ``personal (raw)``, ``generic``, ``baseline``."""
+    return "personal (raw)" if method == "personal-raw" else method
+
+
+def _mean(s: dict | None, digits: int) -> str:
+    return "–" if not s or s.get("mean") is None else f"{s['mean']:.{digits}f}"
+
+
+def _settings_line(s: dict) -> str:
+    """The projection settings in one line (``metrics.json`` settings; version 1 files lack preset/method)."""
+    p = s.get("projection") or {}
+    method = s.get("method") or p.get("method")
+    what = {"wplus": "W+ anchored to the person's space", "pplus": "P+ (anchors' coefficients)"}.get(method, method)
+    text = f"projection: preset `{s['preset']}` ({what}), " if s.get("preset") else "projection: "
+    text += f"{s['steps']} steps" + (f" (patience {s['patience']})" if s["patience"] else "")
+    if method == "wplus":
+        text += f", w lr {p.get('w_lr', 0):g}"
+    else:
+        text += f", lr {s['lr']:g}"
+    return text + f", loss at {s['loss_resolution'] or 'input'} px"
+
+
+_READING = (
+    "personal: the personal projection made consistent with the input (super-resolution: back-projected so that "
+    "D(result) reproduces the input; inpainting: blended into the known pixels); personal (raw): the same projection "
+    "before back-projection. Consistency: PSNR of D(result) against the input at the input's size (inpainting: "
+    "G(ws) on the known pixels, before blending; inversion: G(ws) against the photo); steps: projection steps used; "
+    "s / image: wall seconds per image."
+)
+
+
+def _dependence_lines(dep: dict, methods: list[str]) -> list[str]:
+    if not dep:
+        return []
+    lines = [
+        "## Input dependence: do results of different photos differ as the photos do?",
+        "",
+        "Mean PSNR (dB) between the results of every pair of held-out photos, next to the same between their "
+        "ground truths. Gap = results − truths: near 0, the results differ as the photos do; large and positive, "
+        "they look alike whatever the input (the prior's face replaces the photo's). corr: correlation over the "
+        "pairs (>= 3 pairs).",
+        "",
+        "| condition | pairs | truths | " + " | ".join(_short(m) for m in methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for c, d in dep.items():
+        cells = []
+        for m in methods:
+            v = d["methods"].get(m)
+            if v is None or v.get("psnr") is None:
+                cells.append("–")
+            else:
+                cell = f"{v['psnr']:.2f} (gap {v['gap_db']:+.2f})" if v.get("gap_db") is not None else f"{v['psnr']:.2f}"
+                cells.append(cell + (f", corr {v['corr']:.2f}" if v.get("corr") is not None else ""))
+        truth = "–" if d.get("truth_psnr") is None else f"{d['truth_psnr']:.2f}"
+        lines.append(f"| {c} | {d['pairs']} | {truth} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _condition_table(agg: dict, methods: list[str], baseline_names: dict, kind: str, has_centre: bool) -> list[str]:
     head = ["method", "ID cos ↑ (gt)", "ID dist ↓ (gt)", "same person (gt)"]
     if has_centre:
         head += ["ID dist ↓ (centre)", "same person (centre)"]
-    head += ["LPIPS ↓", "PSNR ↑ (dB)", "SSIM ↑", "faces found", "n"]
+    head += ["LPIPS ↓", "PSNR ↑ (dB)", "SSIM ↑", "consistency ↑ (dB)", "steps", "s / image", "faces found", "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         a = agg.get(m)
@@ -194,7 +257,8 @@ def _condition_table(agg: dict, methods: list[str], baseline_names: dict, kind: 
         row = [_method_label(m, baseline_names, kind), _pm(i["cos_gt"]), _pm(i["dist_gt"]), _share(i["same_person_gt"])]
         if has_centre:
             row += [_pm(i["dist_centre"]), _share(i["same_person_centre"])]
-        row += [_pm(a["lpips"]), _pm(a["psnr"], 2), _pm(a["ssim"]), f"{i['faces_found']}/{i['n']}", str(a["n"])]
+        row += [_pm(a["lpips"]), _pm(a["psnr"], 2), _pm(a["ssim"]), _pm(a.get("consistency"), 1)]
+        row += [_mean(a.get("steps_used"), 0), _mean(a.get("seconds"), 1), f"{i['faces_found']}/{i['n']}", str(a["n"])]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -210,10 +274,10 @@ def write_report(out: Path, metrics: dict, strips: dict[str, list[tuple[str, Pat
         f"Prior: `{s['prior']}` · generic prior: {metrics['generic_note']} · {s['photos']} held-out photo(s)"
         + (f", {s['pairs']} real pair(s)" if s["pairs"] else ""),
         "",
-        f"Evaluation resolution {s['resolution']} px · projection: {s['steps']} steps"
-        + (f" (patience {s['patience']})" if s["patience"] else "")
-        + f", lr {s['lr']:g}, loss at {s['loss_resolution'] or 'input'} px · personal beta {_beta_text(s['beta'])}"
+        f"Evaluation resolution {s['resolution']} px · {_settings_line(s)} · personal beta {_beta_text(s['beta'])}"
         + f" · metric LPIPS: {s['lpips_net']} · seed {s['seed']} · device {s['device']}",
+        "",
+        _READING,
         "",
         (
             f"Identity: {metrics['identity']['scorer']}; same person = distance < {metrics['identity']['threshold']}; "
@@ -236,7 +300,7 @@ def write_report(out: Path, metrics: dict, strips: dict[str, list[tuple[str, Pat
     if conds:
         lines += ["## Summary: identity distance to the ground truth ↓ · LPIPS ↓", ""]
         lines += [
-            "| condition | " + " | ".join(_method_label(m, baseline_names, "").split(" (")[0] for m in methods) + " |",
+            "| condition | " + " | ".join(_short(m) for m in methods) + " |",
             "|---|" + "---|" * len(methods),
         ]
         for c in conds:
@@ -246,6 +310,19 @@ def write_report(out: Path, metrics: dict, strips: dict[str, list[tuple[str, Pat
                 cells.append("–" if a is None else f"{_pm(a['identity']['dist_gt'])} · {_pm(a['lpips'])}")
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += ["## Summary: fidelity · PSNR to the truth ↑ · consistency with the input ↑ (dB)", ""]
+        lines += [
+            "| condition | " + " | ".join(_short(m) for m in methods) + " |",
+            "|---|" + "---|" * len(methods),
+        ]
+        for c in conds:
+            cells = []
+            for m in methods:
+                a = metrics["aggregates"][c].get(m)
+                cells.append("–" if a is None else f"{_mean(a['psnr'], 2)} · {_mean(a.get('consistency'), 1)}")
+            lines.append(f"| {c} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += _dependence_lines(metrics.get("input_dependence") or {}, methods)
     for c in conds:
         kind = metrics["conditions"][c]["kind"]
         lines += [f"## {c}", "", metrics["conditions"][c]["description"] + ".", ""]
@@ -253,7 +330,8 @@ def write_report(out: Path, metrics: dict, strips: dict[str, list[tuple[str, Pat
         lines.append("")
         shown = strips.get(c, [])[:max_strips]
         if shown:
-            order = ["degraded", *[_method_label(m, baseline_names, kind) for m in methods], "ground truth"]
+            shown_methods = [m for m in methods if m in metrics["aggregates"][c]]
+            order = ["degraded", *[_method_label(m, baseline_names, kind) for m in shown_methods], "ground truth"]
             lines += [f"Strips: {' | '.join(order)}", ""]
             for name, path in shown:
                 lines += [f"![{c} {name}]({path.relative_to(out).as_posix()})", ""]

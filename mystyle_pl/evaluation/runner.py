@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,9 @@ from ..metrics.identity import _stats as stats
 from ..metrics.image import lpips_distance, psnr, ssim
 from ..space import DEFAULT_BETA
 from ..tasks.base import ProjectionSettings
-from ..tasks.superres import area_downsample
+from ..tasks.consistency import consistency_psnr
+from ..tasks.presets import DEFAULT_PRESET, task_settings
+from ..tasks.superres import Downsample, area_downsample
 from .degradations import EYES_BOX, MOUTH_BOX, BlindDegradation, _nearest, bicubic, box_mask, fill_holes, irregular_mask
 from .inputs import (
     CONDITIONS,
@@ -39,8 +41,10 @@ from .inputs import (
     _held_out_from_prior,
     _load_pairs,
     _load_photos,
+    condition_kind,
     expand_tasks,
     list_photos,
+    methods_for,
     parse_betas,
 )
 from .report import _beta_text, _finite, _method_label, _pm, _share, make_strip, plot_tradeoff, write_report
@@ -49,7 +53,7 @@ from .wandb_log import log_to_wandb, make_wandb_logger
 log = logging.getLogger("mystyle_pl.evaluate")  # the public module's logger: the CLI sets its level
 
 FORMAT = "mystyle_pl.evaluation"
-VERSION = 1
+VERSION = 2  # 2: personal-raw, the invert condition, consistency / steps_used / seconds, input dependence
 
 
 @dataclass
@@ -59,6 +63,39 @@ class EvaluationResult:
     metrics_path: Path  # metrics.json
     metrics: dict  # the content of metrics.json
     strips: list[Path]  # every strip written
+
+
+@dataclass
+class Restored:
+    """What one method made of one condition (every photo), and what it cost."""
+
+    images: torch.Tensor  # [N, 3, E, E] the result that is measured against the truth (CPU)
+    consistency: list[float | None]  # per photo: PSNR (dB) of D(result) against the input at the input's size
+    # (inpainting: G(ws) on the known pixels, before blending); None where it means nothing (inpainting baseline)
+    steps_used: list[int]  # per photo: projection steps of its batch (0 for the baseline)
+    seconds: list[float]  # per photo: wall seconds of its batch / the batch size
+    raw: torch.Tensor | None = None  # super-resolution: the projection before back-projection [N, 3, E, E]
+    raw_consistency: list[float | None] | None = None  # its consistency (dB)
+
+
+def projection_settings(
+    preset: str = DEFAULT_PRESET,  # a name of mystyle_pl.tasks.presets.PRESETS
+    settings: ProjectionSettings | None = None,  # replaces the preset's values (the overrides still apply)
+    progress: bool = False,  # each projection's bar (steps, loss)
+    **overrides,  # ProjectionSettings fields; None = the preset's (or settings') value
+) -> ProjectionSettings:
+    """The projection settings ``evaluate`` runs with: :func:`~mystyle_pl.tasks.presets.task_settings` of
+    ``preset`` (the budgets ``predict``, the demo and Python share) with the non-None ``overrides``."""
+    base = task_settings(preset) if settings is None else settings
+    task_settings(preset, **overrides)  # unknown fields fail here, with the list of known ones
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return replace(base, **values, progress=bool(progress))
+
+
+def _floats(values) -> list[float | None]:
+    if values is None:
+        return []
+    return [None if v is None else float(v) for v in (values.tolist() if isinstance(values, torch.Tensor) else values)]
 
 
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -88,12 +125,14 @@ class _Evaluation:
         seed: int,  # degradations, irregular mask, blind operator noise
         blind: BlindDegradation,  # the synthetic blind degradation
         blind_factor: int,  # blind/real observation down-sampling
-        generic_lr: float | None,  # generic W+ learning rate (None: generic_task's default)
+        generic_lr: float | None,  # generic W+ learning rate (None: the settings' w_lr)
+        generic_conditions: set[str] | None = None,  # conditions the generic prior runs on; None = all
     ) -> None:
         self.prior, self.generic, self.out, self.E, self.settings = prior, generic, out, resolution, settings
         self.lpips, self.metric_lpips, self.lpips_net, self.identity = lpips, metric_lpips, lpips_net, identity
         self.batch_size, self.seed, self.blind, self.blind_factor = batch_size, seed, blind, blind_factor
-        self.generic_lr = generic_lr
+        self.generic_lr = generic_lr if generic_lr is not None else settings.w_lr
+        self.generic_conditions = generic_conditions
         self.R = int(prior.generator.img_resolution)
         self.device = prior.generator.w_avg.device
         self.baseline_names: dict[str, str] = {}
@@ -106,6 +145,7 @@ class _Evaluation:
         self.timing: dict[str, dict[str, float]] = {}
         self.strips: dict[str, list[tuple[str, Path]]] = {}
         self.personal: dict[str, tuple[float | None, list[dict]]] = {}  # condition -> (beta, records)
+        self.dependence: dict[str, dict] = {}  # condition -> input dependence (see input_dependence)
 
     # ---------------------------------------------------------------- conditions
 
@@ -115,10 +155,19 @@ class _Evaluation:
     def _at_gen(self, images: torch.Tensor) -> torch.Tensor:
         return _resize(images, self.R)
 
+    def methods(self, name: str, methods: Sequence[str]) -> list[str]:
+        """The methods run on condition ``name`` (:func:`~.inputs.methods_for`, generic where asked)."""
+        out = methods_for(condition_kind(name), methods)
+        if self.generic_conditions is not None and name not in self.generic_conditions:
+            out = [m for m in out if m != "generic"]
+        return out
+
     def build(self, name: str, photos: list[Photo]) -> Condition:
         names = [p.name for p in photos]
         full = torch.stack([p.image for p in photos])
         gt = self._at_eval(full)
+        if name == "invert":  # D = identity: the truth itself at the generator's resolution
+            return Condition(name, "invert", names, gt, self._at_gen(full), gt)
         if name.startswith("superres-x"):
             factor = int(name.split("x")[-1])
             observed = area_downsample(gt, self.E // factor)
@@ -165,9 +214,10 @@ class _Evaluation:
 
     def _task(self, method: str, cond: Condition, beta: float | None):
         from ..tasks.inpaint import Inpaint
+        from ..tasks.invert import Invert
         from ..tasks.superres import SuperResolve
 
-        cls = Inpaint if cond.kind == "inpaint" else SuperResolve
+        cls = {"inpaint": Inpaint, "invert": Invert}.get(cond.kind, SuperResolve)
         kwargs: dict[str, Any] = {}
         if cls is SuperResolve:
             kwargs = {"blind": cond.kind == "blind", "seed": self.seed}
@@ -177,37 +227,61 @@ class _Evaluation:
             return cls(self.prior, settings=self.settings, lpips=self.lpips, beta=beta, **kwargs)
         from ..tasks.generic import generic_task
 
-        if self.generic_lr is not None:
-            kwargs["w_lr"] = self.generic_lr
-        return generic_task(cls, self.generic, settings=self.settings, lpips=self.lpips, **kwargs)
+        return generic_task(cls, self.generic, settings=self.settings, lpips=self.lpips, w_lr=self.generic_lr, **kwargs)
 
-    def restore(self, method: str, cond: Condition, beta: float | None = None, bar=None) -> torch.Tensor:
-        """The restored images ``[N, 3, E, E]`` (CPU) of ``method`` on ``cond``."""
+    def operator(self, cond: Condition):
+        """``D`` of a super-resolution / blind condition at ``E`` without noise: what the tasks assume
+        (:meth:`~mystyle_pl.tasks.superres.SuperResolve.operator`: blind = a Gaussian blur of
+        ``0.5 x factor`` px, then area down-sampling to the input's size)."""
+        size = cond.observed.shape[-1]
+        return Downsample(size, blur_sigma=0.5 * cond.factor if cond.kind == "blind" else 0.0)
+
+    def restore(self, method: str, cond: Condition, beta: float | None = None, bar=None) -> Restored:
+        """What ``method`` makes of ``cond``: the results ``[N, 3, E, E]`` (CPU), their consistency with
+        the input, steps and seconds per photo (the personal super-resolution also its raw projection)."""
+        n = len(cond.photos)
         if method == "baseline":
-            if cond.kind == "inpaint":
+            t0 = time.perf_counter()
+            consistency: list[float | None]
+            if cond.kind == "inpaint":  # the known pixels are the input's by construction: nothing to measure
                 filled, self.baseline_names["inpaint"] = fill_holes(cond.full, cond.mask)
-                out = self._at_eval(filled)
+                out, consistency = self._at_eval(filled), [None] * n
+            elif cond.kind == "invert":
+                raise ValueError("inversion has no baseline (its input is the truth)")
             else:
                 self.baseline_names[cond.kind] = "bicubic"
                 out = bicubic(cond.observed, self.E)
+                consistency = _floats(consistency_psnr(out, cond.observed, self.operator(cond)))
+            seconds = (time.perf_counter() - t0) / n
             if bar is not None:
-                bar.update(len(cond.photos))
-            return out.cpu()
+                bar.update(n)
+            return Restored(out.cpu(), consistency, [0] * n, [round(seconds, 4)] * n)
         task = self._task(method, cond, beta)
-        outs = []
-        for i in range(0, len(cond.photos), self.batch_size):
+        outs, raws, cons, raw_cons, steps, seconds = [], [], [], [], [], []
+        for i in range(0, n, self.batch_size):
             batch = cond.observed[i : i + self.batch_size].to(self.device)
+            t0 = time.perf_counter()
             if cond.kind == "inpaint":
                 full = cond.full[i : i + self.batch_size].to(self.device)
                 result = task(full, cond.mask.to(self.device))
-                images = getattr(result, "blended", result.images)
+                images = result.blended
             else:
                 result = task(batch)
                 images = result.images
+            dt = (time.perf_counter() - t0) / batch.shape[0]
             outs.append(self._at_eval(images.detach()).cpu())
+            cons += _floats(result.consistency)
+            if getattr(result, "raw", None) is not None:
+                raws.append(self._at_eval(result.raw.detach()).cpu())
+                raw_cons += _floats(result.raw_consistency)
+            steps += [int(result.steps_used)] * batch.shape[0]
+            seconds += [round(dt, 4)] * batch.shape[0]
             if bar is not None:
                 bar.update(batch.shape[0])
-        return torch.cat(outs)
+        return Restored(
+            torch.cat(outs), cons, steps, seconds,
+            raw=torch.cat(raws) if raws else None, raw_consistency=raw_cons if raws else None,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- metrics
 
@@ -243,6 +317,13 @@ class _Evaluation:
             )
         return records
 
+    def records_for(self, cond: Condition, method: str, restored: Restored) -> list[dict]:
+        """:meth:`measure` of ``restored`` plus its consistency, steps and seconds per photo."""
+        records = self.measure(cond, restored.images)
+        for r, c, k, t in zip(records, restored.consistency, restored.steps_used, restored.seconds):
+            r.update(method=method, consistency=c, steps_used=k, seconds=t)
+        return records
+
     # ---------------------------------------------------------------- the run
 
     def condition(self, name: str, photos: list[Photo]) -> Condition:
@@ -260,27 +341,33 @@ class _Evaluation:
         return self.built[name]
 
     def run_condition(self, name: str, photos: list[Photo], methods: list[str], beta: float | None, bar) -> None:
-        """Restore ``name`` with every method, measure, aggregate, write the strips."""
+        """Restore ``name`` with every method that applies, measure, aggregate, write the strips.
+        ``personal-raw`` is the personal projection's raw result: taken from the same projection."""
         cond = self.condition(name, photos)
+        methods = self.methods(name, methods)
         results: dict[str, torch.Tensor] = {}
+        done: dict[str, Restored] = {}
         self.aggregates[name], self.timing[name] = {}, {}
         for method in methods:
             bar.set_description(f"{name} · {method}")
             t0 = time.time()
-            images = self.restore(method, cond, beta=beta, bar=bar)
+            if method == "personal-raw":  # the same projection as "personal" (projected once)
+                src = done.get("personal") or self.restore("personal", cond, beta=beta, bar=bar)
+                restored = Restored(src.raw, src.raw_consistency, src.steps_used, src.seconds)
+            else:
+                restored = done[method] = self.restore(method, cond, beta=beta, bar=bar)
             self.timing[name][method] = round(time.time() - t0, 2)
             t0 = time.time()
-            records = self.measure(cond, images)
+            records = self.records_for(cond, method, restored)
             self.timing[name][f"{method}_metrics"] = round(time.time() - t0, 2)
-            for r in records:
-                r["method"] = method
-            results[method] = images
+            results[method] = restored.images
             self.records.extend(records)
             a = self.aggregates[name][method] = aggregate(records)
             if method == "personal":
                 self.personal[name] = (beta, records)
             log.info(
-                "%s · %-8s  ID dist %s  same %s  faces %d/%d  LPIPS %s  PSNR %s  SSIM %s  (%.1fs + %.1fs metrics)",
+                "%s · %-12s  ID dist %s  same %s  faces %d/%d  LPIPS %s  PSNR %s  SSIM %s  consistency %s dB  "
+                "%s steps  %s s/img  (%.1fs + %.1fs metrics)",
                 name,
                 method,
                 _pm(a["identity"]["dist_gt"]),
@@ -290,10 +377,16 @@ class _Evaluation:
                 _pm(a["lpips"]),
                 _pm(a["psnr"], 2),
                 _pm(a["ssim"]),
+                _pm(a["consistency"], 1),
+                _pm(a["steps_used"], 0),
+                _pm(a["seconds"], 1),
                 self.timing[name][method],
                 self.timing[name][f"{method}_metrics"],
             )
-        first = {"superres": f"input x{cond.factor}", "blind": "degraded", "inpaint": "masked"}[cond.kind]
+        self.dependence[name] = input_dependence(cond.gt, results)
+        first = {"superres": f"input x{cond.factor}", "blind": "degraded", "inpaint": "masked", "invert": "input"}[
+            cond.kind
+        ]
         labels = [first, *[_method_label(m, self.baseline_names, cond.kind) for m in methods], "ground truth"]
         self.strips[name] = []
         for i, photo in enumerate(cond.photos):
@@ -310,9 +403,7 @@ class _Evaluation:
             if cached is not None and cached[0] == b:
                 records = cached[1]
             else:
-                records = self.measure(cond, self.restore("personal", cond, beta=b))
-                for r in records:
-                    r["method"] = "personal"
+                records = self.records_for(cond, "personal", self.restore("personal", cond, beta=b))
             a = aggregate(records)
             points.append(
                 {
@@ -353,15 +444,59 @@ class _Evaluation:
 
 
 def aggregate(records: list[dict]) -> dict:
-    """Mean/std/min/max/n of LPIPS, PSNR, SSIM and the identity summary over a method's records
-    (records as :meth:`_Evaluation.measure` makes them, or as ``metrics.json`` stores them)."""
+    """Mean/std/min/max/n of LPIPS, PSNR, SSIM, consistency (dB), steps used, seconds per image and the
+    identity summary over a method's records (records as :meth:`_Evaluation.records_for` makes them,
+    or as ``metrics.json`` stores them; files of version 1 have no consistency / steps / seconds)."""
     return {
         "n": len(records),
         "lpips": stats([r["lpips"] for r in records]),
         "psnr": stats([r["psnr"] for r in records]),
         "ssim": stats([r["ssim"] for r in records]),
+        "consistency": stats([r.get("consistency") for r in records]),
+        "steps_used": stats([r.get("steps_used") for r in records]),
+        "seconds": stats([r.get("seconds") for r in records]),
         "identity": summarize([r["_score"] if "_score" in r else _score_of(r) for r in records]),
     }
+
+
+def input_dependence(truths: torch.Tensor, results: dict[str, torch.Tensor]) -> dict | None:
+    """Do results of different photos differ as the photos do? Over every pair of photos ``(i, j)``:
+    the PSNR between their ground truths and, per method, between their results (all ``[N, 3, E, E]``).
+
+    Returns ``None`` for fewer than 2 photos, else ``{"pairs", "truth_psnr", "methods": {method:
+    {"psnr", "gap_db", "corr"}}}``: ``psnr`` the mean pairwise PSNR of the results, ``gap_db`` its excess
+    over the truths' (near 0: the results differ as the photos do; large: they look alike whatever the
+    input), ``corr`` the correlation over pairs of the two PSNRs (>= 3 pairs, else None).
+
+    >>> t = torch.stack([torch.full((3, 4, 4), v) for v in (-0.5, 0.0, 0.5)])
+    >>> d = input_dependence(t, {"copy": t, "same": torch.zeros_like(t)})
+    >>> d["pairs"], d["methods"]["copy"]["gap_db"], d["methods"]["same"]["psnr"]
+    (3, 0.0, None)
+    """
+    n = truths.shape[0]
+    if n < 2:
+        return None
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    a, b = [i for i, _ in pairs], [j for _, j in pairs]
+
+    def pairwise(x: torch.Tensor) -> list[float]:
+        return _floats(psnr(x[a].float(), x[b].float()))
+
+    def mean(values: list[float]) -> float | None:
+        finite = [v for v in values if math.isfinite(v)]
+        return float(np.mean(finite)) if len(finite) == len(values) else None  # identical results: inf, no mean
+
+    truth = pairwise(truths)
+    out: dict[str, Any] = {"pairs": len(pairs), "truth_psnr": mean(truth), "methods": {}}
+    for method, images in results.items():
+        values = pairwise(images)
+        m = mean(values)
+        corr = None
+        if len(pairs) >= 3 and m is not None and out["truth_psnr"] is not None and np.std(values) > 0 and np.std(truth) > 0:
+            corr = float(np.corrcoef(values, truth)[0, 1])
+        gap = None if m is None or out["truth_psnr"] is None else round(m - out["truth_psnr"], 4)
+        out["methods"][method] = {"psnr": m, "gap_db": gap, "corr": corr}
+    return out
 
 
 def _score_of(r: dict) -> IdentityScore:
@@ -409,20 +544,23 @@ def _compatible(g, prior, note: str):
 def evaluate(
     prior,  # a PersonalPrior or the path of a prior folder
     photos=None,  # held-out photos: a folder, a file, or a list of them (aligned crops or raw photos)
-    tasks=DEFAULT_TASKS,  # conditions or groups (superres, inpaint, blind), list or "a,b"
+    tasks=DEFAULT_TASKS,  # conditions or groups (invert, superres, inpaint, blind), list or "a,b"
     out: str | os.PathLike = "evaluation",  # output folder (report.md, metrics.json, strips/, beta_sweep.png)
     pairs: Sequence = (),  # real degraded photos with a ground truth: "DEGRADED:GT", (degraded, gt) or a folder
-    methods: Sequence[str] | str = METHODS,  # any of personal, generic, baseline (list or "a,b")
+    methods: Sequence[str] | str = METHODS,  # any of personal, personal-raw, generic, baseline (list or "a,b")
     generic=None,  # the untuned generator (Generator, asset name or path); None = prior.info["generator_source"]
     resolution: int | None = None,  # evaluation resolution E (px): ground truth, metrics, SR factors; must divide
     # the generator's resolution R; None = min(256, R)
-    steps: int = 200,  # projection steps (both priors)
-    patience: int | None = None,  # early stopping patience in steps (both priors); None = the full budget
-    lr: float | None = None,  # personal projection learning rate; None = ProjectionSettings' default (official 5e-3)
-    generic_lr: float | None = None,  # generic W+ learning rate; None = generic_task's default
-    lr_rampdown: float = 0.25,  # cosine lr decay over this final fraction of the steps (both priors); 0 = constant (official)
-    delta_prox: bool = True,  # personal P+: the offsets' penalty by a proximal step (False = official optimiser)
-    loss_resolution: int | None = None,  # projection loss resolution (px); None = E; 0 = the observation's
+    preset: str = DEFAULT_PRESET,  # projection budget of both priors (mystyle_pl.tasks.presets: quick, full, pplus,
+    # official), the one shared with predict, the demo and Python; the options below left None keep its values
+    steps: int | None = None,  # projection steps (both priors)
+    patience: int | None = None,  # early stopping patience in steps (both priors)
+    lr: float | None = None,  # personal P+ learning rate on the anchors' coefficients (method "pplus")
+    generic_lr: float | None = None,  # generic W+ learning rate; None = the settings' w_lr
+    lr_rampdown: float | None = None,  # cosine lr decay over this final fraction of the steps (both priors)
+    delta_prox: bool | None = None,  # personal P+: the offsets' penalty by a proximal step (False = official optimiser)
+    loss_resolution: int | None = None,  # projection loss resolution (px); 0 = the observation's
+    generic_tasks=None,  # conditions (or groups) the generic prior runs on; None = every condition
     beta: float | None = DEFAULT_BETA,  # the personal space's dilation for the main comparison
     betas=DEFAULT_BETAS,  # beta sweep values (None/empty = no sweep)
     sweep_task: str = "superres-x16",  # the condition the sweep runs on
@@ -437,10 +575,10 @@ def evaluate(
     metric_lpips=None,  # LPIPS module of the metric; None = the pretrained lpips_net
     lpips_net: str = "vgg",  # the metric's LPIPS trunk when metric_lpips is None (the loss uses AlexNet)
     align: str = "auto",  # held-out photos: "auto" (square = aligned crop), "always", "never"
-    settings: ProjectionSettings | None = None,  # base projection settings (steps/patience/lr above override)
+    settings: ProjectionSettings | None = None,  # replaces the preset's values (steps/patience/... above still override)
     device: str | torch.device | None = None,  # None = CUDA when available, else CPU
     logger=None,  # W&B-like logger (log_table, log_image); "wandb" = an offline-unless-key AutoWandbLogger
-    progress: bool = True,  # progress bars
+    progress: bool = True,  # progress bars: the run's (images) and each projection's (steps, loss)
     max_strips: int = 6,  # strips shown per condition in report.md (all are written)
 ) -> EvaluationResult:
     """Run the evaluation and write ``report.md``, ``metrics.json``, ``strips/`` and the sweep plot into ``out``."""
@@ -460,6 +598,7 @@ def evaluate(
     R = int(prior.generator.img_resolution)
     E = int(resolution) if resolution else min(256, R)
     methods, conditions, betas = _check_options(R, E, methods, tasks, betas, sweep_task, blind_factor)
+    generic_conditions = set(expand_tasks(generic_tasks)) if generic_tasks is not None else None
     out = Path(out)
     files, pair_specs = list_photos(photos), list(pairs or [])
     if not files and not pair_specs and prior_dir is not None:
@@ -467,19 +606,12 @@ def evaluate(
     _check_out(out, files, prior_dir)
     files = files[: int(max_photos)] if max_photos is not None else files
 
-    overrides: dict[str, Any] = {
-        "steps": int(steps),
-        "patience": patience,
-        "plus": True,
-        "progress": False,
-        "resolution": E if loss_resolution is None else int(loss_resolution),
-        "lr_rampdown": float(lr_rampdown),
-        "delta_prox": bool(delta_prox),
-    }
-    if lr is not None:
-        overrides["lr"] = float(lr)
-    settings = ProjectionSettings(**{**(settings or ProjectionSettings()).__dict__, **overrides})
-    if lpips is None and settings.lpips_weight > 0 and ("personal" in methods or "generic" in methods):
+    settings = projection_settings(
+        preset, settings, progress=progress, steps=steps, patience=patience, lr=lr, lr_rampdown=lr_rampdown,
+        delta_prox=delta_prox, resolution=loss_resolution,
+    )  # fmt: skip
+    projecting = {"personal", "personal-raw", "generic"} & set(methods)
+    if lpips is None and settings.lpips_weight > 0 and projecting:
         from ..losses import LPIPS
 
         lpips = LPIPS("alex")
@@ -541,19 +673,24 @@ def evaluate(
         blind=blind if blind is not None else BlindDegradation(),
         blind_factor=int(blind_factor),
         generic_lr=generic_lr,
+        generic_conditions=generic_conditions,
     )
     plan = [(c, held) for c in conditions] + ([("real", pair_photos)] if pair_photos else [])
     log.info(
-        "evaluating %d photo(s)%s on %s with %s (E=%d px, %d steps, device %s)",
+        "evaluating %d photo(s)%s on %s with %s (E=%d px, preset %s: %s, %d steps, device %s)",
         len(held),
         f" + {len(pair_photos)} pair(s)" if pair_photos else "",
         ", ".join(c for c, _ in plan),
         ", ".join(methods),
         E,
+        preset,
+        settings.method,
         settings.steps,
         device,
     )
-    bar = tqdm(total=sum(len(ph) for _, ph in plan) * len(methods), desc="evaluating", unit="img", disable=not progress)
+    # one unit per image restored (personal-raw comes with the personal projection)
+    total = sum(len(ph) * len([m for m in run.methods(c, methods) if m != "personal-raw"]) for c, ph in plan)
+    bar = tqdm(total=total, desc="evaluating", unit="img", disable=not progress)
     for name, ph in plan:
         run.run_condition(name, ph, methods, beta, bar)
     bar.close()
@@ -575,12 +712,16 @@ def evaluate(
             "pairs": len(pair_photos),
             "resolution": E,
             "generator_resolution": R,
+            "preset": preset,
+            "method": settings.method,
+            "projection": asdict(settings),
             "steps": settings.steps,
             "patience": settings.patience,
             "lr_rampdown": settings.lr_rampdown,
             "delta_prox": settings.delta_prox,
             "lr": settings.lr,
-            "generic_lr": generic_lr,
+            "generic_lr": run.generic_lr,
+            "generic_tasks": sorted(generic_conditions) if generic_conditions is not None else None,
             "loss_resolution": settings.resolution,
             "beta": beta,
             "betas": betas,
@@ -608,6 +749,7 @@ def evaluate(
         },
         "conditions": run.cond_info,
         "aggregates": run.aggregates,
+        "input_dependence": {c: d for c, d in run.dependence.items() if d is not None},
         "records": [_public(r) for r in run.records],
         "ground_truth_identity": gt_identity,
         "beta_sweep": sweep,

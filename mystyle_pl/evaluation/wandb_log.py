@@ -1,4 +1,4 @@
-"""The evaluation on W&B: summary / per-image / beta-sweep tables, the sweep plot and the strips.
+"""The evaluation on W&B: summary / per-image / input-dependence / beta-sweep tables, the sweep plot and the strips.
 
 :func:`make_wandb_logger` makes an offline-unless-a-key-is-set logger; :func:`log_to_wandb` logs a
 finished run (the content of ``metrics.json`` and the strips written) to any logger with
@@ -37,6 +37,9 @@ def log_to_wandb(logger, metrics: dict, strips: dict[str, list[tuple[str, Path]]
         "lpips",
         "psnr",
         "ssim",
+        "consistency",
+        "steps_used",
+        "seconds",
     ]
     rows = []
     for c, per in metrics["aggregates"].items():
@@ -56,6 +59,9 @@ def log_to_wandb(logger, metrics: dict, strips: dict[str, list[tuple[str, Path]]
                     a["lpips"]["mean"],
                     a["psnr"]["mean"],
                     a["ssim"]["mean"],
+                    (a.get("consistency") or {}).get("mean"),
+                    (a.get("steps_used") or {}).get("mean"),
+                    (a.get("seconds") or {}).get("mean"),
                 ]
             )
     logger.log_table("evaluate/summary", columns=columns, data=_finite(rows))
@@ -71,12 +77,23 @@ def log_to_wandb(logger, metrics: dict, strips: dict[str, list[tuple[str, Path]]
         "id_dist_gt",
         "id_cos_centre",
         "id_dist_centre",
+        "consistency",
+        "steps_used",
+        "seconds",
     ]
     logger.log_table(
         "evaluate/records",
         columns=record_cols,
         data=_finite([[r.get(k) for k in record_cols] for r in metrics["records"]]),
     )
+    dependence = metrics.get("input_dependence") or {}
+    if dependence:
+        logger.log_table(
+            "evaluate/input_dependence",
+            columns=["condition", "method", "pairs", "truth_psnr", "psnr", "gap_db", "corr"],
+            data=_finite([[c, m, d["pairs"], d["truth_psnr"], v["psnr"], v["gap_db"], v["corr"]]
+                          for c, d in dependence.items() for m, v in d["methods"].items()]),
+        )  # fmt: skip
     sweep = metrics.get("beta_sweep")
     if sweep and sweep.get("points"):
         logger.log_table(
