@@ -427,7 +427,17 @@ class _ShardedPredictData(LightningDataModule):
         return DataLoader(
             dataset, batch_size=batch_size, sampler=RankShardSampler(len(dataset), rank, world_size),
             num_workers=num_workers, collate_fn=collate_items,
+            worker_init_fn=_ignore_sigterm if num_workers > 0 else None,
         )  # fmt: skip
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM: a scheduler signals every process of the job, and a worker
+    killed by it would end the run with an error instead of the clean stop of the main process
+    (:mod:`~mystyle_pl.predict.stop`), which shuts the workers down itself."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class TaskInputs(_ShardedPredictData):
