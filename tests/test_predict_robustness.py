@@ -344,24 +344,25 @@ def test_sigterm_mid_run_writes_the_summary_and_exits_143(prior_dir, tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, str(REPO_ROOT / "cli.py"), "predict", "--config", str(REPO_ROOT / "configs/predict/invert.yaml"),
             "--model.prior", str(prior_dir), "--data.inputs", str(folder), "--data.batch_size", "1",
-            "--data.num_workers", "0", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(out),
+            "--data.num_workers", "2", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(out),
             "--trainer.enable_progress_bar", "false", "--model.task.steps", "400", "--model.task.patience", "100000",
             "--model.task.lpips_weight", "0"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:  # a file, not a pipe: a full pipe would block the program
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=REPO_ROOT)
+        # Its own process group: SIGTERM goes to the program and its DataLoader workers, as a scheduler sends it.
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=REPO_ROOT, start_new_session=True)
         try:
             deadline = time.time() + 240
             while not (out / "face0" / "record.json").is_file():  # the first input is done: we are mid-run
                 assert proc.poll() is None, log.read_text()[-3000:]
                 assert time.time() < deadline, "the first result never appeared: " + log.read_text()[-3000:]
                 time.sleep(0.2)
-            proc.send_signal(signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=240)
         finally:
             if proc.poll() is None:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
     stderr = log.read_text()
     assert proc.returncode == 143, stderr[-3000:]
     assert "Traceback" not in stderr
