@@ -396,3 +396,43 @@ def test_evaluate_records_unusable_photos_in_failed_json(prior_dir, tmp_path):
     (failed,) = json.loads((tmp_path / "e" / "failed.json").read_text())
     assert failed["source"] == str(folder / "broken.png") and "not a recognised image format" in failed["error"]
     assert result.metrics["settings"]["photos"] == 1
+
+
+@pytest.mark.slow
+def test_a_photo_of_two_real_people_takes_the_priors_person(shared_data, tmp_path):
+    """dlib on real faces: the person of album 00027 beside the person of 00001."""
+    pytest.importorskip("dlib", reason="face detection needs dlib")
+    from PIL import Image
+
+    from mystyle_pl.data.curate import dominant_identity
+    from mystyle_pl.data.faces import FaceAnalyzer, FaceModelsUnavailable, check_face_models
+
+    try:
+        check_face_models()
+    except FaceModelsUnavailable as e:
+        pytest.skip(str(e))
+    analyzer = FaceAnalyzer()
+
+    def centre_of(album: str) -> np.ndarray:
+        refs = sorted((shared_data / "albums" / album / "refs").iterdir())[:3]
+        found = [analyzer.analyze(read_image(f)) for f in refs]
+        return dominant_identity([np.stack([f.descriptor for f in faces]) for faces in found if faces])[0]
+
+    canvas = Image.new("RGB", (900, 420), (90, 110, 130))
+    for album, x in (("00001", 40), ("00027", 520)):
+        canvas.paste(Image.open(shared_data / "albums" / album / "gt.png").convert("RGB").resize((320, 320)), (x, 50))
+    photo = tmp_path / "in" / "pair.png"
+    photo.parent.mkdir()
+    canvas.save(photo)
+    out = predict("invert", tiny_prior(tmp_path / "p27", centre_of("00027")), tmp_path / "out",
+                  "--data.inputs", str(photo), *FAST)  # fmt: skip
+    record = json.loads((out / "pair" / "record.json").read_text())
+    assert record["face"]["index"] == 1 and record["face"]["reason"] == "closest to the prior's identity"
+    distances = [f["distance"] for f in record["face"]["faces"]]
+    assert distances[1] < 0.58 <= distances[0]
+    changed = np.abs(png(out / "pair" / "photo.png").astype(int) - read_image(photo)).max(axis=2) > 0
+    assert changed[:, 520:].any() and not changed[:, :400].any()
+    # A prior of someone else in neither: refused, not pasted over either of them.
+    with pytest.raises(NoUsableInputError, match="none of the 2 face"):
+        predict("invert", tiny_prior(tmp_path / "p49", centre_of("00049")), tmp_path / "out49",
+                "--data.inputs", str(photo), *FAST)  # fmt: skip
