@@ -351,7 +351,8 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop a projection after this many steps without improvement (default: the preset's)")
     parser.add_argument("--lr", type=float, default=None,
                         help="personal P+ learning rate on the anchors' coefficients (default: the preset's)")
-    parser.add_argument("--generic-lr", type=float, default=None, help="generic W+ learning rate (default: the preset's w_lr)")
+    parser.add_argument("--generic-lr", type=float, default=None,
+                        help="generic W+ learning rate (default: the preset's w_lr)")
     parser.add_argument("--lr-rampdown", type=float, default=None,
                         help="cosine decay of both learning rates to 0 over this final fraction of the steps "
                              "(default: the preset's; 0 = constant, official)")

@@ -485,7 +485,8 @@ def fidelity_lines(fidelity: dict) -> list[str]:
     and bicubic, each with PSNR to the truth, consistency with the input, steps and seconds per image."""
 
     def cell(label: str, p, c, steps=None, sec=None) -> str:
-        text = f"{label} {'–' if p is None else f'{p:.2f}'} dB to the truth, consistency {'–' if c is None else f'{c:.1f}'} dB"
+        psnr_text, consistency_text = "–" if p is None else f"{p:.2f}", "–" if c is None else f"{c:.1f}"
+        text = f"{label} {psnr_text} dB to the truth, consistency {consistency_text} dB"
         if steps is not None:
             text += f", {steps:.0f} steps"
         if sec is not None:
@@ -526,7 +527,7 @@ def run_tasks(
     settings: DemoSettings | None = None,  # budgets; None = the "quick" quality
     device: str | torch.device | None = None,  # None = CUDA when available
     seed: int = 0,  # seeds the samples
-    overrides: dict | None = None,  # ProjectionSettings fields over the preset's for every projection (e.g. {"lpips_weight": 0})
+    overrides: dict | None = None,  # ProjectionSettings fields over the preset's (e.g. {"lpips_weight": 0})
     cell: int = 256,  # side of each image in gallery.png, px
     log: Callable[[str], None] | None = print,
     progress: bool = False,  # each projection's progress bar (steps, loss)

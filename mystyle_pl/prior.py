@@ -337,7 +337,9 @@ class PersonalPrior:
         task = SuperResolve(self, **projecting_kwargs(kw, preset, PYTHON_PRESETS["super_resolve"]))
         return task(self.as_images(img), factor=factor)
 
-    def edit(self, img: Any, direction: Any, strengths: Any = (-2.0, -1.0, 0.0, 1.0, 2.0), preset: str | None = None, **kw):
+    def edit(
+        self, img: Any, direction: Any, strengths: Any = (-2.0, -1.0, 0.0, 1.0, 2.0), preset: str | None = None, **kw
+    ):
         """Edit photo(s) along a W direction (tensor, ``.pt``/``.npy`` path, or principal direction index)
         at each strength -> :class:`~mystyle_pl.tasks.edit.EditResult`. ``preset``: as :meth:`invert`, but
         ``pplus`` by default (as ``predict``'s edit: the edit policies keep results in the person's space);

@@ -257,7 +257,7 @@ def test_qualities_name_presets_and_fit_the_cpu_budget():
     generic = set(expand_tasks(q.eval_generic_tasks))
     projections = 0
     for c in expand_tasks(q.eval_tasks):
-        methods = [m for m in methods_for(condition_kind(c), ["personal", "personal-raw", "generic"]) if m != "personal-raw"]
+        methods = [m for m in methods_for(condition_kind(c), ["personal", "generic"])]
         projections += len([m for m in methods if m != "generic" or c in generic]) * q.eval_max_photos
     assert projections == 4 and "invert" in expand_tasks(q.eval_tasks)
 

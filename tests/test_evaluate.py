@@ -210,7 +210,8 @@ def test_evaluate_end_to_end(tiny, tmp_path):
     # nothing written into the input folders
     assert sorted(p.name for p in (tiny / "photos").iterdir()) == ["held0.png", "held1.png", "held2.png"]
     # the logger got the tables and images
-    assert {"evaluate/summary", "evaluate/records", "evaluate/beta_sweep", "evaluate/input_dependence"} <= set(logger.tables)
+    tables = {"evaluate/summary", "evaluate/records", "evaluate/beta_sweep", "evaluate/input_dependence"}
+    assert tables <= set(logger.tables)
     assert "consistency" in logger.tables["evaluate/records"][0]
     assert "evaluate/strips/blind" in logger.images and "evaluate/beta_sweep_plot" in logger.images
 
@@ -481,8 +482,9 @@ def test_cli_help_and_arguments(monkeypatch, capsys, tmp_path):
         main(["evaluate", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for words in ("superres-x8", "inpaint-irregular", "blind", "invert", "--pairs", "--betas", "--preset", "personal-raw",
-                  "quick (default)", "consistency", "report.md"):
+    words_shown = ("superres-x8", "inpaint-irregular", "blind", "invert", "--pairs", "--betas", "--preset", "personal-raw",
+                   "quick (default)", "consistency", "report.md")
+    for words in words_shown:
         assert words in text, words
 
     seen = {}

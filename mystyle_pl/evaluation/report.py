@@ -236,7 +236,9 @@ def _dependence_lines(dep: dict, methods: list[str]) -> list[str]:
             if v is None or v.get("psnr") is None:
                 cells.append("–")
             else:
-                cell = f"{v['psnr']:.2f} (gap {v['gap_db']:+.2f})" if v.get("gap_db") is not None else f"{v['psnr']:.2f}"
+                cell = f"{v['psnr']:.2f}"
+                if v.get("gap_db") is not None:
+                    cell += f" (gap {v['gap_db']:+.2f})"
                 cells.append(cell + (f", corr {v['corr']:.2f}" if v.get("corr") is not None else ""))
         truth = "–" if d.get("truth_psnr") is None else f"{d['truth_psnr']:.2f}"
         lines.append(f"| {c} | {d['pairs']} | {truth} | " + " | ".join(cells) + " |")

@@ -492,7 +492,8 @@ def input_dependence(truths: torch.Tensor, results: dict[str, torch.Tensor]) -> 
         values = pairwise(images)
         m = mean(values)
         corr = None
-        if len(pairs) >= 3 and m is not None and out["truth_psnr"] is not None and np.std(values) > 0 and np.std(truth) > 0:
+        spread = len(pairs) >= 3 and np.std(values) > 0 and np.std(truth) > 0
+        if spread and m is not None and out["truth_psnr"] is not None:
             corr = float(np.corrcoef(values, truth)[0, 1])
         gap = None if m is None or out["truth_psnr"] is None else round(m - out["truth_psnr"], 4)
         out["methods"][method] = {"psnr": m, "gap_db": gap, "corr": corr}
@@ -575,7 +576,7 @@ def evaluate(
     metric_lpips=None,  # LPIPS module of the metric; None = the pretrained lpips_net
     lpips_net: str = "vgg",  # the metric's LPIPS trunk when metric_lpips is None (the loss uses AlexNet)
     align: str = "auto",  # held-out photos: "auto" (square = aligned crop), "always", "never"
-    settings: ProjectionSettings | None = None,  # replaces the preset's values (steps/patience/... above still override)
+    settings: ProjectionSettings | None = None,  # replaces the preset's values (the options above still override)
     device: str | torch.device | None = None,  # None = CUDA when available, else CPU
     logger=None,  # W&B-like logger (log_table, log_image); "wandb" = an offline-unless-key AutoWandbLogger
     progress: bool = True,  # progress bars: the run's (images) and each projection's (steps, loss)
