@@ -28,13 +28,14 @@ for id in $ALBUMS; do
   fi
   if [ ! -f "$dst/fit/prior/prior.json" ]; then
     start=$(date +%s)
+    # Everything of the run goes to $dst/fit (the prior to $dst/fit/prior); an interrupted fit resumes.
+    resume=()
+    if [ -e "$dst/fit/checkpoints/last.ckpt" ]; then resume=(--ckpt_path "$dst/fit/checkpoints/last.ckpt"); fi
     $PYTHON cli.py fit --config "$FIT_CONFIG" ${TRAINER:+--config "$TRAINER"} \
       --data.album "$dst/album" \
       --trainer.default_root_dir "$dst/fit" \
-      --trainer.logger lightning.pytorch.loggers.CSVLogger --trainer.logger.save_dir "$dst/fit" \
-      --model.anchors_cache "$dst/fit/anchors"
-    prior=$(dirname "$(find "$dst/fit" -name prior.json | head -n 1)")
-    rm -rf "$dst/fit/prior" && cp -r "$prior" "$dst/fit/prior"
+      --trainer.logger mystyle_pl.tuning.RunCSVLogger \
+      --model.anchors_cache "$dst/fit/anchors" ${resume[@]+"${resume[@]}"}
     echo "fit wall time: $(( $(date +%s) - start )) s" | tee "$dst/fit/wall_time.txt"
   fi
   if [ ! -f "$dst/eval/metrics.json" ]; then

@@ -116,8 +116,20 @@ def album_digest(names: list[str], paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def export_prior(pl_module: LightningModule, path: str | Path, datamodule: Any = None, metrics: dict | None = None) -> Path:
-    """Write the personal prior bundle of a (tuned) ``PersonalTuner``."""
+def export_prior(
+    pl_module: LightningModule,
+    path: str | Path,
+    datamodule: Any = None,
+    metrics: dict | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the personal prior bundle of a (tuned) ``PersonalTuner`` to the folder ``path``.
+
+    Raises ``FileExistsError`` when ``path`` exists and ``overwrite`` is false (a prior is never
+    replaced silently), ``RuntimeError`` when the tuner has no anchors.
+    """
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} exists and a prior is never replaced silently; pass overwrite=True to replace it")
     anchors: Anchors | None = pl_module.anchors
     if anchors is None:
         raise RuntimeError("the tuner has no anchors yet: nothing to export")
@@ -134,25 +146,43 @@ def export_prior(pl_module: LightningModule, path: str | Path, datamodule: Any =
         info["held_out"] = datamodule.split_record().get("val", [])
     generator = pl_module.generator
     prior = PersonalPrior(generator=generator, anchors=Anchors(w=anchors.w.cpu(), names=list(anchors.names), metadata=anchors.metadata), info=info)
-    return prior.save(path, overwrite=True)
+    return prior.save(path, overwrite=overwrite)
 
 
 class ExportPrior(Callback):
     """At the end of fit, export the personal prior bundle.
 
+    An existing prior at the target is never replaced unless ``overwrite`` is true: the fit is
+    refused at its start (``setup``), before any work, with ``FileExistsError``.
+
     Args:
-        dirpath: output folder; None = ``<log_dir>/prior``.
+        dirpath: output folder; None = ``<trainer.default_root_dir>/prior`` (the run folder's ``prior``).
+        overwrite: replace a prior already at the target (``mystyle-pl fit --overwrite true`` sets it).
     """
 
-    def __init__(self, dirpath: str | None = None):
+    def __init__(self, dirpath: str | None = None, overwrite: bool = False):
         self.dirpath = dirpath
+        self.overwrite = overwrite
         self.path: Path | None = None
+
+    def target(self, trainer: Trainer) -> Path:
+        """Where the prior will be written."""
+        return Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "prior"
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        target = self.target(trainer)
+        if stage == "fit" and target.exists() and not self.overwrite:
+            raise FileExistsError(
+                f"{target} already holds a personal prior and fit never replaces one: fit into another folder "
+                "(trainer.default_root_dir, or ExportPrior(dirpath=...)), move it away, or set "
+                "ExportPrior(overwrite=True) (CLI: --overwrite true)"
+            )
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        target = Path(self.dirpath) if self.dirpath else Path(trainer.log_dir or trainer.default_root_dir) / "prior"
+        target = self.target(trainer)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
-        self.path = export_prior(pl_module, target, trainer.datamodule, metrics)
+        self.path = export_prior(pl_module, target, trainer.datamodule, metrics, overwrite=self.overwrite)
         print(f"personal prior written to {self.path}")
         log.info("personal prior written to %s (%s)", self.path, json.dumps(metrics))
