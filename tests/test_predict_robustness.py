@@ -335,6 +335,30 @@ def test_a_stop_request_finishes_the_batch_and_lists_the_rest(prior_dir, tmp_pat
     assert failed[0]["source"] == str(folder / "f2.png") and "stopped (SIGTERM)" in failed[0]["error"]
 
 
+def test_ctrl_c_also_writes_the_lists(prior_dir, tmp_path, monkeypatch):
+    from mystyle_pl.predict.specs import InvertSpec
+
+    folder = tmp_path / "in"
+    for i in range(3):
+        write_image(folder / f"f{i}.png", torch.rand(3, R, R) * 2 - 1)
+    real = InvertSpec.predict
+
+    def spec_predict(self, task, items):
+        if items[0].name == "f1":
+            raise KeyboardInterrupt
+        return real(self, task, items)
+
+    monkeypatch.setattr(InvertSpec, "predict", spec_predict)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning's graceful shutdown after Ctrl-C
+            predict("invert", prior_dir, tmp_path / "out", "--data.inputs", str(folder), "--data.batch_size", "1", *FAST)
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C during its shutdown
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["interrupted"] == "SIGINT (Ctrl-C)" and summary["num_done"] == 1 and summary["num_not_done"] == 2
+
+
 @pytest.mark.slow
 def test_sigterm_mid_run_writes_the_summary_and_exits_143(prior_dir, tmp_path):
     folder = tmp_path / "in"
