@@ -62,6 +62,42 @@ def _fix_tuples(kwargs: dict) -> dict:
     return out
 
 
+def plot_traces(traces: list[dict], path: Path, width: int = 720, height: int = 420) -> None:
+    """Objective against step (one line per method and photo), drawn with PIL (no matplotlib here).
+    Each method's objective includes its own penalties, so compare shapes and convergence, not levels."""
+    from PIL import ImageDraw
+
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    left, top, right, bottom = 60, 20, width - 170, height - 40
+    values = [v for t in traces for v in t["trace"]]
+    if not values:
+        return
+    steps = max(len(t["trace"]) for t in traces)
+    lo, hi = min(values), max(values)
+    hi = hi if hi > lo else lo + 1
+    draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        yy = bottom - (bottom - top) * k / 4
+        draw.text((5, yy - 6), f"{v:.3f}", fill=(0, 0, 0))
+    draw.text(((left + right) // 2 - 20, bottom + 12), f"step (0..{steps})", fill=(0, 0, 0))
+    names = list(dict.fromkeys(t["method"] for t in traces))
+    for t in traces:
+        c = colours[names.index(t["method"]) % len(colours)]
+        pts = [
+            (left + (right - left) * i / max(1, steps - 1), bottom - (bottom - top) * (v - lo) / (hi - lo))
+            for i, v in enumerate(t["trace"])
+        ]
+        if len(pts) > 1:
+            draw.line(pts, fill=c, width=2)
+    for i, n in enumerate(names):
+        secs = [t["seconds"] for t in traces if t["method"] == n]
+        draw.text((right + 10, top + 16 * i), f"{n} ({sum(secs) / len(secs):.0f} s)", fill=colours[i % len(colours)])
+    img.save(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prior", required=True, help="personal prior bundle folder")
@@ -87,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     lpips_alex = LPIPS("alex")
     scorer = None if args.no_identity else IdentityScorer()
     methods = [parse_method(m) for m in (args.method or ["quick:preset=quick"])]
-    rows = []
+    rows, traces = [], []
     for file in files:
         truth = F.interpolate(to_tensor(read_image(file)), size=(R, R), mode="area")
         y = truth if f == 1 else F.interpolate(truth, size=(R // f, R // f), mode="area")
@@ -97,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             kw = _fix_tuples(kw)
             preset = kw.pop("preset", "quick")
             task_kw = {k: kw.pop(k) for k in list(kw) if k in ("back_projection",)}
-            settings = task_settings(preset, steps=args.steps, **kw)
+            settings = task_settings(preset, **{"steps": args.steps, **kw})
             t0 = time.perf_counter()
             if f == 1:
                 task = Invert(prior, settings=settings, lpips=lpips_alex, beta=kw.get("beta", 0.03))
@@ -109,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 res = task(y)
                 img = res.images
             results[name] = (img.clamp(-1, 1), time.perf_counter() - t0, res.steps_used)
+            traces.append({"photo": file.name, "method": name, "trace": [round(v, 5) for v in res.trace],
+                           "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
         gt_desc = scorer.describe(truth[0]) if scorer else None
         for name, (img, secs, steps) in results.items():
             row = {
@@ -123,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         tiles = [F.interpolate(y, size=(R, R), mode="nearest")] + [r[0] for r in results.values()] + [truth]
         Image.fromarray(to_uint8(torch.cat(tiles, dim=3))[0]).save(out / f"{file.stem}_x{f}.jpg", quality=90)
     (out / "metrics.json").write_text(json.dumps(rows, indent=1))
+    (out / "traces.json").write_text(json.dumps(traces))
+    plot_traces(traces, out / "traces.png")
     print("\nmethod            PSNR   cons.  LPIPS  dlib   s/img")
     for name in dict.fromkeys(r["method"] for r in rows):
         sel = [r for r in rows if r["method"] == name]

@@ -163,6 +163,23 @@ def test_superres_result_matches_the_low_resolution_input(prior_dir, prior, tmp_
     assert "huge.png" in failed["error"] and "larger than the generator's resolution 32" in failed["error"]
 
 
+def test_superres_output_size_follows_factor_or_output_resolution(prior_dir, prior, tmp_path):
+    """Any face smaller than the generator: --data.factor sets the result's side (input x factor),
+    --data.output_resolution sets it when no factor is given (the evaluation's 32 px -> 256 px protocol)."""
+    hi = render(prior, [[0.5, 0.1, 0.1, 0.3]])
+    folder = tmp_path / "in"
+    write_image(folder / "face4.png", area_downsample(hi, 4)[0])
+    fast = ["--model.task.steps", "3", "--model.task.lpips_weight", "0"]
+    out = predict("superres", prior_dir, tmp_path / "a", "--data.inputs", str(folder), "--data.factor", "4", *fast)
+    assert png(out / "face4" / "crop.png").shape == (16, 16, 3)  # 4 px x 4, below the generator's 32
+    assert json.loads((out / "face4" / "record.json").read_text())["factor"] == 4
+    out = predict("superres", prior_dir, tmp_path / "b", "--data.inputs", str(folder), "--data.output_resolution", "16", *fast)
+    assert png(out / "face4" / "crop.png").shape == (16, 16, 3)
+    assert json.loads((out / "face4" / "record.json").read_text())["factor"] == 4
+    with pytest.raises(Exception, match="x3 gives 12 px, which must divide the generator's resolution 32"):
+        predict("superres", prior_dir, tmp_path / "c", "--data.inputs", str(folder), "--data.factor", "3", *fast)
+
+
 # ------------------------------------------------------------------ inpainting
 
 
@@ -362,7 +379,8 @@ def test_ddp_spawn_writes_each_input_exactly_once(prior_dir, prior, tmp_path):
         ("invert", ["--data.factor", "4"], "data.factor is for the superres task"),
         ("invert", ["--data.boxes", '["1,1,4,4"]'], "data.mask / data.boxes are for the inpaint task"),
         ("inpaint", [], "needs holes"),
-        ("superres", ["--data.factor", "3"], "must be an integer in 2..32 dividing"),
+        ("superres", ["--data.factor", "64"], "the factor must be an integer in 2..32"),
+        ("superres", ["--data.output_resolution", "24"], "data.output_resolution=24 must divide the generator's resolution 32"),
     ],
 )
 def test_options_that_do_not_fit_the_task(prior_dir, faces, tmp_path, task, args, message):

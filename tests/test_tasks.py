@@ -137,8 +137,11 @@ def test_superres_blind_and_errors(prior):
         task(torch.zeros(1, 3, 32, 32))
     with pytest.raises(ValueError, match="must divide the output resolution"):
         task(torch.zeros(1, 3, 5, 5))
-    with pytest.raises(ValueError, match="factor=4 does not match"):
+    with pytest.raises(ValueError, match="factor 4 on a 8x8 input gives 32 px, which must divide the generator's resolution 16"):
         task(lo, factor=4)
+    # a factor sets the output size: a 4 px face x2 gives an 8 px result (below the generator's 16)
+    small = SuperResolve(prior, **FAST)(torch.zeros(1, 3, 4, 4), factor=2)
+    assert small.images.shape == (1, 3, 8, 8) and small.factor == 2 and small.degraded.shape == (1, 3, 4, 4)
     with pytest.raises(ValueError, match=r"factor 1 .*outside 2\.\.32"):
         task(torch.zeros(1, 3, R, R))
 

@@ -244,8 +244,10 @@ class PhotoDataset(Dataset):
         identity: Sequence[float] | None = None,  # the prior's identity centre [D] (picks the face); None = unknown
         face: int | str = "auto",  # see TaskInputs
         identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # see TaskInputs
+        output_resolution: int | None = None,  # see TaskInputs
     ) -> None:
         self.paths, self.names, self.req = list(paths), list(names), requirements
+        self.output_resolution = output_resolution
         self.align, self.factor, self.mask, self.boxes, self.strict = align, factor, mask, boxes, strict
         self.identity = None if identity is None else np.asarray(identity, dtype=np.float64)
         self.face, self.identity_threshold = face, identity_threshold
@@ -264,33 +266,48 @@ class PhotoDataset(Dataset):
             return TaskItem(index=index, name=name, source=str(path), error=message)
 
     def crop_size(self, path: Path) -> tuple[int, int | None]:
-        """``(side of the crop the task runs on, super-resolution factor or None)`` for ``path``."""
+        """``(side of the crop the task runs on, super-resolution factor or None)`` for ``path``.
+
+        Super-resolution: the result is ``out`` px, ``out`` = input side x ``factor`` when a factor
+        is given, else ``output_resolution`` (default the generator's ``R``); ``out`` must divide
+        ``R`` and the factor be an integer in 2..32. A photo aligned here is aligned at ``out / factor``.
+        """
         r = self.req.resolution
         if not self.req.low_resolution:
             return r, None
+        out = self.output_resolution or r
         w, h = image_size(path)
         if w == h and self.align != "always":  # an aligned low-resolution crop
-            if w > r:
+            if w >= r:
                 raise ValueError(
-                    f"{path} is {w}x{h}, larger than the generator's resolution {r}: super-resolution "
+                    f"{path} is {w}x{h}, {'larger than' if w > r else 'the size of'} the generator's resolution {r}: super-resolution "
                     "needs a low-resolution input (use the invert task for a full-size face crop, or "
                     "--data.align always with --data.factor for a square photo whose face must be aligned)"
                 )
-            if r % w or not MIN_FACTOR <= r // w <= MAX_FACTOR:
+            if self.factor is not None:
+                target = w * self.factor
+                if target > r or r % target:
+                    raise ValueError(
+                        f"{path} is {w}x{h}: x{self.factor} gives {target} px, which must divide the generator's "
+                        f"resolution {r}; choose --data.factor so that {w} x factor is one of "
+                        f"{', '.join(str(r >> k) for k in range(6) if (r >> k) > w)}"
+                    )
+                return w, self.factor
+            if out % w or not MIN_FACTOR <= out // w <= MAX_FACTOR:
                 raise ValueError(
-                    f"{path} is {w}x{h}: a low-resolution crop must be R / factor px, with R = {r} "
-                    f"(the generator's resolution) and an integer factor in {MIN_FACTOR}..{MAX_FACTOR}"
+                    f"{path} is {w}x{h}: the output resolution {out} must be the input's side times an integer "
+                    f"factor in {MIN_FACTOR}..{MAX_FACTOR}; give --data.factor (e.g. 8: a {w} px face -> {8 * w} px) "
+                    "or --data.output_resolution"
                 )
-            if self.factor is not None and r // w != self.factor:
-                s = r // self.factor
-                raise ValueError(f"{path} is {w}x{h}, but factor {self.factor} needs {s}x{s} inputs (R = {r})")
-            return w, r // w
+            return w, out // w
         if self.factor is None:
             raise ValueError(
                 f"{path} is {w}x{h}, not a square aligned crop: give the up-sampling factor "
-                "(--data.factor) so that its face can be aligned at R / factor px"
+                "(--data.factor) so that its face can be aligned at output resolution / factor px"
             )
-        return r // self.factor, self.factor
+        if out % self.factor:
+            raise ValueError(f"data.factor={self.factor} must divide the output resolution {out}")
+        return out // self.factor, self.factor
 
     def load(self, index: int) -> TaskItem:
         from ..tasks.pasteback import load_task_photo
@@ -449,7 +466,10 @@ class TaskInputs(_ShardedPredictData):
         batch_size: int = 4,  # inputs projected together on each device
         num_workers: int = 0,  # DataLoader worker processes (reading, face detection, alignment); 0 = main process
         align: str = "auto",  # "auto": square = aligned crop, other photos aligned here; "always"; "never"
-        factor: int | None = None,  # superres: R / input size; needed for photos aligned here; None = from the crop
+        factor: int | None = None,  # superres: result side / input side (2..32); needed for photos aligned here;
+        # None = output_resolution / the crop's side
+        output_resolution: int | None = None,  # superres: side of the result in px when no factor is given (a divisor
+        # of the generator's R, e.g. 256); photos aligned here are aligned at output_resolution / factor; None = R
         mask: str
         | None = None,  # inpaint: PNG, white = hole, on the input or its aligned crop; or a folder of <stem>.png
         boxes: list[str] | None = None,  # inpaint: holes "x0,y0,x1,y1" in the input's pixels (x1, y1 exclusive)
@@ -484,6 +504,7 @@ class TaskInputs(_ShardedPredictData):
             raise FileNotFoundError(f"{mask}: mask not found (--data.mask: a PNG, white = hole, or a folder of <stem>.png)")
         self.inputs, self.batch_size, self.num_workers = inputs, batch_size, num_workers
         self.align, self.factor, self.mask, self.boxes, self.strict = align, factor, mask, boxes, strict
+        self.output_resolution = output_resolution
         self.face, self.identity_threshold, self.max_photo_pixels = face, identity_threshold, max_photo_pixels
         self.requirements: TaskRequirements | None = None
         self.files: list[Path] = []
@@ -510,14 +531,20 @@ class TaskInputs(_ShardedPredictData):
             raise ValueError(f"the {task} task needs holes: give --data.mask MASK.png (white = hole) or --data.boxes")
         if not requirements.needs_mask and (self.mask is not None or self.boxes is not None):
             raise ValueError(f"data.mask / data.boxes are for the inpaint task, not {task}")
+        if self.output_resolution is not None:
+            if not requirements.low_resolution:
+                raise ValueError(f"data.output_resolution is for the superres task, not {task}")
+            out = int(self.output_resolution)
+            if out < 1 or out > r or r % out:
+                raise ValueError(
+                    f"data.output_resolution={out} must divide the generator's resolution {r} "
+                    f"(one of {', '.join(str(r >> k) for k in range(6))})"
+                )
         if self.factor is not None:
             if not requirements.low_resolution:
                 raise ValueError(f"data.factor is for the superres task, not {task}")
-            if not MIN_FACTOR <= self.factor <= MAX_FACTOR or r % self.factor:
-                raise ValueError(
-                    f"data.factor={self.factor}: the factor must be an integer in {MIN_FACTOR}..{MAX_FACTOR} "
-                    f"dividing the generator's resolution {r}"
-                )
+            if not MIN_FACTOR <= self.factor <= MAX_FACTOR:
+                raise ValueError(f"data.factor={self.factor}: the factor must be an integer in {MIN_FACTOR}..{MAX_FACTOR}")
         self.requirements = requirements
         self.files = list_inputs(self.inputs, exclude=[self.mask] if self.mask is not None else [])
         self.names = unique_names(self.files)
@@ -548,6 +575,7 @@ class TaskInputs(_ShardedPredictData):
             raise RuntimeError("TaskInputs.configure(requirements) was not called (use it with PersonalPredictor)")
         return PhotoDataset(
             self.files, self.names, self.requirements, align=self.align, factor=self.factor,
+            output_resolution=self.output_resolution,
             mask=self.mask, boxes=self.boxes, strict=self.strict, identity=self.identity, face=self.face,
             identity_threshold=self.identity_threshold,
         )  # fmt: skip

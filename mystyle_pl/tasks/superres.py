@@ -127,28 +127,46 @@ class SuperResolve(_ProjectingTask):
             )
         self.output_resolution = int(output_resolution) if output_resolution is not None else full
 
-    def to_output(self, images: torch.Tensor) -> torch.Tensor:
-        """``G(w)`` at the generator's resolution -> the result at ``output_resolution`` (area)."""
-        if images.shape[-1] == self.output_resolution:
+    def to_output(self, images: torch.Tensor, resolution: int | None = None) -> torch.Tensor:
+        """``G(w)`` at the generator's resolution -> the result at ``resolution`` (default
+        ``output_resolution``; area down-sampling)."""
+        resolution = self.output_resolution if resolution is None else int(resolution)
+        if images.shape[-1] == resolution:
             return images
-        return area_downsample(images, self.output_resolution)
+        return area_downsample(images, resolution)
 
     def operator(self, size: int, factor: int, noise: bool = True):
-        """``D`` for an input of ``size x size`` (``factor = R / size``): G(w) at the generator's
-        resolution -> ``output_resolution`` -> (blind: blur) -> ``size`` -> (blind: noise)."""
+        """``D`` for an input of ``size x size`` (``factor`` = output resolution / ``size``): G(w) at
+        the generator's resolution -> ``size x factor`` -> (blind: blur) -> ``size`` -> (blind: noise)."""
         if not self.blind:
             down = Downsample(size)
         else:
             sigma = 0.5 * factor if self.blur_sigma is None else self.blur_sigma
             down = Downsample(size, blur_sigma=sigma, noise_std=self.noise_std if noise else 0.0, seed=self.seed)
-        return lambda img: down(self.to_output(img))
+        return lambda img: down(self.to_output(img, size * factor))
+
+    def output_size(self, size: int, factor: int | None) -> int:
+        """The result's side for an input of ``size`` px: ``size x factor`` when a factor is given
+        (it must divide the generator's resolution), else ``output_resolution``."""
+        if factor is None:
+            return self.output_resolution
+        out, full = int(size) * int(factor), int(self.generator.img_resolution)
+        if out > full or full % out != 0:
+            raise ValueError(
+                f"factor {factor} on a {size}x{size} input gives {out} px, which must divide the "
+                f"generator's resolution {full} (e.g. factor {max(1, full // int(size))} for {full} px)"
+            )
+        return out
 
     def __call__(self, images: torch.Tensor, factor: int | None = None) -> SuperResolveResult:
         return self.run(images, factor)
 
     def run(self, images: torch.Tensor, factor: int | None = None) -> SuperResolveResult:
+        """``images [B, 3, h, h]`` in ``[-1, 1]``; ``factor``: the result is ``h x factor`` px (None:
+        ``output_resolution``, which ``h`` must divide by 2..32)."""
         check_images(images, "images")
-        factor = check_factor(images, self.output_resolution, factor)
+        out_res = self.output_size(images.shape[-1], factor)
+        factor = check_factor(images, out_res, factor)
         images = images.to(self.device)
         size = images.shape[-1]
         degrade = self.operator(size, factor)
@@ -163,7 +181,7 @@ class SuperResolve(_ProjectingTask):
         result = self.projector.project(y, degrade=degrade)
         with torch.no_grad():
             clean = self.operator(size, factor, noise=False)
-            raw = self.to_output(result.images)
+            raw = self.to_output(result.images, out_res)
             out = back_project(raw, images, clean, self.back_projection) if self.back_projection else raw
             result.images = out
             return SuperResolveResult.from_projection(
