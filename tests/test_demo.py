@@ -127,12 +127,15 @@ def _run(out, generator_file, tmp_path, **kw):
     )  # fmt: skip
 
 
-def test_run_demo_end_to_end_then_resumes(tmp_path, generator_file):
+def test_run_demo_end_to_end_then_resumes(tmp_path, generator_file, mystyle_home):
+    """On a new machine (this test's own empty MYSTYLE_HOME) the assets stage fetches the LPIPS backbones;
+    the second run finds everything cached and done."""
+    assert not (mystyle_home / "assets").exists()
     out = tmp_path / "demo"
     messages: list[str] = []
     result = _run(out, generator_file, tmp_path, log=messages.append)
     assert [(s.name, s.status) for s in result.stages] == [
-        ("assets", "skipped"), ("album", "done"), ("prepare", "done"), ("fit", "done"), ("tasks", "done"),
+        ("assets", "done"), ("album", "done"), ("prepare", "done"), ("fit", "done"), ("tasks", "done"),
         ("evaluate", "skipped"), ("summary", "done"),
     ]  # fmt: skip
     assert (out / "demo_album" / "album.json").is_file()
@@ -163,7 +166,7 @@ def test_run_demo_end_to_end_then_resumes(tmp_path, generator_file):
 
     prior_mtime = (out / "prior" / "prior.json").stat().st_mtime_ns
     again = _run(out, generator_file, tmp_path)
-    assert [s.status for s in again.stages if s.name in ("album", "prepare", "fit", "tasks")] == ["skipped"] * 4
+    assert [s.status for s in again.stages if s.name in ("assets", "album", "prepare", "fit", "tasks")] == ["skipped"] * 5
     assert (out / "prior" / "prior.json").stat().st_mtime_ns == prior_mtime
     with pytest.raises(ValueError, match="other settings.*seed"):
         _run(out, generator_file, tmp_path, seed=2)

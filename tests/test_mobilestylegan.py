@@ -1,15 +1,14 @@
 """MobileStyleGAN: the PyTorch port on tiny seeded models, and the converted FFHQ weights against OpenVINO.
 
-The real-weight tests download ``random-face==2021.7.21.1`` (33 MB, sha256-checked) once into
-``$MYSTYLE_HOME/test-downloads`` (default ``~/.cache/mystyle_pl/test-downloads``) and convert it once
-per session; they skip when the wheel cannot be had, the parity tests also without ``openvino``
+The real-weight tests download ``random-face==2021.7.21.1`` (33 MB, sha256-checked) once per session
+into the test asset store (``tests/conftest.py``: a temporary folder, or ``$MYSTYLE_TEST_ASSET_STORE``)
+and convert it once per session; they skip when the wheel cannot be had, the parity tests also without ``openvino``
 (``pip install openvino``), the face test without ``dlib`` (``pip install dlib-bin``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import zipfile
@@ -183,9 +182,6 @@ def test_ws_from_upstream_layout():
 # the converted FFHQ weights
 
 
-def _download_dir() -> Path:
-    home = Path(os.environ.get("MYSTYLE_HOME", Path.home() / ".cache" / "mystyle_pl")).expanduser()
-    return home / "test-downloads"
 
 
 def _sha256(path: Path) -> str:
@@ -193,9 +189,9 @@ def _sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def ir_dir(tmp_path_factory) -> Path:
+def ir_dir(tmp_path_factory, asset_store) -> Path:
     """The four IR members of the random-face wheel (downloaded once, sha256-checked)."""
-    wheel = _download_dir() / WHEEL_NAME
+    wheel = asset_store.root / "test-downloads" / WHEEL_NAME
     if not (wheel.is_file() and _sha256(wheel) == WHEEL_SHA256):
         wheel.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q"]
