@@ -66,7 +66,7 @@ class MyStyleLightningCLI(LightningCLI):
         if self.subcommand == "fit":
             resolve_fit_config(self.config["fit"])
         elif self.subcommand is None and "trainer" in self.config:  # run=False: a trainer to fit from Python
-            resolve_fit_config(self.config)
+            resolve_fit_config(self.config, new_folder=False)
 
     def before_fit(self) -> None:
         from lightning.pytorch.utilities import rank_zero_info
@@ -136,18 +136,23 @@ def _class_of(entry: Any) -> type | None:
         return None
 
 
-def resolve_fit_config(config: Any) -> Path:
+def resolve_fit_config(config: Any, new_folder: bool = True) -> Path | None:
     """Fill the run folder into a parsed ``fit`` config (jsonargparse Namespace), in place.
 
-    Sets ``trainer.default_root_dir`` (a new folder when unset), the ``save_dir`` of loggers
-    that have none, the ``dirpath`` of ``ModelCheckpoint`` callbacks that have none
-    (``RUN/checkpoints``), and ``save_on_train_epoch_end=True`` on checkpoints that monitor
-    nothing and leave it unset. Returns the run folder.
+    Sets ``trainer.default_root_dir`` (a new folder when unset and ``new_folder``; else it is
+    left unset and so are the paths below), the ``save_dir`` of loggers that have none, the
+    ``dirpath`` of ``ModelCheckpoint`` callbacks that have none (``RUN/checkpoints``), and
+    ``save_on_train_epoch_end=True`` on checkpoints that monitor nothing and leave it unset.
+    Returns the run folder (None when none was named and ``new_folder`` is false).
     """
     trainer = config.trainer
-    root = Path(trainer.default_root_dir) if trainer.get("default_root_dir") else new_run_dir()
-    trainer.default_root_dir = str(root)
-    for logger in _entries(trainer.get("logger")):
+    if trainer.get("default_root_dir"):
+        root = Path(trainer.default_root_dir)
+    else:
+        root = new_run_dir() if new_folder else None
+    if root is not None:
+        trainer.default_root_dir = str(root)
+    for logger in _entries(trainer.get("logger")) if root is not None else []:
         args = getattr(logger, "init_args", None)
         if args is not None and "save_dir" in args and args.get("save_dir") is None and args.get("dir") is None:
             args.save_dir = str(root)
@@ -155,7 +160,7 @@ def resolve_fit_config(config: Any) -> Path:
         cls, args = _class_of(callback), getattr(callback, "init_args", None)
         if cls is None or args is None or not issubclass(cls, ModelCheckpoint):
             continue
-        if args.get("dirpath") is None:
+        if args.get("dirpath") is None and root is not None:
             args.dirpath = str(root / "checkpoints")
         if args.get("save_on_train_epoch_end") is None and args.get("monitor") is None:
             args.save_on_train_epoch_end = True
