@@ -13,7 +13,9 @@ def load_generator(path_or_name: str | os.PathLike, **kwargs) -> Generator:
     """Load a generator from a checkpoint path or a named asset (e.g. ``"mobilestylegan-ffhq"``).
 
     Asset names are fetched into the cache when needed (see ``mystyle-pl assets list``); paths
-    may be native ``.safetensors``, NVIDIA ``.pkl`` or rosinality ``.pt`` files.
+    may be native ``.safetensors``, NVIDIA ``.pkl``, rosinality ``.pt`` files, or pSp / e4e /
+    ReStyle ``.pt`` checkpoints (their decoder). Keyword arguments go to the format's loader, e.g.
+    ``key="g"`` to pick one generator of a ``.pt`` holding several (``formats.load_generator``).
     """
     from . import assets
     from .generators import load_generator as load_checkpoint

@@ -42,8 +42,8 @@ class PersonalTuner(LightningModule):
     """Tune a generator's synthesis network on one person's photos.
 
     Args:
-        generator: a checkpoint path (native ``.safetensors``, NVIDIA ``.pkl``, rosinality ``.pt``) or an asset
-            name such as ``mobilestylegan-ffhq`` or ``stylegan2-ffhq-1024``.
+        generator: a checkpoint path (native ``.safetensors``, NVIDIA ``.pkl``, rosinality or pSp / e4e / ReStyle
+            ``.pt``) or an asset name such as ``mobilestylegan-ffhq`` or ``stylegan2-ffhq-1024``.
         lpips_net: LPIPS backbone of the tuning loss: ``alex`` (official) or ``vgg``.
         l2_weight: weight of the pixel MSE next to LPIPS (official: 1.0).
         loss_resolution: compute the loss on images area-downsampled to this size; None = full resolution
