@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 res = task(y)
                 img = res.images
             results[name] = (img.clamp(-1, 1), time.perf_counter() - t0, res.steps_used)
+            if getattr(res, "raw", None) is not None and task.back_projection:  # the same projection, not back-projected
+                results[f"{name}-raw"] = (res.raw.clamp(-1, 1), time.perf_counter() - t0, res.steps_used)
             traces.append({"photo": file.name, "method": name, "trace": [round(v, 5) for v in res.trace],
                            "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
         gt_desc = scorer.describe(truth[0]) if scorer else None

@@ -15,7 +15,7 @@ OUT=${2:-outputs/albums}
 PYTHON=${PYTHON:-python3}
 FIT_CONFIG=${FIT_CONFIG:-configs/fit/cpu_quick.yaml}
 TRAINER=${TRAINER:-}
-STEPS=${STEPS:-100}
+PRESET=${PRESET:-quick}   # projection budget (mystyle_pl/tasks/presets.py); PRESET=pplus for the paper's P+
 ALBUMS=${ALBUMS:-$(ls "$DATA/albums")}
 
 for id in $ALBUMS; do
@@ -40,6 +40,6 @@ for id in $ALBUMS; do
   fi
   if [ ! -f "$dst/eval/metrics.json" ]; then
     $PYTHON cli.py evaluate --prior "$dst/fit/prior" --photos "$src/gt.png" --pairs "$src" \
-      --tasks superres --steps "$STEPS" --lr-rampdown 0.25 --betas '' --out "$dst/eval" --no-progress
+      --tasks superres --preset "$PRESET" --betas '' --out "$dst/eval" --no-progress
   fi
 done

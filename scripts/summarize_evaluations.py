@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-METHODS = ("personal", "generic", "baseline")
+METHODS = ("personal", "personal-raw", "generic", "baseline")
 
 
 def _mean(values: list[float | None]) -> float:
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="evaluate output folders (each holding metrics.json)")
     parser.add_argument("--compact", action="store_true",
-                        help="one pooled table: condition x method (ID distance, same-person count, LPIPS, PSNR)")
+                        help="one pooled table: condition x method (ID distance, same-person count, LPIPS, PSNR, consistency)")
     args = parser.parse_args(argv)
     runs = {}
     for folder in map(Path, args.runs):
@@ -62,6 +62,8 @@ def main(argv=None) -> int:
                 cells.append(
                     f"{_fmt(_mean([r.get('id_dist_gt') for r in sel]))} ({same}/{len(sel)}) · "
                     f"{_fmt(_mean([r.get('lpips') for r in sel]))} · {_fmt(_mean([r.get('psnr') for r in sel]), 1)}"
+                    f" · {_fmt(_mean([r.get('consistency') for r in sel]), 1)}"
+                    if sel else "-"
                 )
             print(f"| {cond} | " + " | ".join(cells) + " |")
         return 0
