@@ -129,3 +129,11 @@ def test_presets_resolve_and_refuse_unknown_names():
         task_settings("fast")
     with pytest.raises(ValueError, match="unknown projection setting"):
         task_settings("quick", stepz=3)
+
+
+def test_superres_fits_the_face_only_when_back_projection_supplies_the_background(prior):
+    quick = task_settings("quick")
+    assert quick.face_weight > 0 and quick.face_weight_consistent == 0.0
+    assert SuperResolve(prior, settings=quick).projector.settings.face_weight == 0.0
+    assert SuperResolve(prior, settings=quick, back_projection=0).projector.settings.face_weight == quick.face_weight
+    assert Invert(prior, settings=quick).projector.settings.face_weight == quick.face_weight

@@ -61,6 +61,8 @@ class ProjectionSettings:
     lr_rampup: float = 0.0  # linear lr warm-up over this first fraction of the steps (StyleGAN2's projector: 0.05).
     face_weight: float | None = None  # loss weight of the background relative to the face (1): None = uniform
     # (official). The face is the ellipse of an FFHQ-aligned crop (data.align.face_mask), so only aligned inputs.
+    face_weight_consistent: float | None = None  # face_weight when the task makes its result data-consistent
+    # afterwards (super-resolution with back-projection: the observation supplies the background); None = face_weight.
     # --- method "wplus" (W+ pulled toward the person's space; tasks.anchored.AnchoredWPlusProjector) ---
     method: str = "pplus"  # "pplus": coefficients of the anchors per layer (official P+ / P_beta, above);
     # "wplus": a free w per layer, started at the best-matching anchor and pulled toward P_beta per layer group.
@@ -209,7 +211,7 @@ class Projector:
         s = self.settings
         if s.face_weight is None:
             return mask
-        key = (size, str(device))
+        key = (size, str(device), s.face_weight)
         if getattr(self, "_face_key", None) != key:
             face = face_mask(size, device=device)
             self._face, self._face_key = s.face_weight + (1.0 - s.face_weight) * face, key

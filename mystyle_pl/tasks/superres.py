@@ -9,7 +9,7 @@ Gaussian blur (at ``R``) and Gaussian noise into ``D``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +120,10 @@ class SuperResolve(_ProjectingTask):
         if back_projection < 0:
             raise ValueError(f"back_projection must be >= 0 iterations, got {back_projection}")
         self.back_projection = int(back_projection)
+        s = self.projector.settings
+        if self.back_projection and s.face_weight_consistent is not None:
+            # the back-projection takes the background from the input: the projection fits the face
+            self.projector.settings = replace(s, face_weight=s.face_weight_consistent)
         full = int(self.generator.img_resolution)
         if output_resolution is not None and (output_resolution > full or full % int(output_resolution) != 0):
             raise ValueError(
