@@ -137,3 +137,15 @@ def test_superres_fits_the_face_only_when_back_projection_supplies_the_backgroun
     assert SuperResolve(prior, settings=quick).projector.settings.face_weight == 0.0
     assert SuperResolve(prior, settings=quick, back_projection=0).projector.settings.face_weight == quick.face_weight
     assert Invert(prior, settings=quick).projector.settings.face_weight == quick.face_weight
+
+
+def test_span_target_is_the_affine_span_with_coefficients_summing_to_one(prior):
+    space = PersonalSpace.from_prior(prior)
+    p = AnchoredWPlusProjector(prior.generator, space, settings=task_settings("quick", pull_target="span"))
+    a = torch.tensor([[1.5, -0.5, 0.2, -0.2, 0.0, 0.0]])  # outside the hull, inside the affine span
+    inside = (a @ prior.w).unsqueeze(1).expand(1, prior.generator.num_ws, -1)
+    proj, coeffs = p.nearest(inside)
+    assert torch.allclose(proj, inside, atol=1e-4)  # a point of the span is its own nearest point
+    assert torch.allclose(coeffs.sum(-1), torch.ones(1, prior.generator.num_ws), atol=1e-4)
+    assert torch.allclose(coeffs @ prior.w, proj, atol=1e-3)
+    assert float(p.penalty(inside)[0]) < 1e-6

@@ -265,6 +265,16 @@ def _condition_table(agg: dict, methods: list[str], baseline_names: dict, kind: 
     return lines
 
 
+
+def _summary_table(title: str, metrics: dict, conds: list[str], methods: list[str], cell) -> list[str]:
+    """A condition x method summary table: ``cell(aggregate)`` per cell, "–" where a method did not run."""
+    lines = [f"## Summary: {title}", "", "| condition | " + " | ".join(_short(m) for m in methods) + " |"]
+    lines.append("|---|" + "---|" * len(methods))
+    for c in conds:
+        cells = [(lambda a: "–" if a is None else cell(a))(metrics["aggregates"][c].get(m)) for m in methods]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
 def write_report(out: Path, metrics: dict, strips: dict[str, list[tuple[str, Path]]], max_strips: int) -> Path:
     s = metrics["settings"]
     methods = metrics["methods"]
@@ -300,30 +310,14 @@ def write_report(out: Path, metrics: dict, strips: dict[str, list[tuple[str, Pat
     # summary
     conds = list(metrics["aggregates"])
     if conds:
-        lines += ["## Summary: identity distance to the ground truth ↓ · LPIPS ↓", ""]
-        lines += [
-            "| condition | " + " | ".join(_short(m) for m in methods) + " |",
-            "|---|" + "---|" * len(methods),
-        ]
-        for c in conds:
-            cells = []
-            for m in methods:
-                a = metrics["aggregates"][c].get(m)
-                cells.append("–" if a is None else f"{_pm(a['identity']['dist_gt'])} · {_pm(a['lpips'])}")
-            lines.append(f"| {c} | " + " | ".join(cells) + " |")
-        lines.append("")
-        lines += ["## Summary: fidelity · PSNR to the truth ↑ · consistency with the input ↑ (dB)", ""]
-        lines += [
-            "| condition | " + " | ".join(_short(m) for m in methods) + " |",
-            "|---|" + "---|" * len(methods),
-        ]
-        for c in conds:
-            cells = []
-            for m in methods:
-                a = metrics["aggregates"][c].get(m)
-                cells.append("–" if a is None else f"{_mean(a['psnr'], 2)} · {_mean(a.get('consistency'), 1)}")
-            lines.append(f"| {c} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += _summary_table(
+            "identity distance to the ground truth ↓ · LPIPS ↓", metrics, conds, methods,
+            lambda a: f"{_pm(a['identity']['dist_gt'])} · {_pm(a['lpips'])}",
+        )  # fmt: skip
+        lines += _summary_table(
+            "fidelity · PSNR to the truth ↑ · consistency with the input ↑ (dB)", metrics, conds, methods,
+            lambda a: f"{_mean(a['psnr'], 2)} · {_mean(a.get('consistency'), 1)}",
+        )  # fmt: skip
     lines += _dependence_lines(metrics.get("input_dependence") or {}, methods)
     for c in conds:
         kind = metrics["conditions"][c]["kind"]
