@@ -49,7 +49,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from mystyle_pl.generators import StyleGAN2Generator, load_generator  # noqa: E402
-from mystyle_pl.generators.mobilestylegan import MobileStyleGANGenerator, load_openvino_ir  # noqa: E402
+from mystyle_pl.generators.formats.openvino_ir import load_openvino_ir  # noqa: E402
+from mystyle_pl.generators.mobilestylegan import MobileStyleGANGenerator  # noqa: E402
 
 IR_STEMS = ("MappingNetwork", "SynthesisNetwork")
 

@@ -31,7 +31,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from mystyle_pl.generators import load_generator  # noqa: E402
-from mystyle_pl.generators.mobilestylegan import load_openvino_ir  # noqa: E402
+from mystyle_pl.generators.formats.openvino_ir import load_openvino_ir  # noqa: E402
 
 
 def load(args: argparse.Namespace):

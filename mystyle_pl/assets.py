@@ -89,7 +89,7 @@ def register(asset: Asset) -> Asset:
 register(Asset(
     name="mobilestylegan-ffhq",
     description="MobileStyleGAN FFHQ 1024 (StyleGAN2 config-f student, Belousov 2021, arXiv 2104.04767)",
-    converter="mystyle_pl.generators.mobilestylegan:convert_openvino_ir",
+    converter="mystyle_pl.generators.formats.openvino_ir:convert_openvino_ir",
     pypi=PyPISource(
         requirement="random-face==2021.7.21.1",
         sha256="e5d10e2be7df63f06123855ec591ca35dcb1d059eba47ddcb175d7d26b4019b5",

@@ -7,6 +7,8 @@ format         files                                                         mod
 ``nvidia``     stylegan2-ada-pytorch / stylegan3 pickles (``ffhq.pkl``)      ``nvidia_pkl.py``
 ``rosinality`` rosinality/stylegan2-pytorch ``.pt`` (``g_ema`` state dict);   ``rosinality.py``
                pSp / e4e / ReStyle ``.pt`` (``state_dict`` ``decoder.*``)
+``openvino``   MobileStyleGAN's OpenVINO IR (a folder or the random-face      ``openvino_ir.py``
+               wheel): converted once by ``convert_openvino_ir``, not sniffed
 =============  ============================================================  ==================
 
 ``load_generator(path)`` sniffs the format from the file's first bytes; nothing is ever
@@ -20,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 from ..base import Generator
-from . import native
+from . import native, nvidia_pkl, rosinality
 from .errors import CheckpointError
 
 FORMAT_NAMES = ("native", "nvidia", "rosinality")
@@ -78,12 +80,8 @@ def load_generator(path: str | os.PathLike, format: str | None = None, **kwargs)
     if format == "native":
         return native.load(path, **kwargs)
     if format == "nvidia":
-        from . import nvidia_pkl
-
         return nvidia_pkl.load(path, **kwargs)
     if format == "rosinality":
-        from . import rosinality
-
         return rosinality.load(path, **kwargs)
     raise ValueError(f"unknown checkpoint format {format!r}; expected one of {FORMAT_NAMES}")
 

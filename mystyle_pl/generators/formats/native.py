@@ -13,22 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from ..base import Generator
 from ..fileutil import save_safetensors_atomic
+from ..registry import GENERATOR_FAMILIES
 from .errors import CheckpointError
 
 FORMAT_TAG = "mystyle_pl.generator"
 FORMAT_VERSION = "1"
 SAFETENSORS_SUFFIXES = (".safetensors",)
-
-
-def _families() -> dict[str, type[Generator]]:
-    from ..registry import GENERATOR_FAMILIES
-
-    return GENERATOR_FAMILIES
 
 
 def sniff(path: Path) -> bool:
@@ -43,8 +38,6 @@ def sniff(path: Path) -> bool:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The safetensors metadata of ``path`` (without reading the tensors)."""
-    from safetensors import safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -72,11 +65,10 @@ def save(generator: Generator, path: str | os.PathLike, extra_metadata: dict[str
 
 def build(family: str, config: dict[str, Any], source: str = "<config>") -> Generator:
     """Instantiate an (uninitialised) generator of ``family`` from its config."""
-    families = _families()
-    if family not in families:
-        raise CheckpointError(f"{source}: unknown generator family {family!r}; known: {sorted(families)}")
+    if family not in GENERATOR_FAMILIES:
+        raise CheckpointError(f"{source}: unknown generator family {family!r}; known: {sorted(GENERATOR_FAMILIES)}")
     try:
-        return families[family](**config)
+        return GENERATOR_FAMILIES[family](**config)
     except TypeError as e:
         raise CheckpointError(f"{source}: config does not fit the {family!r} generator: {e}") from e
 
