@@ -100,7 +100,7 @@ register(Asset(
 register(Asset(
     name="vgg16-imagenet",
     description="ImageNet VGG16 conv weights (LPIPS 'vgg' backbone), torchvision key names",
-    converter="mystyle_pl.losses.lpips:convert_backbone_checkpoint",
+    converter="mystyle_pl.losses.lpips_weights:convert_backbone_checkpoint",
     extra={"net": "vgg"},
     url="https://download.pytorch.org/models/vgg16-397923af.pth",
     url_sha256="397923af",
@@ -114,7 +114,7 @@ register(Asset(
 register(Asset(
     name="alexnet-imagenet",
     description="ImageNet AlexNet conv weights (LPIPS 'alex' backbone), torchvision key names",
-    converter="mystyle_pl.losses.lpips:convert_backbone_checkpoint",
+    converter="mystyle_pl.losses.lpips_weights:convert_backbone_checkpoint",
     extra={"net": "alex"},
     url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     url_sha256="7be5be79",

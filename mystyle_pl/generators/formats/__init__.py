@@ -24,6 +24,7 @@ from pathlib import Path
 from ..base import Generator
 from . import native, nvidia_pkl, rosinality
 from .errors import CheckpointError
+from .readers import is_safetensors, starts_like_legacy_torch
 
 FORMAT_NAMES = ("native", "nvidia", "rosinality")
 # Keyword options each format's loader takes (load_generator refuses the others by name).
@@ -32,14 +33,12 @@ _FORMAT_OPTIONS = {
     "nvidia": {"map_location"},
     "rosinality": {"map_location", "size", "channel_multiplier", "key"},
 }
-# LONG1 opcode, 10 bytes, little-endian 0x1950a86a20f9469cfc6c: how torch.save (legacy) starts.
-_TORCH_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 def detect_format(path: str | os.PathLike) -> str:
     """Return the format name of the checkpoint at ``path`` (see ``FORMAT_NAMES``)."""
     path = _existing_file(path)
-    if native.sniff(path):
+    if is_safetensors(path):
         return "native"
     if zipfile.is_zipfile(path):  # torch.save's zip container: rosinality-style .pt
         return "rosinality"
@@ -52,7 +51,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if head[:1] == b"\x80":  # a pickle stream
         # torch.save's legacy (non-zip) files open with a pickled magic number; any other
         # pickle can only be an NVIDIA network pickle (read with an allowlist, never trusted).
-        if _TORCH_LEGACY_MAGIC in head[:32]:
+        if starts_like_legacy_torch(head):
             return "rosinality"
         return "nvidia"
     raise CheckpointError(

@@ -13,37 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..base import Generator
 from ..fileutil import save_safetensors_atomic
 from ..registry import GENERATOR_FAMILIES
 from .errors import CheckpointError
+from .readers import read_safetensors_metadata
 
 FORMAT_TAG = "mystyle_pl.generator"
 FORMAT_VERSION = "1"
-SAFETENSORS_SUFFIXES = (".safetensors",)
-
-
-def sniff(path: Path) -> bool:
-    """True when ``path`` looks like a safetensors file (8-byte header length, then JSON)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        return False
-    return len(head) == 9 and head[8:9] == b"{"
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The safetensors metadata of ``path`` (without reading the tensors)."""
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+    return read_safetensors_metadata(path)
 
 
 def save(generator: Generator, path: str | os.PathLike, extra_metadata: dict[str, Any] | None = None) -> Path:

@@ -57,12 +57,10 @@ generators, and options with no counterpart here (named in the message).
 
 from __future__ import annotations
 
-import _compat_pickle
 import collections
 import io
 import os
 import pickle
-import re
 import struct
 import warnings
 from pathlib import Path
@@ -73,10 +71,7 @@ import torch
 from ..stylegan2 import StyleGAN2Generator
 from .errors import CheckpointError
 from .native import load_state_strict
-
-# torch.save's legacy (non-zip) files start with this number, pickled.
-TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-
+from .readers import TORCH_LEGACY_MAGIC, AllowlistUnpickler, refused_global_in
 
 # --------------------------------------------------------------------------------------
 # Inert stand-ins for the objects a network pickle contains
@@ -222,25 +217,16 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *rest: An
     )
 
 
-def refused_global_in(error: BaseException) -> str | None:
-    """The global torch's weights-only loader refused, if its message names one."""
-    match = re.search(r"GLOBAL ([\w.]+)", str(error))
-    return match.group(1) if match else None
-
-
 # --------------------------------------------------------------------------------------
 # The restricted unpickler
 # --------------------------------------------------------------------------------------
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(AllowlistUnpickler):
     """Resolves only the globals an NVIDIA network pickle needs, each to an inert stand-in."""
 
     def __init__(self, file, source: str, map_location: Any = "cpu"):
-        super().__init__(file)
-        self.source = source
-        self.map_location = map_location
-        self.allowed = {
+        allowed = {
             ("collections", "OrderedDict"): collections.OrderedDict,
             ("builtins", "set"): set,
             ("builtins", "frozenset"): frozenset,
@@ -259,30 +245,25 @@ class RestrictedUnpickler(pickle.Unpickler):
             ("numpy", "ndarray"): _NumpyArray,
         }
         for core in ("numpy.core", "numpy._core"):  # numpy < 2 and >= 2
-            self.allowed[(f"{core}.multiarray", "scalar")] = _numpy_scalar
-            self.allowed[(f"{core}.multiarray", "_reconstruct")] = _NumpyArray
-            self.allowed[(f"{core}.numeric", "_frombuffer")] = _NumpyArray
+            allowed[(f"{core}.multiarray", "scalar")] = _numpy_scalar
+            allowed[(f"{core}.multiarray", "_reconstruct")] = _NumpyArray
+            allowed[(f"{core}.numeric", "_frombuffer")] = _NumpyArray
+        super().__init__(file, source, allowed)
+        self.map_location = map_location
 
-    def find_class(self, module: str, name: str) -> Any:
-        # Protocol-2 pickles spell some globals the Python 2 way (__builtin__.set, commands.*);
-        # translate them as the standard unpickler does, so refusals name the real global.
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        found = self.allowed.get((module, name))
-        if found is not None:
-            return found
+    def refuse_global(self, module: str, name: str) -> Exception:
         if module.startswith("dnnlib.tflib"):
-            raise CheckpointError(
+            return CheckpointError(
                 f"{self.source}: this is a TensorFlow StyleGAN pickle ({module}.{name}); convert it to a "
                 "PyTorch pickle first with NVlabs/stylegan2-ada-pytorch legacy.py"
             )
-        raise CheckpointError(
+        return CheckpointError(
             f"{self.source}: refused to load global '{module}.{name}': NVIDIA network pickles are read "
             "with an allowlist and nothing from the file is imported or executed"
         )
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise CheckpointError(
+    def refuse_persistent_id(self, pid: Any) -> Exception:
+        return CheckpointError(
             f"{self.source}: the pickle refers to external objects (persistent id {str(pid)[:40]!r}); "
             "it is not an NVIDIA network pickle"
         )

@@ -60,10 +60,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import re
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +73,7 @@ from ..ops import setup_filter
 from ..stylegan2 import DEFAULT_RESAMPLE_FILTER, StyleGAN2Generator
 from .errors import CheckpointError
 from .native import load_state_strict
-from .nvidia_pkl import refused_global_in
+from .readers import torch_load_weights_only
 
 ROSINALITY_LR_MLP = 0.01  # Generator(lr_mlp=0.01): not stored in checkpoints.
 
@@ -297,25 +295,7 @@ def fit_channel_schedule(channels: dict[int, int]) -> tuple[int, int]:
 
 def read_checkpoint(path: Path, map_location: Any = "cpu") -> Any:
     """``torch.load(weights_only=True)`` with errors that name the file (and a refused global)."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # notes about pickle protocols / TypedStorage
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        refused = refused_global_in(e)
-        if refused:
-            raise CheckpointError(
-                f"{path}: refused to load global '{refused}': checkpoints are read with torch.load("
-                "weights_only=True) and nothing from the file is imported or executed"
-            ) from None
-        raise CheckpointError(f"{path}: truncated or corrupt torch checkpoint ({_first_line(e)})") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt torch checkpoint ({_first_line(e)})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+    return torch_load_weights_only(path, map_location=map_location, safe_globals=[argparse.Namespace])
 
 
 # The tensors that make a state dict (or a prefixed part of one) a rosinality generator.

@@ -4,7 +4,7 @@ import torch
 from mystyle_pl.generators import StyleGAN2Generator, load_generator, save_generator
 from mystyle_pl.generators.ops import setup_filter, upfirdn2d, upsample2d
 
-from .helpers import make_tiny_stylegan2
+from ..helpers import make_tiny_stylegan2
 
 
 def _ws(generator, batch=2, seed=1):

@@ -24,7 +24,7 @@ from mystyle_pl.losses import (
     read_backbone_checkpoint,
 )
 
-from .helpers import REPO_ROOT, shared_data_dir
+from ..helpers import REPO_ROOT, shared_data_dir
 
 # Published / recorded LPIPS v0.1 distances (shared/data/README.md), images scaled to [-1, 1].
 REFERENCE = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}

@@ -25,7 +25,7 @@ import torch
 from mystyle_pl.generators import CheckpointError, StyleGAN2Generator, detect_format, load_generator
 from mystyle_pl.generators.formats import nvidia_pkl
 
-from .helpers import make_tiny_stylegan2
+from ...helpers import make_tiny_stylegan2
 
 try:
     import numpy as np

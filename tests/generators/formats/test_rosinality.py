@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from mystyle_pl.generators import CheckpointError, StyleGAN2Generator, detect_format, load_generator
 from mystyle_pl.generators.formats import rosinality
 
-from .helpers import make_tiny_stylegan2
+from ...helpers import make_tiny_stylegan2
 
 # ----------------------------------------------------------------------------------------
 # Writing rosinality checkpoints (inverse of the documented layout)
