@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .data.anchors_io import Anchors, load_anchors, save_anchors
 from .generators import Generator
+from .imaging import downsample_to
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,6 @@ class InversionResult:
     lpips: torch.Tensor  # [B] final LPIPS per photo (at the loss resolution)
     mse: torch.Tensor  # [B] final MSE per photo
     trace: list[float]  # mean loss per step
-
-
-def downsample_to(images: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Area-downsample ``[B, C, H, W]`` to ``resolution`` (no-op when already there or smaller)."""
-    if resolution <= 0 or images.shape[-1] <= resolution:
-        return images
-    return F.interpolate(images, size=(resolution, resolution), mode="area")
 
 
 def w_spread(generator: Generator, num_samples: int = 2000, seed: int = 0) -> float:

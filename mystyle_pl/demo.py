@@ -182,7 +182,7 @@ def _copy_folder_atomic(files: Sequence[Path], dst: Path) -> Path:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    from .data.dataset import IMAGE_SUFFIXES
+    from .imaging import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         return []

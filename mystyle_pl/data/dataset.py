@@ -25,7 +25,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+from ..imaging import image_files
+
 RESAMPLE = Image.Resampling.LANCZOS  # Antialiased when reducing (PIL widens the kernel); FFHQ's own filter.
 
 
@@ -54,11 +55,7 @@ def album_image_dir(album: str | os.PathLike) -> Path:
 
 def list_album_files(album: str | os.PathLike) -> list[Path]:
     """The album's image files (by suffix, not read), sorted by file name."""
-    folder = album_image_dir(album)
-    files = [
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    ]
-    return sorted(files, key=lambda p: p.name)
+    return image_files(album_image_dir(album))
 
 
 def read_rgb(path: str | os.PathLike) -> Image.Image:

@@ -57,19 +57,20 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import io
 import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..imaging import HEIF_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,6 @@ log = logging.getLogger(__name__)
 # is above every camera sold today.
 DEFAULT_MAX_PIXELS = 1 << 28
 
-# Formats are recognised by content, not by name; HEIF suffixes only tell us to load pillow-heif.
-HEIF_SUFFIXES = (".heic", ".heif", ".avif")
 
 # Background that transparent pixels are flattened onto (white, like most image viewers).
 ALPHA_BACKGROUND = (255, 255, 255)

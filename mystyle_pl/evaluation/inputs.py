@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics.identity import IMAGE_SUFFIXES
+from ..imaging import IMAGE_SUFFIXES
 
 log = logging.getLogger("mystyle_pl.evaluate")  # the public module's logger: the CLI sets its level
 

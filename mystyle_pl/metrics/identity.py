@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..imaging import image_files
+
 SAME_PERSON_THRESHOLD = 0.6  # dlib's face-recognition ResNet: same person when the distance is below this
 
 __all__ = [
@@ -225,9 +227,6 @@ def summarize(scores: Sequence[IdentityScore], threshold: float | None = None) -
     }
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-
-
 def album_centre(
     prior=None,  # a PersonalPrior: its info["album"] -> manifest.json "identity.centre"
     refs: str | os.PathLike | Sequence[str | os.PathLike] | None = None,  # reference photos (folder or files)
@@ -268,7 +267,7 @@ def album_centre(
             folder = Path(refs)
             if not folder.is_dir():
                 raise FileNotFoundError(f"album references: {folder} is not a folder")
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(folder)
         else:
             files = [Path(p) for p in refs]
         descriptors = []

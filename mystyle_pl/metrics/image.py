@@ -34,11 +34,13 @@ def to_unit_range(images: Tensor) -> Tensor:
     return ((images.detach().float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def psnr(x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
+def psnr(x: Tensor, y: Tensor, mask: Tensor | None = None, clamp: bool = True) -> Tensor:
     """Peak signal-to-noise ratio in dB per image ``[B]``: ``10 log10(1 / MSE)`` with both images in
     ``[0, 1]`` (over all channels and pixels). Identical images give ``inf``. ``x, y`` are
     ``[B, 3, H, W]`` in ``[-1, 1]``; ``mask [B or 1, 1, H, W]`` (1 = counted pixel, e.g. the known
-    region of an inpainting input) restricts the MSE to those pixels.
+    region of an inpainting input) restricts the MSE to those pixels. ``clamp=False`` measures the
+    images as they are (a generator's raw output may leave ``[-1, 1]``; the training logs use it)
+    instead of clamping them to the image range first. Raises ``ValueError`` for other shapes.
 
     A mid-grey 2x2 image against the same image with one pixel white: MSE = 0.5^2 / 4 = 1/16,
     PSNR = 10 log10(16) = 12.04 dB.
@@ -53,7 +55,10 @@ def psnr(x: Tensor, y: Tensor, mask: Tensor | None = None) -> Tensor:
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     _check_pair(x, y, "psnr")
-    x01, y01 = to_unit_range(x).double(), to_unit_range(y).double()
+    if clamp:
+        x01, y01 = to_unit_range(x).double(), to_unit_range(y).double()
+    else:
+        x01, y01 = (x.detach().double() + 1) / 2, (y.detach().double() + 1) / 2
     if mask is None:
         return peak_signal_noise_ratio(x01, y01, data_range=1.0, reduction="none", dim=(1, 2, 3)).float()
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, x.shape[0]) or mask.shape[2:] != x.shape[2:]:

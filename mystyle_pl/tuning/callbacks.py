@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 from ..data.anchors_io import Anchors
 from ..data.io import write_image
+from ..imaging import downsample_to
 from ..prior import PersonalPrior
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,6 @@ class ImageGridLogger(Callback):
         fake = pl_module.render(w)
         samples = pl_module.render(hull_samples(anchors.w.to(pl_module.device), self.num_samples, seed=0))
         pl_module.train(was_training)
-        from ..anchors import downsample_to
-
         rows = [downsample_to(x.float(), self.resolution) for x in (real, fake, samples)]
         grid = make_grid(rows)
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)

@@ -20,22 +20,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from ..anchors import InversionSettings, compute_anchors, downsample_to, invert_w
+from ..anchors import InversionSettings, compute_anchors, invert_w
 from ..data.anchors_io import Anchors
 from ..generators import Generator
+from ..imaging import downsample_to
 from ..losses import LPIPS
+from ..metrics.image import psnr
 
 log = logging.getLogger(__name__)
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
-    mse = (x.float() - y.float()).square().mean(dim=(1, 2, 3)).clamp_min(1e-10)
-    return 10 * torch.log10(4.0 / mse)
 
 
 class PersonalTuner(LightningModule):
@@ -179,7 +174,7 @@ class PersonalTuner(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/lpips", losses["lpips"].mean(), batch_size=bs)
         self.log("train/mse", losses["mse"].mean(), batch_size=bs)
-        self.log("train/psnr", psnr(fake.detach(), batch["image"]).mean(), batch_size=bs)
+        self.log("train/psnr", psnr(fake.detach(), batch["image"], clamp=False).mean(), batch_size=bs)
         return loss
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -216,7 +211,7 @@ class PersonalTuner(LightningModule):
             losses = self.reconstruction_loss(fake, real)
         bs = real.shape[0]
         self.log("val/lpips", losses["lpips"].mean(), prog_bar=True, batch_size=bs, sync_dist=True)
-        self.log("val/psnr", psnr(fake, real).mean(), batch_size=bs, sync_dist=True)
+        self.log("val/psnr", psnr(fake, real, clamp=False).mean(), batch_size=bs, sync_dist=True)
 
     def _inversion_lpips(self) -> LPIPS:
         if self.anchor_settings.lpips_net == self.hparams.lpips_net:
@@ -255,11 +250,3 @@ class PersonalTuner(LightningModule):
         saved = checkpoint.get("anchors")
         if saved is not None:
             self.anchors = Anchors(w=saved["w"], names=list(saved["names"]), metadata={"source": "checkpoint"})
-
-
-def area_resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize to ``size`` with area averaging when shrinking and bilinear when enlarging."""
-    if images.shape[-1] == size:
-        return images
-    mode = "area" if images.shape[-1] > size else "bilinear"
-    return F.interpolate(images, size=(size, size), mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
