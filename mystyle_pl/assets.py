@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
 
-from .generators.fileutil import sha256_file
+from .generators.fileutil import atomic_path, sha256_file, write_bytes_atomic
 
 CHUNK = 1 << 20
 
@@ -232,13 +232,8 @@ def _convert(asset: Asset, raw: Path, dst: Path, source: str, raw_sha256: str) -
     dst.parent.mkdir(parents=True, exist_ok=True)
     module_name, func_name = asset.converter.split(":")
     converter = getattr(importlib.import_module(module_name), func_name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp.safetensors", dir=dst.parent)
-    os.close(fd)
-    try:
-        converter(raw, Path(tmp), **asset.extra)
-        os.replace(tmp, dst)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(dst, suffix=".tmp.safetensors") as tmp:
+        converter(raw, tmp, **asset.extra)
     record = {"asset": asset.name, "source": source, "raw_sha256": raw_sha256, "sha256": sha256_file(dst)}
     _write_text_atomic(dst.with_suffix(".json"), json.dumps(record, indent=2))
     return dst
@@ -358,10 +353,7 @@ def _find_member(names: list[str], member: str, archive: Path) -> str:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, text.encode())
 
 
 def convert_generator_checkpoint(raw: Path, dst: Path) -> Path:

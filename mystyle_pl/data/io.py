@@ -60,7 +60,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import tempfile
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +72,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..generators.fileutil import write_bytes_atomic
 from ..imaging import HEIF_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -502,31 +505,12 @@ def _opaque_kind(colours: np.ndarray) -> str:
 # writing
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_folder_atomic(folder: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
     """Build a folder with ``fill(tmp)`` in a temp folder beside ``folder``, then rename it into place.
 
     An existing ``folder`` is replaced whole (moved aside, the new one renamed in, the old one
     deleted), so readers never see a half-written folder or stale files from an earlier run.
     """
-    import shutil
-    import tempfile
-    import uuid
-
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
