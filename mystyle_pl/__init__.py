@@ -1,12 +1,33 @@
-"""mystyle-pl: personalized generative face priors (MyStyle) with PyTorch Lightning."""
+"""mystyle-pl: personalized generative face priors (MyStyle) with PyTorch Lightning.
+
+The small public API::
+
+    from mystyle_pl import PersonalPrior, SuperResolve, load_generator
+    prior = PersonalPrior.load("outputs/.../prior")
+    result = prior.super_resolve("face_32px.png")             # or SuperResolve(blind=True).run(prior, img)
+"""
 
 from __future__ import annotations
 
 import os
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
+from . import assets  # noqa: E402
 from .generators import Generator, StyleGAN2Generator, save_generator  # noqa: E402
+from .generators import load_generator as load_checkpoint  # noqa: E402
+from .prior import PersonalPrior  # noqa: E402
+from .tasks import (  # noqa: E402  (importing the tasks registers them for the prior's shortcuts)
+    Colorize,
+    Edit,
+    Inpaint,
+    Invert,
+    ProjectionSettings,
+    Sample,
+    SuperResolve,
+    Task,
+    task_settings,
+)
 
 
 def load_generator(path_or_name: str | os.PathLike, **kwargs) -> Generator:
@@ -16,13 +37,27 @@ def load_generator(path_or_name: str | os.PathLike, **kwargs) -> Generator:
     may be native ``.safetensors``, NVIDIA ``.pkl``, rosinality ``.pt`` files, or pSp / e4e /
     ReStyle ``.pt`` checkpoints (their decoder). Keyword arguments go to the format's loader, e.g.
     ``key="g"`` to pick one generator of a ``.pt`` holding several (``formats.load_generator``).
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an unknown format.
     """
-    from . import assets
-    from .generators import load_generator as load_checkpoint
-
     if isinstance(path_or_name, str) and path_or_name in assets.REGISTRY:
         return load_checkpoint(assets.fetch(path_or_name), **kwargs)
     return load_checkpoint(path_or_name, **kwargs)
 
 
-__all__ = ["Generator", "StyleGAN2Generator", "__version__", "load_generator", "save_generator"]
+__all__ = [
+    "Colorize",
+    "Edit",
+    "Generator",
+    "Inpaint",
+    "Invert",
+    "PersonalPrior",
+    "ProjectionSettings",
+    "Sample",
+    "StyleGAN2Generator",
+    "SuperResolve",
+    "Task",
+    "__version__",
+    "load_generator",
+    "save_generator",
+    "task_settings",
+]

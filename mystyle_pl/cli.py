@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__
+from ._version import __version__
 from .errors import PredictInterrupted, UserError, describe_error
 
 LIGHTNING_COMMANDS = {

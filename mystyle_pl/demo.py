@@ -41,11 +41,32 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+import yaml
 
-from .data.io import write_bytes_atomic, write_folder_atomic
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIGS_DIR = REPO_ROOT / "configs"
+from . import assets, load_generator
+from .anchors import downsample_to
+from .data.anchors_io import Anchors
+from .data.curate import CurationSettings
+from .data.datamodule import hash_fraction
+from .data.dataset import load_photo
+from .data.io import write_bytes_atomic, write_folder_atomic, write_image
+from .data.prepare import prepare_album
+from .demo_album import slot_resolutions, synthesize_album
+from .errors import UserError
+from .evaluate import evaluate
+from .generators import StyleGAN2Generator
+from .imaging import IMAGE_SUFFIXES
+from .lightning_cli import MyStyleLightningCLI, config_path
+from .losses import LPIPS
+from .metrics.image import psnr
+from .prior import PersonalPrior
+from .tasks import Colorize, Edit, Inpaint, Invert, Sample, SuperResolve, principal_directions
+from .tasks.colorize import luminance
+from .tasks.consistency import consistency_psnr
+from .tasks.presets import task_settings
+from .tasks.superres import Downsample
+from .tuning.callbacks import make_grid
 STATE_FILE = "demo.json"
 HELD_OUT_FILE = "held_out.json"
 LPIPS_ASSETS = ("alexnet-imagenet", "vgg16-imagenet")  # tuning / projection loss, anchor inversion loss
@@ -122,8 +143,6 @@ class DemoResult:
 
 def tiny_generator(resolution: int = 32, seed: int = 0):
     """A small seeded StyleGAN2 (random weights, every path active) for notebooks and tests on a CPU."""
-    from .generators import StyleGAN2Generator
-
     torch.manual_seed(seed)
     g = StyleGAN2Generator(z_dim=32, w_dim=32, img_resolution=resolution, channel_base=16 * resolution, channel_max=32)
     with torch.no_grad():
@@ -137,9 +156,6 @@ def tiny_generator(resolution: int = 32, seed: int = 0):
 def tiny_prior(num_anchors: int = 8, resolution: int = 32, seed: int = 0):
     """A :class:`~mystyle_pl.prior.PersonalPrior` built in a second: a tiny random generator and the
     mapped codes of ``num_anchors`` seeded ``z`` as anchors (untuned: for trying the API, not for faces)."""
-    from .data.anchors_io import Anchors
-    from .prior import PersonalPrior
-
     g = tiny_generator(resolution, seed)
     with torch.no_grad():
         z = torch.randn(num_anchors, g.z_dim, generator=torch.Generator().manual_seed(seed + 1))
@@ -182,8 +198,6 @@ def _copy_folder_atomic(files: Sequence[Path], dst: Path) -> Path:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    from .imaging import IMAGE_SUFFIXES
-
     if not folder.is_dir():
         return []
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
@@ -291,8 +305,6 @@ class _Demo:
     @property
     def generator(self):
         if self._generator is None:
-            from . import load_generator
-
             self._generator = load_generator(self.generator_source).eval().to(self.device)
         return self._generator
 
@@ -301,17 +313,17 @@ class _Demo:
         return int(self.generator.img_resolution)
 
     def fit_config(self) -> Path:
+        """The fit recipe: a path, or a config shipped with the package (``fit/demo.yaml``)."""
         p = Path(self.settings.fit_config)
-        path = p if p.is_absolute() else CONFIGS_DIR / p
-        if not path.is_file():
-            raise FileNotFoundError(f"fit recipe not found: {path} (the demo runs from a source checkout of mystyle-pl)")
-        return path
+        if p.is_absolute():
+            if not p.is_file():
+                raise FileNotFoundError(f"fit recipe not found: {p}")
+            return p
+        return config_path(str(p))
 
     # -------------------------------------------------------------- stages
 
     def run_assets(self) -> StageRecord:
-        from . import assets
-
         names = [n for n in (self.generator_source, *LPIPS_ASSETS) if n in assets.REGISTRY]
         if self.generator_source not in assets.REGISTRY and not Path(self.generator_source).is_file():
             raise FileNotFoundError(f"generator {self.generator_source!r} is neither an asset name nor a file")
@@ -324,8 +336,6 @@ class _Demo:
         return StageRecord("assets", "done", 0.0, str(assets.home() / "assets"), f"fetched {', '.join(fetched)}")
 
     def run_album(self) -> StageRecord:
-        from .demo_album import synthesize_album
-
         s = self.settings
         result = synthesize_album(
             self.demo_album, num_photos=s.num_photos, num_held_out=s.num_held_out, seed=self.seed,
@@ -340,16 +350,12 @@ class _Demo:
         return StageRecord("album", "done", 0.0, str(self.demo_album / "album.json"), note)
 
     def _curation(self, size: int | None):
-        from .data.curate import CurationSettings
-
         if size is None:
             return CurationSettings()
         # Synthesised photos are face crops: the face fills the frame, whatever the saved size.
         return CurationSettings(min_face=min(200.0, 0.25 * size), min_crop=min(500.0, 0.6 * size))
 
     def _prepare(self, src: Path, dst: Path, size: int | None):
-        from .data.prepare import prepare_album
-
         if not self.align:  # already-aligned synthetic crops, used as they are (tests, machines without dlib)
             files = _image_files(src)
             _copy_folder_atomic(files, dst / "images")
@@ -372,12 +378,8 @@ class _Demo:
             names = [p.name for p in _image_files(self.album / "images")]
             n_held = min(self.settings.num_held_out, max(0, len(names) // 5))
             if len(names) - n_held < 2:
-                from .errors import UserError
-
                 raise UserError(f"{self.user_album}: prepare kept {len(names)} photos: too few to tune a prior "
                                    "(MyStyle wants tens; see OUT/album/manifest.json for the rejected ones)")  # fmt: skip
-            from .data.datamodule import hash_fraction
-
             held = sorted(sorted(names, key=lambda n: hash_fraction(n, self.seed))[:n_held])
             _copy_folder_atomic([self.album / "images" / n for n in held], self.held_out / "images")
             record = {"source": str(self.user_album), "val_names": held, "held_out": held}
@@ -414,8 +416,6 @@ class _Demo:
         }
 
     def fit_argv(self) -> list[str]:
-        import yaml
-
         run_yaml = self.fit_dir / "demo_run.yaml"
         text = "# Written by `mystyle-pl demo`: its paths, device and album, stacked on the fit recipe.\n"
         write_bytes_atomic(run_yaml, (text + yaml.safe_dump(self.run_config(), sort_keys=False)).encode())
@@ -427,8 +427,6 @@ class _Demo:
         return argv
 
     def run_fit(self) -> StageRecord:
-        from .lightning_cli import MyStyleLightningCLI
-
         argv = self.fit_argv()
         self.log("mystyle-pl " + " ".join(argv))
         saved, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees both args and sys.argv
@@ -536,20 +534,6 @@ def run_tasks(
     invert,gallery}.png`` and ``tasks.json`` (settings, timings; per restoration the PSNR to the truth,
     the consistency with the input, the steps used and the seconds). Projections use the preset
     ``settings.preset`` with ``overrides`` (:func:`demo_projection_settings`)."""
-    import torch.nn.functional as F
-
-    from .anchors import downsample_to
-    from .data.dataset import load_photo
-    from .data.io import write_image
-    from .demo_album import slot_resolutions
-    from .metrics.image import psnr
-    from .prior import PersonalPrior
-    from .tasks.consistency import consistency_psnr
-    from .tasks.edit import Edit, principal_directions
-    from .tasks.invert import Invert
-    from .tasks.superres import Downsample
-    from .tuning.callbacks import make_grid
-
     say = log or (lambda msg: None)
     settings = settings or QUALITIES["quick"]
     device = resolve_device(device)
@@ -562,7 +546,7 @@ def run_tasks(
         raise FileNotFoundError(f"no held-out photo in {held_out_dir}")
     x = load_photo(photos[0], res)[None].to(device)
     projection = replace(demo_projection_settings(settings, overrides), progress=progress)
-    proj: dict[str, Any] = {"settings": projection}
+    lpips = None
     cell = min(cell, res)
 
     def small(t: torch.Tensor) -> torch.Tensor:
@@ -574,9 +558,7 @@ def run_tasks(
     timings: dict[str, float] = {}
     record: dict[str, Any] = {"photo": str(photos[0]), "preset": settings.preset, "projection": asdict(projection)}
     if projection.lpips_weight > 0:
-        from .losses import LPIPS
-
-        proj["lpips"] = LPIPS("alex").to(device)  # one LPIPS module for every task
+        lpips = LPIPS("alex").to(device)  # one LPIPS module for every task
 
     def timed(name, fn):
         start = time.perf_counter()
@@ -589,7 +571,7 @@ def run_tasks(
     factor = 8 if res // 8 >= 2 else 2
     down = Downsample(res // factor)
     lo = down(x)
-    sr = timed("superres", lambda: prior.super_resolve(lo, factor=factor, **proj))
+    sr = timed("superres", lambda: prior.run(SuperResolve(projection=projection), lo, factor=factor, lpips=lpips))
     lo_up = F.interpolate(lo, size=(res, res), mode="nearest")
     bicubic = F.interpolate(lo, size=(res, res), mode="bicubic").clamp(-1, 1)
     record["superres"] = {
@@ -607,7 +589,7 @@ def run_tasks(
 
     # inpainting of a box over the nose and mouth (1 = known pixel, 0 = hole)
     box = (round(0.32 * res), round(0.5 * res), round(0.68 * res), round(0.8 * res))
-    ip = timed("inpaint", lambda: prior.inpaint(x, [box], **proj))
+    ip = timed("inpaint", lambda: prior.run(Inpaint(projection=projection), x, [box], lpips=lpips))
     mask = ip.mask.to(x)
     record["inpaint"] = {"box": list(box), "psnr_hole": round(float(_masked_psnr(ip.blended, x, 1 - mask)), 2),
                          "psnr": dB(psnr(ip.blended, x)), "consistency": dB(ip.consistency),
@@ -615,39 +597,49 @@ def run_tasks(
     ip_row = torch.cat([small(x * mask), small(ip.blended), small(x)])
 
     # inversion, and an edit of it along a principal direction in the coarse layers
-    inv = timed("invert", lambda: Invert(prior, **proj)(x))
+    inv = timed("invert", lambda: prior.run(Invert(projection=projection), x, lpips=lpips))
     coarse = [i for i, r in enumerate(slot_resolutions(g)) if r <= 8]
     dirs, std = principal_directions(g, k=settings.edit_direction + 1, return_std=True)
     d = dirs[settings.edit_direction].to(device)
     sigma = float(std[settings.edit_direction])
     strengths = [s * sigma for s in settings.edit_strengths]
     try:  # MyStyle's edits: the direction's component in the anchors' span
-        ed = timed("edit", lambda: Edit(prior, layers=coarse, **proj).run(x, d, strengths, projection=inv.projection))
+        editor = Edit(layers=coarse, projection=projection).bind(prior, lpips=lpips)
+        ed = timed("edit", lambda: editor(x, d, strengths, projection=inv))
         span = True
     except ValueError as e:  # anchors with no spread along it (e.g. tiny budgets): the raw direction
         say(f"  edit: {e}; using the direction as it is")
-        editor = Edit(prior, layers=coarse, span=False, **proj)
-        ed = timed("edit", lambda: editor.run(x, d, strengths, projection=inv.projection))
+        editor = Edit(layers=coarse, span=False, projection=projection).bind(prior, lpips=lpips)
+        ed = timed("edit", lambda: editor(x, d, strengths, projection=inv))
         span = False
     record["edit"] = {"direction": f"principal direction {settings.edit_direction}", "layers": coarse, "in_span": span,
                       "strengths_sigma": list(settings.edit_strengths), "sigma": round(sigma, 4),
                       "applied": [round(float(a), 4) for a in ed.applied[0]], "inside": [bool(b) for b in ed.inside[0]]}  # fmt: skip
     edit_row = small(ed.images[0])
 
+    # colourisation of the photo's luminance (ITU-R BT.601)
+    gray = luminance(x)
+    col = timed("colorize", lambda: prior.run(Colorize(projection=projection), gray, lpips=lpips))
+    record["colorize"] = {"psnr": dB(psnr(col.images, x)), "psnr_raw": dB(psnr(col.raw, x)),
+                          "psnr_gray": dB(psnr(gray, x)), "consistency": dB(col.consistency),
+                          "steps_used": int(col.steps_used), "seconds": timings["colorize"]}  # fmt: skip
+    col_row = torch.cat([small(gray), small(col.images), small(x)])
+
     # new photos of the person
-    smp = timed("sample", lambda: prior.sample(settings.num_samples, seed=seed))
+    smp = timed("sample", lambda: prior.run(Sample(), settings.num_samples, seed=seed))
     sample_row = small(smp.images)
     record["invert"] = {"psnr": dB(psnr(inv.images, x)), "consistency": dB(inv.consistency),
                         "steps_used": int(inv.steps_used), "seconds": timings["invert"]}  # fmt: skip
 
     rows = {"superres": [sr_row], "inpaint": [ip_row], "invert": [torch.cat([small(x), small(inv.images)])],
-            "edit": [edit_row], "samples": [sample_row]}  # fmt: skip
+            "colorize": [col_row], "edit": [edit_row], "samples": [sample_row]}  # fmt: skip
     for name, r in rows.items():
         write_image(out_dir / f"{name}.png", make_grid(r))
-    write_image(out_dir / "gallery.png", make_grid([sr_row, ip_row, edit_row, sample_row]))
+    write_image(out_dir / "gallery.png", make_grid([sr_row, ip_row, col_row, edit_row, sample_row]))
     record["gallery_rows"] = [
         f"super-resolution x{factor}: input (nearest), result, original",
         "inpainting: input with the hole, result, original",
+        "colourisation: gray input (BT.601 luminance), result, original",
         f"edit: principal direction {settings.edit_direction} at {list(settings.edit_strengths)} sigma (coarse layers)",
         f"{settings.num_samples} samples of the person",
     ]
@@ -662,8 +654,6 @@ def run_tasks(
 def demo_projection_settings(settings: DemoSettings, overrides: dict | None = None):
     """The demo's projection settings: :func:`~mystyle_pl.tasks.presets.task_settings` of
     ``settings.preset`` with the ``overrides`` (``ProjectionSettings`` fields) replacing its values."""
-    from .tasks.presets import task_settings
-
     base = task_settings(settings.preset)
     return replace(base, **(overrides or {})) if overrides else base
 
@@ -681,8 +671,6 @@ def _masked_psnr(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torc
 
 def _stage_evaluate(demo: _Demo) -> StageRecord:
     """``mystyle-pl evaluate`` on the held-out photos -> ``OUT/report`` (personal vs generic vs baseline)."""
-    from .evaluate import evaluate
-
     s = demo.settings
     result = evaluate(
         str(demo.prior),

@@ -4,6 +4,12 @@ Models and data modules are chosen with ``--model`` / ``--data`` (class_path + i
 in YAML, stackable ``--config`` files from ``configs/``). Lightning is imported only when
 one of these commands runs, so the tool commands start fast.
 
+``predict`` reads ``configs/predict/base.yaml`` first (the trainer, the model, the writer and the
+data defaults every task shares; shipped inside the package, :func:`config_path`), then the small
+file of one task (``--config configs/predict/superres.yaml``). What the task needs from its inputs
+(the generator's resolution, low-resolution inputs, a mask, the prior's identity) goes from the
+model to the data module through one link: ``model.requirements`` -> ``data.init_args.requirements``.
+
 ``fit`` keeps one run in one folder, the run folder (``trainer.default_root_dir``):
 
 * ``--trainer.default_root_dir RUN`` names it; left out, every run gets a new folder
@@ -23,16 +29,31 @@ one of these commands runs, so the tool commands start fast.
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 DEFAULT_RUNS_DIR = "outputs/fit"  # where `fit` puts a new run folder when none is named
 RUN_DIR_ENV = "MYSTYLE_FIT_RUN_DIR"  # hands rank 0's new run folder to the DDP processes Lightning starts
+PREDICT_BASE = "predict/base.yaml"  # read before any predict config (the settings every task shares)
+
+
+def config_path(name: str) -> Path:
+    """A config shipped with the package (``mystyle_pl/configs``, the repository's ``configs/``), e.g.
+    ``config_path("fit/demo.yaml")``; works from a checkout and from an installed wheel.
+
+    Raises ``FileNotFoundError`` naming the file when it is not there."""
+    path = Path(str(files("mystyle_pl") / "configs" / name))
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: no such config in {path.parent} (the package's configs/)")
+    return path
 
 
 class MyStyleLightningCLI(LightningCLI):
@@ -43,7 +64,9 @@ class MyStyleLightningCLI(LightningCLI):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"prog": "mystyle-pl"})
+        kwargs.setdefault(
+            "parser_kwargs", {"prog": "mystyle-pl", "predict": {"default_config_files": [str(config_path(PREDICT_BASE))]}}
+        )
         super().__init__(
             LightningModule,
             LightningDataModule,
@@ -54,6 +77,8 @@ class MyStyleLightningCLI(LightningCLI):
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":  # the task's needs go to the data module (the model is PersonalPredictor)
+            parser.link_arguments("model.requirements", "data.init_args.requirements", apply_on="instantiate")
         if subcommand == "fit":  # only fit writes a prior
             parser.add_argument(
                 "--overwrite", type=bool, default=False,
@@ -69,8 +94,6 @@ class MyStyleLightningCLI(LightningCLI):
             resolve_fit_config(self.config, new_folder=False)
 
     def before_fit(self) -> None:
-        from lightning.pytorch.utilities import rank_zero_info
-
         config = self.config["fit"]
         check_fit_outputs(self.trainer, ckpt_path=config.get("ckpt_path"), overwrite=bool(config.get("overwrite")))
         rank_zero_info(f"mystyle-pl fit: run folder {self.trainer.default_root_dir}")
@@ -124,8 +147,6 @@ def _entries(value: Any) -> list:
 
 
 def _class_of(entry: Any) -> type | None:
-    import importlib
-
     class_path = getattr(entry, "class_path", None)
     if not isinstance(class_path, str) or "." not in class_path:
         return None
@@ -178,7 +199,7 @@ def check_fit_outputs(trainer: Any, ckpt_path: str | None = None, overwrite: boo
 
     ``overwrite`` is also handed to every ``ExportPrior`` callback.
     """
-    from .tuning import ExportPrior
+    from .tuning import ExportPrior  # lazy for start-up time: predict never loads the tuning code (LPIPS, torchmetrics)
 
     root = Path(trainer.default_root_dir)
     resuming = ckpt_path is not None or any(root.glob("hpc_ckpt_*.ckpt"))

@@ -14,7 +14,10 @@ stored at export when the album's manifest is reachable. Tasks use it to tell th
 other people in a photo (:meth:`PersonalPrior.identity_centre`; for bundles without it the
 album manifest is looked up again, else the anchors' renders are described).
 
-Loading never unpickles. Tasks import this module, never the tuning code.
+Loading never unpickles. Tasks import this module, never the tuning code; this module imports no
+task: :meth:`PersonalPrior.run` runs any task object, and the named shortcuts (``prior.invert``,
+``prior.super_resolve``, ...) find their task class by name in :data:`TASK_TYPES`, which the task
+classes fill when :mod:`mystyle_pl.tasks` is imported (``import mystyle_pl`` does).
 """
 
 from __future__ import annotations
@@ -27,47 +30,26 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .data.anchors_io import Anchors, load_anchors, save_anchors
-from .data.io import write_folder_atomic
+from .data.io import read_image, to_tensor, to_uint8, write_folder_atomic
 from .generators import Generator, load_generator, save_generator
+from .space import DEFAULT_BETA, PersonalSpace
 
 GENERATOR_FILE = "generator.safetensors"
 ANCHORS_FILE = "anchors.safetensors"
 INFO_FILE = "prior.json"
 BUNDLE_VERSION = 1
-PYTHON_PRESETS = {"invert": "quick", "inpaint": "quick", "super_resolve": "quick", "edit": "pplus"}  # as predict's
-# task specs (predict.specs: ProjectingSpec.default_preset; the edit policies want P+ inside the person's space)
 IDENTITY_RENDERS = 16  # anchors rendered and described when neither prior.json nor the album gives the identity
+TASK_TYPES: dict[str, type] = {}  # task name -> task class (mystyle_pl.tasks.base.Task registers each subclass)
 
 
-def projecting_kwargs(kw: dict[str, Any], preset: str | None, default: str = "quick") -> dict[str, Any]:
-    """A projecting task's keyword arguments with its projection settings taken from a named preset of
-    :mod:`mystyle_pl.tasks.presets` (the budgets ``predict``, ``evaluate`` and the demo share):
-    ``ProjectionSettings`` fields in ``kw`` (``steps=50``, ``patience=None``, ...) replace the preset's
-    values. ``kw`` holding ``settings=`` or ``projector=`` is used as it is (with ``preset`` a
-    ``ValueError``: one or the other). ``preset=None``: ``default``.
-
-    >>> projecting_kwargs({"steps": 7, "beta": 0.1}, "full")["settings"].steps
-    7
-    """
-    from dataclasses import fields, replace
-
-    from .tasks.base import ProjectionSettings
-    from .tasks.presets import task_settings
-
-    kw = dict(kw)
-    if kw.get("settings") is not None or kw.get("projector") is not None:
-        if preset is not None:
-            raise ValueError("pass either preset= or settings= / projector=, not both")
-        return kw
-    kw.pop("settings", None)
-    names = {f.name for f in fields(ProjectionSettings)}
-    overrides = {k: kw.pop(k) for k in list(kw) if k in names}
-    if "pull" in overrides and overrides["pull"] is not None:
-        overrides["pull"] = tuple(float(p) for p in overrides["pull"])
-    kw["settings"] = replace(task_settings(preset if preset is not None else default), **overrides)
-    return kw
+def register_task(cls: type) -> type:
+    """Make a task class reachable by its ``name`` from :meth:`PersonalPrior.run` (``prior.run("colorize",
+    img)``) and the named shortcuts. Called by ``Task.__init_subclass__``."""
+    if getattr(cls, "name", ""):
+        TASK_TYPES[cls.name] = cls
+    return cls
 
 
 def album_identity(album: str | os.PathLike | None, prior_dir: str | os.PathLike | None = None) -> tuple[list[float] | None, str]:
@@ -76,7 +58,7 @@ def album_identity(album: str | os.PathLike | None, prior_dir: str | os.PathLike
     beside the prior folder."""
     if not album:
         return None, "the prior names no album"
-    from .data.prepare import load_manifest
+    from .data.prepare import load_manifest  # lazy for start-up time: prepare's imports (alignment, curation)
 
     candidates = [Path(album)]
     if not Path(album).is_absolute() and prior_dir is not None:
@@ -229,9 +211,9 @@ class PersonalPrior:
     def _identity_from_renders(self, renders: int, analyzer=None) -> tuple[list[float] | None, str]:
         import numpy as np
 
+        # lazy: dlib (an optional face-model dependency) and the curation code load only when needed
         from .data.curate import dominant_identity
         from .data.faces import FaceModelsUnavailable
-        from .data.io import to_uint8
 
         n = len(self.anchors.names)
         picks = sorted({round(i * (n - 1) / max(renders - 1, 1)) for i in range(min(renders, n))})
@@ -260,19 +242,17 @@ class PersonalPrior:
 
     # ------------------------------------------------------------------ tasks (Python API)
 
-    def space(self, beta: float | None = 0.03):
+    def space(self, beta: float | None = DEFAULT_BETA) -> PersonalSpace:
         """The person's :class:`~mystyle_pl.space.PersonalSpace` ``P_beta`` (``beta=0``: the convex hull)."""
-        from .space import PersonalSpace
-
         return PersonalSpace.from_prior(self, beta=beta)
 
     def as_images(self, img: Any, name: str = "img") -> torch.Tensor:
         """``[B, 3, H, W]`` float in ``[-1, 1]`` on the generator's device from a file path, a PIL image,
         a numpy array (read by :func:`~mystyle_pl.data.io.read_image`: EXIF orientation, alpha onto
         white, 16-bit, palette, CMYK; uint8 / uint16 / float in ``[0, 1]`` arrays ``[H, W(, C)]``),
-        a tensor ``[3, H, W]`` / ``[B, 3, H, W]`` in ``[-1, 1]``, or a list of any of these (same size)."""
-        from .data.io import read_image, to_tensor
+        a tensor ``[3, H, W]`` / ``[B, 3, H, W]`` in ``[-1, 1]``, or a list of any of these (same size).
 
+        Raises ``ValueError`` for anything else."""
         device = self.generator.w_avg.device
         if isinstance(img, (list, tuple)):
             if not img:
@@ -292,25 +272,46 @@ class PersonalPrior:
                 f"{name}: expected a PIL image, a path, a numpy array or a tensor, got {type(img).__name__}"
             ) from None
 
-    def _mask(self, mask: Any, images: torch.Tensor) -> torch.Tensor:
-        from .tasks.inpaint import as_mask
+    def run(self, task: Any, *inputs: Any, lpips: Any = None, **kwargs: Any) -> Any:
+        """Run ``task`` (a task object of :mod:`mystyle_pl.tasks`, e.g. ``SuperResolve(blind=True)``, or a
+        task name such as ``"colorize"``: that task with its defaults) on ``inputs`` in any form the
+        task takes from Python (images: paths, PIL images, arrays, tensors; see :meth:`as_images`).
+        ``lpips``: a shared LPIPS module; ``kwargs`` go to the task's call (e.g. ``factor=8``).
 
-        return as_mask(mask, tuple(images.shape[2:]))
+        Raises ``ValueError`` for an unknown task name."""
+        if isinstance(task, str):
+            task = self._task(task, None, {})
+        args, kwargs = task.python_inputs(self, *inputs, **kwargs)
+        return task.bind(self, lpips=lpips)(*args, **kwargs)
 
-    def invert(self, img: Any, preset: str | None = None, **kw):
+    def _task(self, name: str, preset: str | None, kw: dict[str, Any]) -> Any:
+        """The task object named ``name`` built from the shortcuts' keywords (``settings=`` is the
+        projection settings instead of a preset)."""
+        if name not in TASK_TYPES:
+            known = ", ".join(sorted(TASK_TYPES)) or "none (import mystyle_pl.tasks)"
+            raise ValueError(f"unknown task {name!r}; known tasks: {known}")
+        kw = dict(kw)
+        if kw.get("settings") is not None:
+            kw["projection"] = kw.pop("settings")
+        kw.pop("settings", None)
+        if preset is not None:
+            if kw.get("projection") is not None:
+                raise ValueError("pass either preset= or settings= / projection=, not both")
+            kw["preset"] = preset
+        return TASK_TYPES[name](**kw)
+
+    def invert(self, img: Any, preset: str | None = None, lpips: Any = None, **kw: Any) -> Any:
         """Project photo(s) into the person's space (``D`` = identity) -> :class:`~mystyle_pl.tasks.invert.InvertResult`.
 
         ``img``: PIL image, path, tensor ``[3, H, W]`` / ``[B, 3, H, W]`` in ``[-1, 1]`` (or a list);
         ``preset``: the projection budget (:mod:`mystyle_pl.tasks.presets`: ``quick`` (default), ``full``,
-        ``pplus``, ``official``), as in ``predict`` and ``evaluate``; ``kw``:
-        :class:`~mystyle_pl.tasks.invert.Invert` arguments (``lpips``, ``beta``, ``settings`` instead of a
+        ``pplus``, ``official``), as in ``predict`` and ``evaluate``; ``lpips``: a shared LPIPS module;
+        ``kw``: :class:`~mystyle_pl.tasks.invert.Invert` arguments (``beta``, ``settings`` instead of a
         preset, ``ProjectionSettings`` fields such as ``steps`` over the preset's values).
         """
-        from .tasks.invert import Invert
+        return self.run(self._task("invert", preset, kw), img, lpips=lpips)
 
-        return Invert(self, **projecting_kwargs(kw, preset, PYTHON_PRESETS["invert"]))(self.as_images(img))
-
-    def inpaint(self, img: Any, mask: Any, preset: str | None = None, **kw):
+    def inpaint(self, img: Any, mask: Any, preset: str | None = None, lpips: Any = None, **kw: Any) -> Any:
         """Fill the hole of photo(s) -> :class:`~mystyle_pl.tasks.inpaint.InpaintResult`.
 
         ``mask``: an image file, PIL image or uint8 array (**white = hole**; transparency and colour
@@ -320,41 +321,38 @@ class PersonalPrior:
         (``kw``: :class:`Inpaint` arguments, e.g. ``feather``). ``.consistency``: PSNR (dB) of the
         projection on the known pixels, before blending.
         """
-        from .tasks.inpaint import Inpaint
+        return self.run(self._task("inpaint", preset, kw), img, mask, lpips=lpips)
 
-        images = self.as_images(img)
-        task = Inpaint(self, **projecting_kwargs(kw, preset, PYTHON_PRESETS["inpaint"]))
-        return task(images, self._mask(mask, images))
-
-    def super_resolve(self, img: Any, factor: int | None = None, preset: str | None = None, **kw):
+    def super_resolve(
+        self, img: Any, factor: int | None = None, preset: str | None = None, lpips: Any = None, **kw: Any
+    ) -> Any:
         """Super-resolve low-resolution photo(s) ``h x h`` to the generator's resolution (``R / h`` in 2..32)
         -> :class:`~mystyle_pl.tasks.superres.SuperResolveResult` (``.images`` back-projected so that
         ``D(result)`` reproduces the input, ``.raw`` the projection before, ``.consistency`` /
         ``.raw_consistency`` in dB). ``preset`` and ``kw`` as :meth:`invert` (``kw``: :class:`SuperResolve`
         arguments, e.g. ``blind=True`` for real degraded photos, ``back_projection=0``)."""
-        from .tasks.superres import SuperResolve
+        return self.run(self._task("superres", preset, kw), img, factor=factor, lpips=lpips)
 
-        task = SuperResolve(self, **projecting_kwargs(kw, preset, PYTHON_PRESETS["super_resolve"]))
-        return task(self.as_images(img), factor=factor)
+    def colorize(self, img: Any, preset: str | None = None, lpips: Any = None, **kw: Any) -> Any:
+        """Colour grayscale photo(s) -> :class:`~mystyle_pl.tasks.colorize.ColorizeResult` (``D`` = RGB ->
+        BT.601 luminance; ``.images`` keeps the input's luminance, ``.raw`` is the projection).
+        ``preset`` and ``kw`` as :meth:`invert` (``kw``: :class:`Colorize` arguments)."""
+        return self.run(self._task("colorize", preset, kw), img, lpips=lpips)
 
     def edit(
-        self, img: Any, direction: Any, strengths: Any = (-2.0, -1.0, 0.0, 1.0, 2.0), preset: str | None = None, **kw
-    ):
+        self, img: Any, direction: Any, strengths: Any = (-2.0, -1.0, 0.0, 1.0, 2.0), preset: str | None = None,
+        lpips: Any = None, **kw: Any,
+    ) -> Any:  # fmt: skip
         """Edit photo(s) along a W direction (tensor, ``.pt``/``.npy`` path, or principal direction index)
         at each strength -> :class:`~mystyle_pl.tasks.edit.EditResult`. ``preset``: as :meth:`invert`, but
         ``pplus`` by default (as ``predict``'s edit: the edit policies keep results in the person's space);
         ``kw``: :class:`Edit` arguments (``policy='continue'|'stop'|'project'``, ``layers``, projection settings)."""
-        from .tasks.edit import Edit
+        return self.run(self._task("edit", preset, kw), img, direction, strengths, lpips=lpips)
 
-        task = Edit(self, **projecting_kwargs(kw, preset, PYTHON_PRESETS["edit"]))
-        return task(self.as_images(img), direction, strengths)
-
-    def sample(self, n: int, seed: int | None = None, **kw):
+    def sample(self, n: int, seed: int | None = None, **kw: Any) -> Any:
         """``n`` new photos of the person -> :class:`~mystyle_pl.tasks.sample.SampleResult`.
         ``kw``: :class:`~mystyle_pl.tasks.sample.Sample` arguments (``k``, ``method``, ...)."""
-        from .tasks.sample import Sample
-
-        return Sample(self, **kw)(n, seed=seed)
+        return self.run(self._task("sample", None, kw), n, seed=seed)
 
     @staticmethod
     def is_bundle(path: str | os.PathLike) -> bool:

@@ -226,7 +226,7 @@ def test_evaluate_stage_passes_the_demo_settings(tmp_path, monkeypatch):
         return types.SimpleNamespace(report=Path(out) / "report.md")
 
     demo = _Demo(tmp_path, None, "quick", QUALITIES["quick"], torch.device("cpu"), 1, "g", True, None, [], {}, False, print)
-    monkeypatch.setitem(sys.modules, "mystyle_pl.evaluate", types.SimpleNamespace(evaluate=fake_evaluate))
+    monkeypatch.setattr("mystyle_pl.demo.evaluate", fake_evaluate)
     record = _stage_evaluate(demo)
     q = QUALITIES["quick"]
     assert seen["prior"] == str(tmp_path / "prior") and seen["photos"] == str(tmp_path / "held_out" / "images")

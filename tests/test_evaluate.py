@@ -226,13 +226,13 @@ def test_fidelity_figures_come_from_one_projection(tiny, tmp_path, monkeypatch):
     from mystyle_pl.tasks.superres import SuperResolve, area_downsample
 
     results = []
-    run = SuperResolve.run
+    run = SuperResolve.__call__
 
     def recording(self, images, factor=None):
         results.append(run(self, images, factor))
         return results[-1]
 
-    monkeypatch.setattr(SuperResolve, "run", recording)
+    monkeypatch.setattr(SuperResolve, "__call__", recording)
     lp = LPIPS("alex", pretrained=False)
     out = evaluate(
         tiny / "prior", tiny / "photos", tasks="superres-x8", methods="personal-raw,baseline,personal",
@@ -264,64 +264,6 @@ def test_fidelity_figures_come_from_one_projection(tiny, tmp_path, monkeypatch):
     agg = out.metrics["aggregates"]["superres-x8"]
     assert agg["personal"]["consistency"]["mean"] > agg["personal-raw"]["consistency"]["mean"]
     assert agg["personal"]["steps_used"]["mean"] == 4 and agg["baseline"]["steps_used"]["mean"] == 0
-
-
-@pytest.mark.parametrize("preset", ["quick", "full", "pplus", "official"])
-def test_a_preset_name_gives_the_same_settings_everywhere(preset, monkeypatch):
-    """predict (its task specs), evaluate, the demo and Python resolve a preset name through their own code
-    to the same ProjectionSettings (progress bars aside: each entry point shows or hides them)."""
-    from dataclasses import replace
-
-    from mystyle_pl.demo import QUALITIES, demo_projection_settings, tiny_prior
-    from mystyle_pl.evaluate import projection_settings
-    from mystyle_pl.predict.specs import InpaintSpec, InvertSpec, SuperResolveSpec
-    from mystyle_pl.tasks.inpaint import Inpaint
-    from mystyle_pl.tasks.invert import Invert
-    from mystyle_pl.tasks.presets import task_settings
-    from mystyle_pl.tasks.superres import SuperResolve
-
-    expected = task_settings(preset)
-
-    def same(settings):
-        assert replace(settings, progress=False) == expected
-
-    for spec in (InvertSpec, InpaintSpec, SuperResolveSpec):
-        same(spec(preset=preset).projection_settings())
-    same(projection_settings(preset))
-    same(demo_projection_settings(replace(QUALITIES["quick"], preset=preset)))
-    # Python: the settings each task is built with by prior.invert / inpaint / super_resolve
-    seen = []
-    for cls in (Invert, Inpaint, SuperResolve):
-        monkeypatch.setattr(cls, "run", lambda self, *a, **k: seen.append(self.projector.settings))
-    prior = tiny_prior(resolution=R)
-    x = torch.zeros(1, 3, R, R)
-    prior.invert(x, preset=preset)
-    prior.inpaint(x, [(8, 8, 16, 16)], preset=preset)
-    prior.super_resolve(torch.zeros(1, 3, R // 4, R // 4), preset=preset)
-    assert len(seen) == 3
-    same(seen[0])
-    same(seen[1])
-    # super-resolution with back-projection fits the face only (face_weight_consistent), wherever it is built
-    fw = expected.face_weight if expected.face_weight_consistent is None else expected.face_weight_consistent
-    assert replace(seen[2], progress=False) == replace(expected, face_weight=fw)
-    # overrides keep the rest of the preset, the same way everywhere
-    assert projection_settings(preset, steps=7) == replace(expected, steps=7)
-    assert InvertSpec(preset=preset, steps=7).projection_settings() == replace(expected, steps=7, progress=True)
-
-
-def test_python_api_defaults_to_the_quick_preset(monkeypatch):
-    from mystyle_pl.demo import tiny_prior
-    from mystyle_pl.tasks.invert import Invert
-    from mystyle_pl.tasks.presets import task_settings
-
-    seen = []
-    monkeypatch.setattr(Invert, "run", lambda self, images: seen.append(self.projector.settings))
-    prior = tiny_prior(resolution=R)
-    prior.invert(torch.zeros(1, 3, R, R))
-    prior.invert(torch.zeros(1, 3, R, R), steps=5, patience=None)
-    assert seen == [task_settings("quick"), task_settings("quick", steps=5)]
-    with pytest.raises(ValueError, match="either preset= or settings="):
-        prior.invert(torch.zeros(1, 3, R, R), preset="full", settings=task_settings("quick"))
 
 
 def test_input_dependence():

@@ -405,3 +405,19 @@ def test_inference_mode_is_refused_with_a_clear_error(prior_dir, faces, tmp_path
 def test_unique_names():
     paths = [Path("a/x.png"), Path("b/x.jpg"), Path("y.png")]
     assert unique_names(paths) == ["x_png", "x_jpg", "y"]
+
+
+# ------------------------------------------------------------------ colourisation (the proof task: its own file, one YAML)
+
+
+def test_colorize_from_the_command_line(prior_dir, faces, tmp_path):
+    out = predict("colorize", prior_dir, tmp_path / "out", "--data.inputs", str(faces / "alice.png"), *FAST)
+    folder = out / "alice"
+    assert {"crop.png", "raw.png", "gray.png", "input.png", "latents.safetensors", "record.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    gray = png(folder / "gray.png").astype(int)
+    assert (gray.max(axis=2) - gray.min(axis=2)).max() <= 1  # the observation is gray
+    record = json.loads((folder / "record.json").read_text())
+    assert record["task"] == "colorize" and record["steps_used"] == 5 and record["consistency"] > 30
+    assert record["settings"]["keep_luminance"] is True and record["settings"]["steps"] == 5

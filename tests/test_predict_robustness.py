@@ -272,26 +272,26 @@ def test_out_of_memory_in_paste_back_fails_that_input_only(prior_dir, tmp_path, 
 
 
 def test_out_of_memory_in_a_projection_batch_retries_one_by_one(prior_dir, tmp_path, monkeypatch):
-    from mystyle_pl.predict.specs import InvertSpec
+    from mystyle_pl.predict import PersonalPredictor
 
     folder = tmp_path / "in"
     for i in range(3):
         write_image(folder / f"f{i}.png", torch.rand(3, R, R) * 2 - 1)
-    real = InvertSpec.predict
+    real = PersonalPredictor.predict_items
 
-    def spec_predict(self, task, items):
+    def spec_predict(self, items):
         if len(items) > 1 or items[0].name == "f1":
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory")
-        return real(self, task, items)
+        return real(self, items)
 
-    monkeypatch.setattr(InvertSpec, "predict", spec_predict)
+    monkeypatch.setattr(PersonalPredictor, "predict_items", spec_predict)
     out = predict("invert", prior_dir, tmp_path / "out", "--data.inputs", str(folder), "--data.batch_size", "3", *FAST)
     (failed,) = json.loads((out / "failed.json").read_text())
     assert failed["name"] == "f1" and "out of memory (projection)" in failed["error"] and str(folder / "f1.png") in failed["error"]
     assert sorted(d["name"] for d in json.loads((out / "summary.json").read_text())["done"]) == ["f0", "f2"]
 
     # A bug (not memory) is not swallowed.
-    monkeypatch.setattr(InvertSpec, "predict", lambda self, task, items: (_ for _ in ()).throw(RuntimeError("a bug")))
+    monkeypatch.setattr(PersonalPredictor, "predict_items", lambda self, items: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         predict("invert", prior_dir, tmp_path / "bug", "--data.inputs", str(folder), *FAST)
 
@@ -312,18 +312,18 @@ def test_no_usable_input_is_one_line(prior_dir, tmp_path):
 
 def test_a_stop_request_finishes_the_batch_and_lists_the_rest(prior_dir, tmp_path, monkeypatch):
     """In process: a stop requested during the first batch (as SIGTERM does) ends the run after it."""
-    from mystyle_pl.predict.specs import InvertSpec
+    from mystyle_pl.predict import PersonalPredictor
 
     folder = tmp_path / "in"
     for i in range(4):
         write_image(folder / f"f{i}.png", torch.rand(3, R, R) * 2 - 1)
-    real = InvertSpec.predict
+    real = PersonalPredictor.predict_items
 
-    def spec_predict(self, task, items):
+    def spec_predict(self, items):
         stop.request("SIGTERM")
-        return real(self, task, items)
+        return real(self, items)
 
-    monkeypatch.setattr(InvertSpec, "predict", spec_predict)
+    monkeypatch.setattr(PersonalPredictor, "predict_items", spec_predict)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(PredictInterrupted, match=r"stopped by SIGTERM after 2 result\(s\).*2 input\(s\) not processed"):
         predict("invert", prior_dir, tmp_path / "out", "--data.inputs", str(folder), "--data.batch_size", "2", *FAST)
@@ -336,19 +336,19 @@ def test_a_stop_request_finishes_the_batch_and_lists_the_rest(prior_dir, tmp_pat
 
 
 def test_ctrl_c_also_writes_the_lists(prior_dir, tmp_path, monkeypatch):
-    from mystyle_pl.predict.specs import InvertSpec
+    from mystyle_pl.predict import PersonalPredictor
 
     folder = tmp_path / "in"
     for i in range(3):
         write_image(folder / f"f{i}.png", torch.rand(3, R, R) * 2 - 1)
-    real = InvertSpec.predict
+    real = PersonalPredictor.predict_items
 
-    def spec_predict(self, task, items):
+    def spec_predict(self, items):
         if items[0].name == "f1":
             raise KeyboardInterrupt
-        return real(self, task, items)
+        return real(self, items)
 
-    monkeypatch.setattr(InvertSpec, "predict", spec_predict)
+    monkeypatch.setattr(PersonalPredictor, "predict_items", spec_predict)
     sigint = signal.getsignal(signal.SIGINT)
     try:
         with pytest.raises(SystemExit):  # Lightning's graceful shutdown after Ctrl-C

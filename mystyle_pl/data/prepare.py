@@ -373,7 +373,7 @@ def _settings(resolution: int, analyzer_settings: dict, curation: CurationSettin
 
 def _build_manifest(entries: list[dict], centre, curation: CurationSettings, settings: dict, src: Path, previous,
                     share: tuple[int, int] = (0, 0), warning: str | None = None) -> dict:
-    from .. import __version__
+    from .._version import __version__
 
     kept_entries = [e for e in entries if e.get("status") == "kept"]
     distances = [e["distance"] for e in kept_entries if e.get("distance") is not None]

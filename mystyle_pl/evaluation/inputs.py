@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..imaging import IMAGE_SUFFIXES
+from ..tasks import Colorize, Inpaint, Invert, SuperResolve
 
 log = logging.getLogger("mystyle_pl.evaluate")  # the public module's logger: the CLI sets its level
 
@@ -29,6 +30,7 @@ TASK_GROUPS: dict[str, tuple[str, ...]] = {
     "superres": ("superres-x8", "superres-x16"),
     "inpaint": ("inpaint-eyes", "inpaint-mouth", "inpaint-irregular"),
     "blind": ("blind",),
+    "colorize": ("colorize",),
 }
 CONDITIONS: dict[str, str] = {
     "invert": "held-out inversion (D = identity): the photo itself at the generator's resolution, the upper bound "
@@ -40,6 +42,11 @@ CONDITIONS: dict[str, str] = {
     "inpaint-mouth": "inpainting: a box over the mouth",
     "inpaint-irregular": "inpainting: seeded irregular brush strokes over the face",
     "real": "real degraded photos with a ground truth (pairs), restored by blind super-resolution",
+    "colorize": "colourisation: the photo's ITU-R BT.601 luminance (D = RGB -> gray), at the generator's resolution",
+}
+# The task object each kind of condition runs (evaluation.runner builds it with the run's projection settings).
+CONDITION_TASKS: dict[str, type] = {
+    "invert": Invert, "superres": SuperResolve, "blind": SuperResolve, "inpaint": Inpaint, "colorize": Colorize,
 }
 METHODS = ("personal", "personal-raw", "generic", "baseline")
 DEFAULT_TASKS = ("invert", "superres", "inpaint", "blind")
@@ -59,10 +66,11 @@ class Condition:
     """One degradation applied to every photo: what each method sees and what it is scored against."""
 
     name: str
-    kind: str  # "invert" | "superres" | "blind" | "inpaint" (condition_kind)
+    kind: str  # "invert" | "superres" | "blind" | "inpaint" | "colorize" (condition_kind)
     photos: list[str]
     gt: torch.Tensor  # [N, 3, E, E] ground truth at the evaluation resolution
-    observed: torch.Tensor  # what the methods restore: [N, 3, h, h] (superres/blind) or [N, 3, R, R] (inpaint, invert)
+    observed: torch.Tensor  # what the methods restore: [N, 3, h, h] (superres/blind) or [N, 3, R, R] (inpaint, invert,
+    # colorize)
     shown: torch.Tensor  # [N, 3, E, E] the degraded input as shown in the strips
     full: torch.Tensor | None = None  # inpaint: the photos at the generator's resolution [N, 3, R, R]
     mask: torch.Tensor | None = None  # inpaint: [1, 1, R, R], 1 = known pixel, 0 = hole
@@ -71,9 +79,10 @@ class Condition:
 
 
 def condition_kind(name: str) -> str:
-    """The task a condition runs: ``"invert"``, ``"superres"``, ``"blind"`` (blind and real) or ``"inpaint"``."""
-    if name == "invert":
-        return "invert"
+    """The task a condition runs: ``"invert"``, ``"superres"``, ``"blind"`` (blind and real), ``"inpaint"``
+    or ``"colorize"``. Raises ``ValueError`` for an unknown condition."""
+    if name in ("invert", "colorize"):
+        return name
     if name.startswith("superres-x"):
         return "superres"
     if name in ("blind", "real"):

@@ -26,12 +26,15 @@ from ..metrics.identity import IdentityScore, IdentityScorer, album_centre, summ
 from ..metrics.identity import _stats as stats
 from ..metrics.image import lpips_distance, psnr, ssim
 from ..space import DEFAULT_BETA
-from ..tasks.base import ProjectionSettings
+from ..tasks.colorize import luminance
 from ..tasks.consistency import consistency_psnr
+from ..tasks.generic import generic_task
 from ..tasks.presets import DEFAULT_PRESET, task_settings
+from ..tasks.projection import ProjectionSettings
 from ..tasks.superres import Downsample, area_downsample
 from .degradations import EYES_BOX, MOUTH_BOX, BlindDegradation, _nearest, bicubic, box_mask, fill_holes, irregular_mask
 from .inputs import (
+    CONDITION_TASKS,
     CONDITIONS,
     DEFAULT_BETAS,
     DEFAULT_TASKS,
@@ -168,6 +171,9 @@ class _Evaluation:
         gt = self._at_eval(full)
         if name == "invert":  # D = identity: the truth itself at the generator's resolution
             return Condition(name, "invert", names, gt, self._at_gen(full), gt)
+        if name == "colorize":  # D = RGB -> luminance, at the generator's resolution
+            gray = luminance(self._at_gen(full))
+            return Condition(name, "colorize", names, gt, gray, self._at_eval(gray))
         if name.startswith("superres-x"):
             factor = int(name.split("x")[-1])
             observed = area_downsample(gt, self.E // factor)
@@ -213,21 +219,17 @@ class _Evaluation:
     # ---------------------------------------------------------------- methods
 
     def _task(self, method: str, cond: Condition, beta: float | None):
-        from ..tasks.inpaint import Inpaint
-        from ..tasks.invert import Invert
-        from ..tasks.superres import SuperResolve
-
-        cls = {"inpaint": Inpaint, "invert": Invert}.get(cond.kind, SuperResolve)
+        """The task object of ``cond`` (:data:`~.inputs.CONDITION_TASKS`), bound to the personal or the
+        generic prior, with the run's projection settings."""
         kwargs: dict[str, Any] = {}
-        if cls is SuperResolve:
+        if cond.kind in ("superres", "blind"):
             kwargs = {"blind": cond.kind == "blind", "seed": self.seed}
             if self.E != self.R:
                 kwargs["output_resolution"] = self.E
+        task = CONDITION_TASKS[cond.kind](projection=self.settings, beta=beta, **kwargs)
         if method == "personal":
-            return cls(self.prior, settings=self.settings, lpips=self.lpips, beta=beta, **kwargs)
-        from ..tasks.generic import generic_task
-
-        return generic_task(cls, self.generic, settings=self.settings, lpips=self.lpips, w_lr=self.generic_lr, **kwargs)
+            return task.bind(self.prior, lpips=self.lpips)
+        return generic_task(task, self.generic, settings=self.settings, lpips=self.lpips, w_lr=self.generic_lr)
 
     def operator(self, cond: Condition):
         """``D`` of a super-resolution / blind condition at ``E`` without noise: what the tasks assume
@@ -248,6 +250,9 @@ class _Evaluation:
                 out, consistency = self._at_eval(filled), [None] * n
             elif cond.kind == "invert":
                 raise ValueError("inversion has no baseline (its input is the truth)")
+            elif cond.kind == "colorize":  # no prior, no colour: the gray input itself (consistent by construction)
+                self.baseline_names["colorize"] = "gray"
+                out, consistency = self._at_eval(cond.observed), [None] * n
             else:
                 self.baseline_names[cond.kind] = "bicubic"
                 out = bicubic(cond.observed, self.E)

@@ -22,17 +22,20 @@ predict sampler repeats nothing either, but fails when there are fewer inputs th
 data modules therefore switch ``trainer.use_distributed_sampler`` off themselves.
 
 Which task runs decides what an input must be (the generator's resolution, low-resolution
-inputs for super-resolution, a mask for inpainting): the model hands a :class:`TaskRequirements`
-to :meth:`TaskInputs.configure` at setup.
+inputs for super-resolution, a mask for inpainting): :class:`TaskRequirements`, which the command
+line links from the model (``model.requirements``) to ``data.init_args.requirements``
+(:mod:`mystyle_pl.lightning_cli`); the data module checks its options against it at setup.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,13 +43,17 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, DEFAULT_MAX_PHOTO_PIXELS
+from ..data.io import read_image_size
+from ..errors import describe_error
+from ..tasks.base import Output
+from ..tasks.inpaint import mask_from_boxes, mask_from_png
+from ..tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, DEFAULT_MAX_PHOTO_PIXELS, load_task_photo
+from ..tasks.superres import MAX_FACTOR, MIN_FACTOR
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif")
 ALIGN_MODES = ("auto", "always", "never")
-MIN_FACTOR, MAX_FACTOR = 2, 32
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class TaskRequirements:
     takes_inputs: bool = True  # False: the task draws new images (sample) and reads no files
     low_resolution: bool = False  # inputs are R / factor px (super-resolution)
     needs_mask: bool = False  # every input needs a hole mask (inpainting)
+    identity: Callable[[], tuple[Any, str]] | None = field(default=None, compare=False, repr=False)
+    # () -> (the prior's identity centre [D] or None, a note); asked only when some photo is aligned here
 
 
 @dataclass
@@ -79,6 +88,34 @@ class TaskItem:
     def aligned_here(self) -> bool:
         """The input was a photo whose face was detected and aligned in this run."""
         return self.photo is not None and getattr(self.photo, "transform", None) is not None
+
+
+@dataclass
+class Prediction(Output):
+    """One input's result, ready for the writer (tensors on the CPU after :meth:`cpu`): the task's
+    :class:`~mystyle_pl.tasks.base.Output` and the input it belongs to."""
+
+    item: TaskItem | None = None  # the input (name, source, crop, photo + transform)
+    error: str | None = None  # the input could not be used (names the file); nothing but the record is written
+
+    @classmethod
+    def of(cls, item: TaskItem, output: Output) -> Prediction:
+        return cls(**output.__dict__, item=item)
+
+    @property
+    def name(self) -> str:
+        return self.item.name
+
+    def cpu(self) -> Prediction:
+        self.images = {k: v.detach().float().cpu() for k, v in self.images.items()}
+        self.latents = {k: v.detach().float().cpu().contiguous() for k, v in self.latents.items()}
+        if self.paste_mask is not None:
+            self.paste_mask = self.paste_mask.detach().float().cpu()
+        for attr in ("image", "mask"):
+            value = getattr(self.item, attr)
+            if value is not None:
+                setattr(self.item, attr, value.detach().cpu())
+        return self
 
 
 @dataclass
@@ -115,8 +152,6 @@ def is_out_of_memory(error: BaseException) -> bool:
 def input_error(path: str | os.PathLike | None, error: BaseException, what: str = "") -> str:
     """One line for ``failed.json``: names the file, says what went wrong (and, for out of memory,
     what to do). ``what``: the stage, e.g. "paste-back"."""
-    from ..errors import describe_error
-
     stage = f" ({what})" if what else ""
     if is_out_of_memory(error):
         text = f"out of memory{stage}: {describe_error(error) or type(error).__name__}"
@@ -191,8 +226,6 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(width, height)`` of an image file as it is read (EXIF orientation applied), from its header
     (a full read when PIL cannot open it). Raises :class:`~mystyle_pl.data.io.ImageReadError` naming the file."""
-    from ..data.io import read_image_size
-
     return read_image_size(path)
 
 
@@ -310,8 +343,6 @@ class PhotoDataset(Dataset):
         return out // self.factor, self.factor
 
     def load(self, index: int) -> TaskItem:
-        from ..tasks.pasteback import load_task_photo
-
         path, name = self.paths[index], self.names[index]
         size, factor = self.crop_size(path)
         photo = load_task_photo(path, size, align=self.align, name=name, identity=self.identity, face=self.face,
@@ -338,8 +369,6 @@ class PhotoDataset(Dataset):
         The mask file is read by :func:`~mystyle_pl.data.io.read_mask` (white = hole; transparency and
         colour masks by its rules); an unreadable or ambiguous mask is a ``ValueError`` naming both files.
         """
-        from ..tasks.inpaint import mask_from_boxes, mask_from_png
-
         if photo.photo is not None:
             in_h, in_w = photo.photo.shape[:2]
         else:  # a square aligned crop (perhaps resized)
@@ -452,8 +481,6 @@ def _ignore_sigterm(worker_id: int) -> None:
     """DataLoader workers ignore SIGTERM: a scheduler signals every process of the job, and a worker
     killed by it would end the run with an error instead of the clean stop of the main process
     (:mod:`~mystyle_pl.predict.stop`), which shuts the workers down itself."""
-    import signal
-
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
@@ -477,6 +504,8 @@ class TaskInputs(_ShardedPredictData):
         face: int | str = "auto",  # photos with several faces: "auto" = the one closest to the prior's identity; N = N-th from the left
         identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # max descriptor distance to the prior's identity that is the person (prepare's rule)
         max_photo_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on photo.png (paste-back) in pixels; larger is written smaller, with a warning; null = no cap
+        requirements: TaskRequirements | None = None,  # what the task needs from its inputs: linked from the model
+        # by the command line (model.requirements); from Python, pass PersonalPredictor(...).requirements
     ) -> None:
         super().__init__()
         if align not in ALIGN_MODES:
@@ -506,7 +535,7 @@ class TaskInputs(_ShardedPredictData):
         self.align, self.factor, self.mask, self.boxes, self.strict = align, factor, mask, boxes, strict
         self.output_resolution = output_resolution
         self.face, self.identity_threshold, self.max_photo_pixels = face, identity_threshold, max_photo_pixels
-        self.requirements: TaskRequirements | None = None
+        self.requirements: TaskRequirements | None = requirements
         self.files: list[Path] = []
         self.names: list[str] = []
         self.identity: np.ndarray | None = None  # the prior's identity centre, when some input is aligned here
@@ -518,12 +547,23 @@ class TaskInputs(_ShardedPredictData):
         entries = [self.inputs] if isinstance(self.inputs, (str, os.PathLike)) else list(self.inputs)
         return [Path(p) for p in entries if Path(p).is_dir()]
 
-    def configure(self, requirements: TaskRequirements, identity=None) -> None:
-        """Check the options against the task and list the inputs (called by the model at setup).
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self.configure(self.requirements)
 
-        ``identity``: a function ``() -> (centre [D] or None, note)`` giving the prior's identity
-        centre; it is called only when some input is a photo whose face is aligned here.
+    def configure(self, requirements: TaskRequirements | None) -> None:
+        """Check the options against the task's requirements and list the inputs (at setup).
+
+        ``requirements.identity``: a function ``() -> (centre [D] or None, note)`` giving the prior's
+        identity centre; it is called only when some input is a photo whose face is aligned here.
+        Raises ``ValueError`` for options the task cannot take, or no requirements at all.
         """
+        if requirements is None:
+            raise ValueError(
+                "TaskInputs has no task requirements: run it through `mystyle-pl predict` (which links "
+                "model.requirements to data.requirements) or pass requirements=PersonalPredictor(...).requirements"
+            )
+        identity = requirements.identity
         task, r = requirements.task, requirements.resolution
         if not requirements.takes_inputs:
             raise ValueError(f"the {task} task reads no images: use data.class_path mystyle_pl.predict.SampleInputs")
@@ -574,7 +614,7 @@ class TaskInputs(_ShardedPredictData):
         if self.requirements is None:
             raise RuntimeError("TaskInputs.configure(requirements) was not called (use it with PersonalPredictor)")
         return PhotoDataset(
-            self.files, self.names, self.requirements, align=self.align, factor=self.factor,
+            self.files, self.names, replace(self.requirements, identity=None), align=self.align, factor=self.factor,
             output_resolution=self.output_resolution,
             mask=self.mask, boxes=self.boxes, strict=self.strict, identity=self.identity, face=self.face,
             identity_threshold=self.identity_threshold,
@@ -592,6 +632,7 @@ class SampleInputs(_ShardedPredictData):
         num_samples: int = 8,  # how many samples to draw
         seed: int = 0,  # seeds every sample (sample i always gets the same seed for a given seed)
         batch_size: int = 8,  # samples per step on each device
+        requirements: TaskRequirements | None = None,  # what the task needs: linked from the model (see TaskInputs)
     ) -> None:
         super().__init__()
         if num_samples < 1:
@@ -599,7 +640,7 @@ class SampleInputs(_ShardedPredictData):
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
-        self.requirements: TaskRequirements | None = None
+        self.requirements: TaskRequirements | None = requirements
 
     @property
     def input_folders(self) -> list[Path]:
@@ -607,7 +648,14 @@ class SampleInputs(_ShardedPredictData):
 
     max_photo_pixels = None  # samples have no photo to paste into
 
-    def configure(self, requirements: TaskRequirements, identity=None) -> None:
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self.configure(self.requirements)
+
+    def configure(self, requirements: TaskRequirements | None) -> None:
+        """Raises ``ValueError`` when the task needs input images (or no requirements are given)."""
+        if requirements is None:
+            raise ValueError("SampleInputs has no task requirements: run it through `mystyle-pl predict`")
         if requirements.takes_inputs:
             raise ValueError(
                 f"the {requirements.task} task needs input images: use data.class_path "

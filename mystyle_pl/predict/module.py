@@ -1,14 +1,20 @@
 """``PersonalPredictor``: the LightningModule of ``mystyle-pl predict``.
 
 It loads a personal prior bundle, registers its generator (and the LPIPS module, when the task
-uses one) as submodules so that Lightning places them on the device, and runs the task given by
-its spec (``model.init_args.task``: ``class_path`` of a spec in :mod:`mystyle_pl.predict.specs`)
-on every batch. The projection needs gradients: run it with ``trainer.inference_mode: false``
-(Lightning's ``no_grad`` around ``predict_step`` is lifted here with ``torch.enable_grad``).
+uses one) as submodules so that Lightning places them on the device, and runs the task object
+(``model.init_args.task``: ``class_path`` of a task of :mod:`mystyle_pl.tasks`, e.g.
+``mystyle_pl.tasks.SuperResolve``, whose ``init_args`` are the task's settings) on every batch,
+bound to the prior. What the inputs must be for this task and generator is
+:attr:`PersonalPredictor.requirements`, which the command line hands to the data module
+(``link_arguments`` in :mod:`mystyle_pl.lightning_cli`). The projection needs gradients: run it
+with ``trainer.inference_mode: false`` (Lightning's ``no_grad`` around ``predict_step`` is lifted
+here with ``torch.enable_grad``).
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import time
 from pathlib import Path
@@ -17,10 +23,11 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 
-from .. import __version__
+from .._version import __version__
 from ..prior import PersonalPrior
-from .data import TaskBatch, TaskItem, TaskRequirements
-from .specs import Prediction, TaskSpec
+from ..tasks.base import Batch, Task
+from .data import Prediction, TaskBatch, TaskItem, TaskRequirements, input_error, is_out_of_memory
+from .writer import TaskWriter
 
 log = logging.getLogger(__name__)
 
@@ -32,58 +39,51 @@ class PersonalPredictor(LightningModule):
     def __init__(
         self,
         prior: str,  # the personal prior bundle folder (`mystyle-pl export`, or the ExportPrior callback of fit)
-        task: TaskSpec,  # the task and its arguments: class_path mystyle_pl.predict.InvertSpec, EditSpec, ...
+        task: Task,  # the task and its settings: class_path mystyle_pl.tasks.Invert, SuperResolve, Colorize, ...
     ) -> None:
         super().__init__()
-        if not isinstance(task, TaskSpec):
-            raise TypeError(f"task must be a TaskSpec (e.g. mystyle_pl.predict.InvertSpec), got {type(task).__name__}")
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be a task of mystyle_pl.tasks (e.g. mystyle_pl.tasks.Invert), got {type(task).__name__}")
         self.prior_dir = str(Path(prior))
-        self.spec = task
+        self.task = task
         bundle = PersonalPrior.load(prior)
         task.check(bundle)
         self.prior = bundle
         self.generator = bundle.generator  # a submodule: Lightning moves it (and so the prior) to the device
         self.lpips = task.make_lpips()  # a submodule (no parameters) or None
-        self._task = None
+        self._bound: Task | None = None
         # Under DDP a rank may get no input (fewer inputs than ranks): it then just waits at the end.
         self.allow_zero_length_dataloader_with_multiple_devices = True
 
     @property
     def task_name(self) -> str:
-        return self.spec.name
+        return self.task.name
 
     @property
     def resolution(self) -> int:
         return int(self.generator.img_resolution)
 
+    @property
     def requirements(self) -> TaskRequirements:
-        """What the inputs must be for this task and this generator."""
-        spec = self.spec
+        """What the inputs must be for this task and this generator (the command line links it to
+        ``data.init_args.requirements``), with a function giving the prior's identity centre."""
+        task = self.task
         return TaskRequirements(
-            task=spec.name, resolution=self.resolution, takes_inputs=spec.takes_inputs,
-            low_resolution=spec.low_resolution, needs_mask=spec.needs_mask,
+            task=task.name, resolution=self.resolution, takes_inputs=task.takes_inputs,
+            low_resolution=task.low_resolution, needs_mask=task.needs_mask,
+            identity=functools.partial(self.prior.identity_centre, self.prior_dir),  # picklable (DDP spawn)
         )  # fmt: skip
 
     # ------------------------------------------------------------------ hooks
 
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is None or not hasattr(datamodule, "configure"):
-            raise ValueError(
-                "PersonalPredictor needs data.class_path mystyle_pl.predict.TaskInputs (or SampleInputs for sample)"
-            )
-        import inspect
-
-        if "identity" in inspect.signature(datamodule.configure).parameters:
-            datamodule.configure(self.requirements(), identity=lambda: self.prior.identity_centre(self.prior_dir))
-        else:  # a custom data module
-            datamodule.configure(self.requirements())
+    def _bind(self) -> Task:
+        """The task bound to the prior, built once the generator is on its device."""
+        if self._bound is None:
+            self._bound = self.task.bind(self.prior, self.lpips, progress=self.task.takes_inputs)
+        return self._bound
 
     def on_predict_start(self) -> None:
-        # The task objects (space, projector) are built here, once the generator is on its device.
-        self._task = self.spec.build(self.prior, self.lpips)
-        from .writer import TaskWriter
-
+        self._bind()
         if not any(isinstance(cb, TaskWriter) for cb in self.trainer.callbacks):
             log.warning("no TaskWriter callback in trainer.callbacks: the results will not be saved")
 
@@ -95,8 +95,6 @@ class PersonalPredictor(LightningModule):
         through with their error. Returns one :class:`Prediction` per item, in batch order."""
         if torch.is_inference_mode_enabled():
             raise RuntimeError("the tasks optimise latents and need gradients: set trainer.inference_mode: false")
-        if self._task is None:
-            self._task = self.spec.build(self.prior, self.lpips)
         out: dict[int, Prediction] = {}
         groups: dict[tuple, list[TaskItem]] = {}
         for item in batch.items:
@@ -105,7 +103,7 @@ class PersonalPredictor(LightningModule):
             else:
                 shape = tuple(item.image.shape) if item.image is not None else ()
                 groups.setdefault(shape, []).append(item)
-        settings = self.spec.settings()
+        settings = self.task.config()
         for items in groups.values():
             for pred in self._predict_group(items):
                 out[pred.item.index] = pred
@@ -118,13 +116,11 @@ class PersonalPredictor(LightningModule):
         """Run the task on one group of same-size items. Out of memory: the items are run one at a
         time; an item that still fails (out of memory, or a ValueError of the task) becomes a failed
         prediction naming its file; the run goes on."""
-        from .data import input_error, is_out_of_memory
-
-        settings = self.spec.settings()
+        settings = self.task.config()
         start = time.perf_counter()
         try:
             with torch.enable_grad():
-                predictions = self.spec.predict(self._task, items)
+                predictions = self.predict_items(items)
         except (ValueError, MemoryError, RuntimeError) as e:
             if not (isinstance(e, ValueError) or is_out_of_memory(e)):
                 raise  # a bug, not an input's problem
@@ -141,9 +137,20 @@ class PersonalPredictor(LightningModule):
                            "batch_size": len(items), "seconds": round(seconds, 3)}  # fmt: skip
         return predictions
 
-    def _free_memory(self) -> None:
-        import gc
+    def predict_items(self, items: list[TaskItem]) -> list[Prediction]:
+        """The bound task's outputs for one group of same-size usable items, as predictions."""
+        first = items[0]
+        batch = Batch(
+            images=torch.stack([item.image for item in items]) if first.image is not None else None,
+            masks=torch.stack([item.mask for item in items]) if first.mask is not None else None,
+            factor=first.factor,
+            labels=[item.source or item.name for item in items],
+            seeds=[item.seed for item in items],
+            indices=[item.index for item in items],
+        )
+        return [Prediction.of(item, output) for item, output in zip(items, self._bind().outputs(batch))]
 
+    def _free_memory(self) -> None:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -152,7 +159,7 @@ class PersonalPredictor(LightningModule):
         """The fields of record.json every task shares."""
         photo = item.photo
         record: dict[str, Any] = {
-            "task": self.spec.name,
+            "task": self.task.name,
             "name": item.name,
             "index": item.index,
             "source": item.source,

@@ -51,8 +51,8 @@ from ..data.io import write_bytes_atomic, write_folder_atomic, write_image
 from ..errors import ensure_writable_dir
 from ..generators.fileutil import save_safetensors_atomic
 from . import stop
-from .data import input_error, is_out_of_memory
-from .specs import Prediction
+from .data import Prediction, input_error, is_out_of_memory
+
 
 log = logging.getLogger(__name__)
 

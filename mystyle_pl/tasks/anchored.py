@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ..generators import Generator
 from ..space import PersonalSpace
-from .base import ProjectionSettings
+from .projection import ProjectionSettings
 from .generic import WPlusProjector
 
 GROUP_NAMES = ("coarse", "middle", "fine")

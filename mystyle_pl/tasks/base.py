@@ -1,346 +1,292 @@
-"""The shared projection loop: every task is a degradation operator ``D`` through it.
+"""The base of every task: a task object *is* its configuration, and runs on a prior it is bound to.
 
-For a batch of observations ``y [B, 3, H, W]`` (already degraded) the :class:`Projector` finds,
-for every image independently, coefficients in the personal space (``P_beta``, or ``P+`` with
-per-layer offsets) minimising
+A task class holds its settings in ``__init__`` (so LightningCLI builds it from
+``class_path: mystyle_pl.tasks.SuperResolve`` and ``init_args``) and declares what its inputs must
+be (:attr:`Task.takes_inputs`, :attr:`Task.low_resolution`, :attr:`Task.needs_mask`). It knows no
+prior until it is run::
 
-    LPIPS(D(G(w)), y [, mask]) + l2_weight * MSE(D(G(w)), y [, mask]) + space penalties
+    task = SuperResolve(blind=True, preset="quick", steps=50)   # the configuration
+    result = task.run(prior, images)                             # = task.bind(prior)(images)
+    result = prior.run(task, "face_32px.png")                    # the same; any image form prior.as_images reads
 
-with Adam (official google/mystyle ``reconstruct/base_projector.py`` + ``alpha_projector.py``
-+ ``hyperparams.py``: LPIPS-alex + 1 x MSE, lr 5e-3, betas (0.9, 0.999), 1000 steps, raw
-coefficients initialised at 1/N, per-layer offsets at 0, penalties 10 x ||delta_l|| on the 12
-coarse layers (of 18) and 10 x (sum - 1)^2).
+:meth:`Task.bind` returns a bound copy (the prior's space and projector built on its device);
+calling it runs the task. ``predict``, ``evaluate``, the demo and Python all build these objects;
+``predict`` turns a bound task's batch result into files through :meth:`Task.outputs`.
 
-Differences from the official loop: a whole batch is optimised at once (the loss is the *sum*
-of per-image losses, and Adam is element-wise, so an image's result does not depend on the
-batch it is in), optional early stopping (the official code always runs 1000 steps), and an
-optional mask for the loss (1 = known pixel, 0 = hole).
+The projecting tasks (:class:`ProjectingTask`) take their projection budget from a named preset
+of :mod:`.presets` (the one home of the projection defaults) with per-field overrides.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+import copy
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..anchors import downsample_to
-from ..data.align import face_mask
-from ..generators import Generator
-from ..space import PersonalSpace
-
-Degradation = Callable[[torch.Tensor], torch.Tensor]
+from ..prior import register_task
+from ..space import DEFAULT_BETA, PersonalSpace
+from .anchored import AnchoredWPlusProjector
+from .presets import DEFAULT_PRESET, PRESETS, task_settings
+from .projection import ProjectionResult, ProjectionSettings, Projector
 
 
-@dataclass(frozen=True)
-class ProjectionSettings:
-    """How observations are projected into the personal space (defaults: the official values)."""
-
-    steps: int = 1000  # Adam steps at most (official projection_steps).
-    lr: float = 5e-3  # Adam learning rate on the raw coefficients (official projection_lr).
-    plus: bool = True  # P+ (per-layer offsets, official --is_wplus True) or P_beta with one w.
-    l2_weight: float = 1.0  # weight of the pixel MSE next to LPIPS (official l2_weight).
-    lpips_weight: float = 1.0  # weight of LPIPS; 0 = no perceptual term (pixel loss only).
-    delta_penalty: float = 10.0  # weight of sum_l ||delta_l|| on the coarse layers (official deltas_reg_weight).
-    sum_penalty: float = 10.0  # weight of mean_l (sum raw_l - 1)^2 (official sum_1_reg_weight).
-    delta_layers: int | None = None  # coarse layers whose offsets are penalised; None: 2/3 of num_ws (12 of 18).
-    patience: int | None = None  # early stopping: steps without improvement of the batch mean loss; None = off.
-    min_delta: float = 1e-4  # an improvement smaller than this does not count (early stopping).
-    resolution: int = 0  # compute the loss at this resolution (area-downsampled); 0 = as given (official).
-    noise_mode: str = "const"  # generator noise during the projection (official 'const').
-    progress: bool = False  # show a progress bar.
-    keep_best: bool = True  # return each image's lowest-loss state seen (official: the last state).
-    lr_rampdown: float = 0.0  # cosine decay of the lr to 0 over this final fraction of the steps (official: 0, constant).
-    alpha_lr: float | None = None  # lr of the shared coefficients alpha; None = lr (official: one rate for both).
-    delta_lr: float | None = None  # lr of the per-layer offsets delta (P+); None = lr (official).
-    delta_prox: bool = False  # the ||delta_l|| penalty by a proximal step (group soft-threshold) after each
-    # Adam step instead of through its gradient; same objective, reached without Adam's jitter (see below).
-    lr_rampup: float = 0.0  # linear lr warm-up over this first fraction of the steps (StyleGAN2's projector: 0.05).
-    face_weight: float | None = None  # loss weight of the background relative to the face (1): None = uniform
-    # (official). The face is the ellipse of an FFHQ-aligned crop (data.align.face_mask), so only aligned inputs.
-    face_weight_consistent: float | None = None  # face_weight when the task makes its result data-consistent
-    # afterwards (super-resolution with back-projection: the observation supplies the background); None = face_weight.
-    # --- method "wplus" (W+ pulled toward the person's space; tasks.anchored.AnchoredWPlusProjector) ---
-    method: str = "pplus"  # "pplus": coefficients of the anchors per layer (official P+ / P_beta, above);
-    # "wplus": a free w per layer, started at the best-matching anchor and pulled toward P_beta per layer group.
-    w_lr: float = 0.05  # "wplus": Adam learning rate on ws, in W units per step.
-    pull: tuple[float, float, float] = (0.03, 0.03, 0.0)  # "wplus": weight of the mean squared distance of the
-    # coarse (4-8 px), middle (16-32 px) and fine (>= 64 px) layers' w from P_beta (their nearest point).
-    pull_target: str = "hull"  # "wplus": "hull" = P_beta (the dilated convex hull); "span" = the anchors' affine span.
-    start: str = "scan"  # "wplus": "scan" = the anchor whose render best matches the observation; "mean" = anchors' mean.
-
-
-class EarlyStopping:
-    """``stop(value)`` is True once the batch mean loss has not improved by ``min_delta`` for
-    ``patience`` consecutive steps (``patience=None``: never)."""
-
-    def __init__(self, patience: int | None, min_delta: float) -> None:
-        self.patience, self.min_delta = patience, min_delta
-        self.best, self.since_best = float("inf"), 0
-
-    def stop(self, value: float) -> bool:
-        if self.patience is None:
-            return False
-        if value < self.best - self.min_delta:
-            self.best, self.since_best = value, 0
-        else:
-            self.since_best += 1
-        return self.since_best >= self.patience
-
-
-def lr_factor(step: int, steps: int, rampdown: float, rampup: float = 0.0) -> float:
-    """Learning-rate multiplier at ``step`` of ``steps``: a linear warm-up over the first ``rampup``
-    fraction, 1, then a cosine ramp to 0 over the last ``rampdown`` fraction (StyleGAN2's projector,
-    NVlabs/stylegan2-ada-pytorch ``projector.py``: rampup 0.05, rampdown 0.25). Fractions of the
-    budget, so the schedule follows the number of steps. Adam moves every coordinate by about
-    ``lr`` per step whatever its gradient, so with the non-smooth ``||delta_l||`` penalty the
-    offsets keep jittering at the scale of ``lr``; the ramp lets them settle.
-
-    >>> [round(lr_factor(i, 10, 0.5, 0.2), 3) for i in (0, 1, 2, 5, 9)]
-    [0.5, 1.0, 1.0, 1.0, 0.095]
-    """
-    if steps <= 0:
-        return 1.0
-    t = step / steps
-    factor = 1.0
-    if rampup > 0:
-        factor = min(1.0, (step + 1) / max(1.0, rampup * steps))
-    if rampdown <= 0:
-        return factor
-    start = 1.0 - rampdown
-    if t <= start:
-        return factor
-    return factor * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - start) / rampdown)))
+def check_images(images: torch.Tensor, name: str = "images", resolution: int | None = None) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``images`` is a float ``[B, 3, H, W]`` tensor
+    (in ``[-1, 1]``), square-checked against ``resolution`` when given."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a tensor [B, 3, H, W] in [-1, 1], got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor in [-1, 1], got dtype {images.dtype}")
+    if images.shape[0] < 1:
+        raise ValueError(f"{name} is an empty batch (B=0)")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if resolution is not None and tuple(images.shape[2:]) != (resolution, resolution):
+        raise ValueError(
+            f"{name} must be [B, 3, {resolution}, {resolution}] (the generator's resolution), "
+            f"got {tuple(images.shape)}; align the face first (mystyle-pl prepare)"
+        )
 
 
 @dataclass
-class ProjectionResult:
-    images: torch.Tensor  # [B, 3, R, R] G(ws), undegraded, in [-1, 1]
-    ws: torch.Tensor  # [B, num_ws, w_dim]
-    coefficients: torch.Tensor  # [B, num_ws, N] (P+) or [B, N] (P_beta): constrained, sum 1
-    trace: list[float]  # batch mean loss per step
-    steps_used: int  # Adam steps taken (< settings.steps when stopped early)
-    final_loss: torch.Tensor  # [B] per-image loss (reconstruction + penalties) of the returned result
-    raw: torch.Tensor | None = field(repr=False, default=None)  # [B, N] or [B, num_ws, N] final raw coefficients
+class Batch:
+    """What ``predict`` hands a bound task: one group of same-size inputs."""
+
+    images: torch.Tensor | None = None  # [B, 3, S, S] in [-1, 1]; None for tasks without inputs (sample)
+    masks: torch.Tensor | None = None  # [B, 1, S, S], 1 = known pixel, 0 = hole (tasks with needs_mask)
+    factor: int | None = None  # low-resolution tasks: the result's side / S (None = the task's default)
+    labels: list[str] = field(default_factory=list)  # one name per input for messages (e.g. the files)
+    seeds: list[int | None] = field(default_factory=list)  # tasks without inputs: one seed per output
+    indices: list[int] = field(default_factory=list)  # tasks without inputs: the outputs' numbers in the run
 
 
-class Projector:
-    """Batched projection of degraded observations into a :class:`PersonalSpace`.
+@dataclass
+class Output:
+    """One input's result as files: what ``predict``'s writer writes (tensors on any device)."""
 
-    ``Projector(generator, space, lpips, settings)`` or with keyword overrides of the settings,
-    e.g. ``Projector(g, space, lpips, steps=200, patience=20)``.
-    """
+    images: dict[str, torch.Tensor] = field(default_factory=dict)  # PNG stem -> [3, H, W] in [-1, 1]; "crop" = result
+    paste: dict[str, str] = field(default_factory=dict)  # PNG stem of a full photo -> key of `images` pasted into it
+    strip: list[str] = field(default_factory=list)  # keys of `images` laid side by side into strip.png
+    latents: dict[str, torch.Tensor] = field(default_factory=dict)  # tensors of latents.safetensors
+    record: dict[str, Any] = field(default_factory=dict)  # the task's fields of record.json
+    upscale: int = 1  # the full photo is enlarged this many times before pasting (super-resolution)
+    paste_mask: torch.Tensor | None = None  # [1, S, S] crop region pasted into the photo (1 = result); None = face ellipse
+
+
+class Task:
+    """Base of every task. Subclasses set the class attributes, take their settings in ``__init__``
+    and implement :meth:`_bind` (optional), :meth:`__call__` and :meth:`outputs`.
+
+    Raises ``RuntimeError`` when an unbound task is called (bind it to a prior first)."""
+
+    name: ClassVar[str] = ""  # the task's name (records, evaluate's conditions, prior.<python method>)
+    takes_inputs: ClassVar[bool] = True  # False: draws new images, reads no files (sample)
+    low_resolution: ClassVar[bool] = False  # inputs are smaller than the result (R / factor px: superres)
+    needs_mask: ClassVar[bool] = False  # every input needs a hole mask (inpaint)
+    personal_only: ClassVar[bool] = True  # needs the person's anchors: no generic-prior baseline (edit, sample)
+
+    prior: Any = None  # the prior the task is bound to (set by bind)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        register_task(cls)  # prior.run("<name>", ...) and the prior's named shortcuts find it
+
+    # ------------------------------------------------------------------ configuration
+
+    def config(self) -> dict[str, Any]:
+        """Every ``__init__`` argument of the task and its value (``record.json``'s ``settings``)."""
+        out: dict[str, Any] = {}
+        for cls in reversed(type(self).__mro__):
+            init = cls.__dict__.get("__init__")
+            if init is None:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and hasattr(self, p.name):
+                    value = getattr(self, p.name)
+                    out[p.name] = value if not isinstance(value, ProjectionSettings) else value.__dict__
+        return out
+
+    def check(self, prior) -> None:
+        """Fail early (before any input is read) on settings this prior cannot take."""
+
+    def make_lpips(self) -> nn.Module | None:
+        """The LPIPS module the task needs (``predict`` registers it so Lightning moves it), or None."""
+        return None
+
+    # ------------------------------------------------------------------ running
+
+    def bind(self, prior, lpips: nn.Module | None = None, **kwargs) -> Task:
+        """A copy of this task bound to ``prior`` (a :class:`~mystyle_pl.prior.PersonalPrior`): built on
+        the generator's current device. ``lpips``: a shared LPIPS module (None: the task's own)."""
+        bound = copy.copy(self)
+        bound.prior = prior
+        bound._bind(prior, lpips, **kwargs)
+        return bound
+
+    def _bind(self, prior, lpips: nn.Module | None, **kwargs: Any) -> None:
+        """Build what the bound task needs (space, projector); ``self`` is the bound copy. ``kwargs``:
+        what a task's binding takes (projecting tasks: ``projector``, ``progress``)."""
+
+    def run(self, prior, *inputs, **kwargs):
+        """Bind to ``prior`` and run on ``inputs`` (see the task's ``__call__``)."""
+        return self.bind(prior)(*inputs, **kwargs)
+
+    def _require_bound(self) -> None:
+        if self.prior is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not bound to a prior: use task.run(prior, ...) or task.bind(prior)(...)"
+            )
+
+    @property
+    def generator(self):
+        self._require_bound()
+        return self.prior.generator
+
+    @property
+    def resolution(self) -> int:
+        """The generator's resolution ``R`` (px)."""
+        return int(self.generator.img_resolution)
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.w_avg.device
+
+    def outputs(self, batch: Batch) -> list[Output]:
+        """Run the bound task on one ``predict`` batch: one :class:`Output` per input."""
+        raise NotImplementedError
+
+    def python_inputs(self, prior, *inputs, **kwargs) -> tuple[tuple, dict]:
+        """The Python API's inputs (paths, PIL images, arrays, tensors) -> the ``__call__`` arguments
+        (``prior.run(task, img, ...)``); by default the first input through ``prior.as_images``."""
+        if not inputs or not self.takes_inputs:
+            return inputs, kwargs
+        return (prior.as_images(inputs[0]), *inputs[1:]), kwargs
+
+
+class ProjectingTask(Task):
+    """A task that projects its input into the person's space. ``preset`` names a budget of
+    :mod:`.presets` (the one home of the projection defaults, shared with ``evaluate``, the demo and
+    Python); every override left ``None`` takes the preset's value (official google/mystyle values in
+    brackets); ``projection`` replaces the preset by full settings."""
+
+    default_preset: ClassVar[str] = DEFAULT_PRESET
+    personal_only = False  # the generic prior (tasks.generic) runs it too
 
     def __init__(
         self,
-        generator: Generator,  # the (tuned) generator; frozen during the projection
-        space: PersonalSpace,  # the person's space (anchors, beta)
-        lpips: nn.Module | None = None,  # LPIPS module, forward(x, y, mask) -> [B]; None: LPIPS("alex") on first use
-        settings: ProjectionSettings | None = None,  # None: the official defaults
-        **overrides,  # fields of ProjectionSettings to replace
+        preset: str | None = None,  # "quick" (W+ anchored, 100 steps), "full", "pplus", "official"; None = the task's default
+        steps: int | None = None,  # optimiser steps at most [1000]
+        method: str | None = None,  # "wplus": a free w per layer pulled toward the person's space; "pplus": anchors' coefficients [pplus]
+        lr: float | None = None,  # "pplus": Adam learning rate on the anchors' coefficients [5e-3]
+        w_lr: float | None = None,  # "wplus": Adam learning rate on ws (W units)
+        pull: Sequence[float] | None = None,  # "wplus": pull toward P_beta of the coarse, middle, fine layers
+        face_weight: float | None = None,  # loss weight of the background next to the face (1); preset "official": uniform
+        start: str | None = None,  # "wplus": "scan" (best-matching anchor) or "mean" (anchors' mean)
+        plus: bool | None = None,  # "pplus": P+ (per-layer coefficients) [True]; False = P_beta with one w
+        beta: float | None = DEFAULT_BETA,  # dilation of the anchors' convex hull [0.03]; None = affine hull
+        patience: int | None = None,  # early stopping: steps without a better batch mean loss [off]
+        min_delta: float | None = None,  # improvements smaller than this do not count (early stopping) [1e-4]
+        l2_weight: float | None = None,  # weight of the pixel MSE next to LPIPS [1.0]
+        lpips_weight: float | None = None,  # weight of LPIPS [1.0]; 0 = pixel loss only (no LPIPS weights needed)
+        lpips_net: str = "alex",  # LPIPS backbone of the loss: "alex" [official] or "vgg"
+        delta_penalty: float | None = None,  # "pplus": weight of the coarse layers' offset norms [10]
+        sum_penalty: float | None = None,  # "pplus": weight of the coefficients' (sum - 1)^2 [10]
+        loss_resolution: int | None = None,  # compute the loss at this size (area-downsampled); 0 = as given [0]
+        delta_prox: bool | None = None,  # "pplus": the offsets' penalty by a proximal step [False]
+        lr_rampdown: float | None = None,  # cosine lr decay over this final fraction of the steps [0: constant]
+        progress: bool | None = None,  # a progress bar per projection (steps, loss); None = the caller's choice
+        # (predict: shown; Python, evaluate, the demo: their own option)
+        projection: ProjectionSettings | None = None,  # full settings instead of a preset (the overrides still apply)
+        **overrides,  # any other ProjectionSettings field (Python; e.g. face_weight_consistent=0.0, noise_mode=...)
     ) -> None:
-        settings = settings if settings is not None else ProjectionSettings()
-        self.settings = replace(settings, **overrides) if overrides else settings
-        if space.num_ws != generator.num_ws or space.w_dim != generator.w_dim:
-            raise ValueError(
-                f"space has num_ws={space.num_ws}, w_dim={space.w_dim}; the generator has "
-                f"num_ws={generator.num_ws}, w_dim={generator.w_dim}"
-            )
-        if self.settings.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.settings.steps}")
-        if self.settings.patience is not None and self.settings.patience < 1:
-            raise ValueError(f"patience must be >= 1 or None, got {self.settings.patience}")
-        self.generator = generator
-        self.space = space
-        self.lpips = lpips
+        if preset is not None and projection is not None:
+            raise ValueError("pass either preset= or settings= / projection=, not both")
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        if steps is not None and steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience must be >= 1 or null, got {patience}")
+        self.preset = preset if preset is not None or projection is not None else self.default_preset
+        self.steps, self.method, self.lr, self.w_lr = steps, method, lr, w_lr
+        self.pull, self.face_weight, self.start = (tuple(pull) if pull is not None else None), face_weight, start
+        self.plus, self.beta, self.patience, self.min_delta = plus, beta, patience, min_delta
+        self.l2_weight, self.lpips_weight, self.lpips_net = l2_weight, lpips_weight, lpips_net
+        self.delta_penalty, self.sum_penalty = delta_penalty, sum_penalty
+        self.loss_resolution, self.delta_prox, self.lr_rampdown = loss_resolution, delta_prox, lr_rampdown
+        self.progress, self.projection, self.overrides = progress, projection, dict(overrides)
+        self.projection_settings()  # an unknown value fails here, before any input is read
 
-    def _lpips(self, device: torch.device) -> nn.Module:
-        if self.lpips is None:
-            from ..losses import LPIPS
+    def projection_settings(self, progress: bool = False) -> ProjectionSettings:
+        """The resolved :class:`~.projection.ProjectionSettings` (``progress``: the bar when the task's
+        own ``progress`` is None)."""
+        bar = self.progress if self.progress is not None else progress
+        if self.progress is None and self.projection is not None:
+            bar = progress or self.projection.progress
+        explicit = dict(
+            steps=self.steps, method=self.method, lr=self.lr, w_lr=self.w_lr, pull=self.pull,
+            face_weight=self.face_weight, start=self.start, plus=self.plus, l2_weight=self.l2_weight,
+            lpips_weight=self.lpips_weight, delta_penalty=self.delta_penalty, sum_penalty=self.sum_penalty,
+            patience=self.patience, min_delta=self.min_delta, resolution=self.loss_resolution,
+            delta_prox=self.delta_prox, lr_rampdown=self.lr_rampdown,
+            progress=bar,
+        )  # fmt: skip
+        values = {**self.overrides, **{k: v for k, v in explicit.items() if v is not None}}
+        if self.projection is None:
+            return task_settings(self.preset, **values)
+        task_settings(DEFAULT_PRESET, **values)  # unknown fields fail here, with the list of known ones
+        if "pull" in values:
+            values["pull"] = tuple(float(p) for p in values["pull"])
+        known = {f.name for f in fields(ProjectionSettings)}
+        return ProjectionSettings(**{**{k: getattr(self.projection, k) for k in known}, **values})
 
-            self.lpips = LPIPS("alex")
-        return self.lpips.to(device)
+    def config(self) -> dict[str, Any]:
+        out = super().config()
+        out.update(self.overrides)
+        return out
 
-    def _check_inputs(self, y: torch.Tensor, mask: torch.Tensor | None) -> None:
-        if not isinstance(y, torch.Tensor) or y.ndim != 4 or y.shape[1] != 3:
-            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(f"y must have shape [B, 3, H, W] in [-1, 1], got {shape}")
-        if mask is not None and (
-            mask.ndim != 4
-            or mask.shape[1] != 1
-            or mask.shape[0] not in (1, y.shape[0])
-            or mask.shape[2:] != y.shape[2:]
-        ):
-            raise ValueError(
-                f"mask must have shape [B={y.shape[0]} or 1, 1, H={y.shape[2]}, W={y.shape[3]}] "
-                f"(1 = known pixel, 0 = hole), got {tuple(mask.shape)}"
-            )
+    def make_lpips(self) -> nn.Module | None:
+        if self.projection_settings().lpips_weight <= 0:
+            return None
+        from ..losses import LPIPS  # lazy for start-up time: the losses import torchmetrics (scipy, ~1.3 s)
 
-    def per_image_loss(
-        self, synth: torch.Tensor, y: torch.Tensor, degrade: Degradation, mask: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Reconstruction loss ``[B]`` of generated images ``synth`` against observations ``y``."""
-        s = self.settings
-        x = degrade(synth)
-        if x.shape != y.shape:
-            raise ValueError(f"degrade(G(w)) has shape {tuple(x.shape)}, the observations y have {tuple(y.shape)}")
-        m = mask
-        if s.resolution > 0:
-            x, y = downsample_to(x, s.resolution), downsample_to(y, s.resolution)
-            m = downsample_to(mask, s.resolution) if mask is not None else None
-        if x.shape[-1] == x.shape[-2]:  # face weighting (aligned square crops only)
-            m = self.loss_weights(m, x.shape[-1], x.device)
-        sq = (x - y).square()
-        if m is None:
-            loss = s.l2_weight * sq.mean(dim=(1, 2, 3))
+        return LPIPS(self.lpips_net)
+
+    def _bind(self, prior, lpips: nn.Module | None, projector: Projector | None = None, progress: bool = False) -> None:
+        """``projector``: a ready projector (the generic prior's); ``progress``: the bar when the
+        task's ``progress`` is None."""
+        if projector is not None:
+            self.space, self.projector = projector.space, projector
+            return
+        self.space = PersonalSpace.from_prior(prior, beta=self.beta)
+        settings = self.projection_settings(progress)
+        if settings.method == "wplus":
+            self.projector = AnchoredWPlusProjector(prior.generator, self.space, lpips, settings)
+        elif settings.method == "pplus":
+            self.projector = Projector(prior.generator, self.space, lpips, settings)
         else:
-            m = m.to(sq.dtype).expand(sq.shape[0], 1, *sq.shape[2:])
-            known = (m.sum(dim=(1, 2, 3)) * sq.shape[1]).clamp_min(1e-8)
-            loss = s.l2_weight * (sq * m).sum(dim=(1, 2, 3)) / known
-        if s.lpips_weight > 0:
-            loss = loss + s.lpips_weight * self._lpips(y.device)(x, y, mask=m)
-        return loss
+            raise ValueError(f"method must be 'pplus' or 'wplus', got {settings.method!r}")
 
-    def loss_weights(self, mask: torch.Tensor | None, size: int, device: torch.device) -> torch.Tensor | None:
-        """The per-pixel loss weight ``[B or 1, 1, size, size]``: the known-mask (1 = known, 0 = hole)
-        times the face weighting (1 on the face ellipse of an FFHQ-aligned crop, ``face_weight`` on
-        the background, a soft edge; :func:`~mystyle_pl.data.align.face_mask`); None = uniform."""
-        s = self.settings
-        if s.face_weight is None:
-            return mask
-        key = (size, str(device), s.face_weight)
-        if getattr(self, "_face_key", None) != key:
-            face = face_mask(size, device=device)
-            self._face, self._face_key = s.face_weight + (1.0 - s.face_weight) * face, key
-        return self._face if mask is None else mask.to(self._face.dtype) * self._face
-
-    def project(
-        self,
-        y: torch.Tensor,  # [B, 3, H, W] observations in [-1, 1] (already degraded)
-        degrade: Degradation | None = None,  # D: G(w) [B, 3, R, R] -> [B, 3, H, W]; None = identity
-        mask: torch.Tensor | None = None,  # [B or 1, 1, H, W], 1 = known pixel, 0 = hole; None = all known
-        init: torch.Tensor | None = None,  # initial raw coefficients [B, N] (P_beta) or [B, num_ws, N] (P+)
-    ) -> ProjectionResult:
-        """Project every observation of the batch; see :class:`ProjectionResult`."""
-        self._check_inputs(y, mask)
-        degrade = degrade if degrade is not None else (lambda img: img)
-        flags = [p.requires_grad for p in self.generator.parameters()]
-        self.generator.requires_grad_(False)  # only the coefficients are optimised; restored below
-        try:
-            return self._project(y, degrade, mask, init)
-        finally:
-            for p, flag in zip(self.generator.parameters(), flags):
-                p.requires_grad_(flag)
-
-    def _raw(self, alpha: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
-        return alpha if delta is None else alpha.unsqueeze(1) + delta
-
-    def _project(self, y, degrade, mask, init) -> ProjectionResult:
-        s, space = self.settings, self.space
-        device, batch = y.device, y.shape[0]
-        space.to(device)
-        # Official layout: alpha [N] shared by every layer, offsets delta [num_ws, N] from 0 (P+ only).
-        if init is None:
-            alpha = space.init_raw(batch, plus=False, device=device)
-            delta = torch.zeros(batch, space.num_ws, space.num_anchors, device=device) if s.plus else None
-        else:
-            expected = (batch, space.num_ws, space.num_anchors) if s.plus else (batch, space.num_anchors)
-            if tuple(init.shape) != expected:
-                dims = "[B, num_ws, N]" if s.plus else "[B, N]"
-                raise ValueError(f"init must have shape {dims} = {expected}, got {tuple(init.shape)}")
-            if s.plus:  # alpha = layer mean, delta = the rest
-                alpha = init.detach().to(device).mean(dim=1)
-                delta = init.detach().to(device) - alpha.unsqueeze(1)
-            else:
-                alpha, delta = init.detach().to(device).clone(), None
-        alpha.requires_grad_(True)
-        params = [alpha]
-        if delta is not None:
-            delta.requires_grad_(True)
-            params.append(delta)
-        # alpha (one mixture for every layer) is free of the offset penalty and may move faster than
-        # the penalised per-layer offsets (alpha_lr); the official code uses one rate for both.
-        base_lrs = [s.lr if s.alpha_lr is None else s.alpha_lr] + [s.lr if s.delta_lr is None else s.delta_lr] * (len(params) - 1)
-        optimizer = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, base_lrs)], betas=(0.9, 0.999))
-
-        prox = s.delta_prox and delta is not None and s.delta_penalty > 0
-        coarse = space.coarse_layers(s.delta_layers)
-
-        def losses(alpha: torch.Tensor, delta: torch.Tensor | None, split: bool = False):
-            """Per-image objective [B]; ``split``: (the part to differentiate, the prox-handled part)."""
-            raw = self._raw(alpha, delta)
-            ws = space.to_ws(space.coefficients(raw))
-            synth = self.generator.synthesis(ws, noise_mode=s.noise_mode)
-            recon = self.per_image_loss(synth, y, degrade, mask)
-            if not split or not prox:
-                pen = space.penalties(
-                    raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
-                )
-                return (recon + pen, None) if split else recon + pen
-            smooth = recon + space.penalties(raw, delta, delta_weight=0.0, sum_weight=s.sum_penalty)
-            return smooth, s.delta_penalty * delta[:, :coarse].detach().norm(dim=-1).sum(dim=1)
-
-        trace: list[float] = []
-        stopping, steps_used = EarlyStopping(s.patience, s.min_delta), 0
-        # Per image, the lowest loss seen and the state that gave it: the loss can rise before it
-        # falls (e.g. at tiny observation sizes), and early stopping must not return a worse state.
-        best_loss = torch.full((batch,), float("inf"), device=device)
-        best_alpha = alpha.detach().clone()
-        best_delta = delta.detach().clone() if delta is not None else None
-        bar = tqdm(range(s.steps), desc="projecting", leave=False, disable=not s.progress)
-        for step in bar:
-            for group, lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
-            differentiable, prox_part = losses(alpha, delta, split=True)
-            per_image = differentiable if prox_part is None else differentiable + prox_part
-            improved = per_image.detach() < best_loss
-            best_loss = torch.where(improved, per_image.detach(), best_loss)
-            best_alpha[improved] = alpha.detach()[improved]
-            if best_delta is not None:
-                best_delta[improved] = delta.detach()[improved]
-            optimizer.zero_grad(set_to_none=True)
-            # Sum, not mean: each image's coefficients get the gradient of its own loss only.
-            differentiable.sum().backward()
-            optimizer.step()
-            if prox:
-                # Group soft-threshold of each penalised layer's offsets: the proximal step of
-                # delta_penalty * ||delta_l|| at the offsets' step size. Adam moves every coordinate by
-                # about its lr whatever the gradient, so through the gradient the non-smooth penalty
-                # keeps the offsets jittering at that scale (and the objective far above its minimum:
-                # at short budgets the official loop never gets below its starting point).
-                with torch.no_grad():
-                    tau = optimizer.param_groups[1]["lr"] * s.delta_penalty
-                    d = delta[:, :coarse]
-                    d.mul_((1 - tau / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp_min(0))
-            steps_used += 1
-            value = per_image.detach().mean().item()
-            trace.append(value)
-            bar.set_postfix(loss=f"{value:.4f}")
-            if stopping.stop(value):
-                break
-        with torch.no_grad():
-            if s.keep_best:  # the state after the last step competes with the best one seen
-                improved = losses(alpha, delta) < best_loss
-                best_alpha[improved] = alpha.detach()[improved]
-                if best_delta is not None:
-                    best_delta[improved] = delta.detach()[improved]
-                alpha, delta = best_alpha, best_delta
-            raw = self._raw(alpha, delta).detach()
-            coeffs = space.coefficients(raw)
-            ws = space.to_ws(coeffs)
-            images = self.generator.synthesis(ws, noise_mode=s.noise_mode)
-            final = self.per_image_loss(images, y, degrade, mask) + space.penalties(
-                raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
-            )
-        return ProjectionResult(
-            images=images,
-            ws=ws.contiguous(),
-            coefficients=coeffs,
-            trace=trace,
-            steps_used=steps_used,
-            final_loss=final.detach(),
-            raw=raw,
+    @staticmethod
+    def projected(result: ProjectionResult, i: int, **images: torch.Tensor) -> Output:
+        """An :class:`Output` with image ``i``'s latents, loss and consistencies of ``result``."""
+        return Output(
+            images=dict(images),
+            paste={"photo": "crop"},
+            latents={"ws": result.ws[i], "coefficients": result.coefficients[i]},
+            record={
+                "steps_used": int(result.steps_used),
+                "final_loss": float(result.final_loss[i]),
+                **{
+                    key: round(float(getattr(result, key)[i]), 2)
+                    for key in ("consistency", "raw_consistency")
+                    if getattr(result, key, None) is not None
+                },  # PSNR (dB) of the result (and of the raw projection) degraded like the input, against it
+            },
         )

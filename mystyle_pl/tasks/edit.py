@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import ProjectionResult
-from .invert import _ProjectingTask, check_images
+from .base import Batch, Output, ProjectingTask, check_images
+from .projection import ProjectionResult
 
 POLICIES = ("continue", "stop", "project")
 
@@ -119,27 +119,76 @@ class EditResult:
         return self.projection.images
 
 
-class Edit(_ProjectingTask):
-    """Edit face crops ``[B, 3, R, R]`` (in ``[-1, 1]``) along a W direction inside the person's space."""
+def strength_key(s: float) -> str:
+    """File stem of an edit strength: ``strength_+1.5``, ``strength_-2``, ``strength_+0``."""
+    return f"strength_{s:+g}"
+
+
+class Edit(ProjectingTask):
+    """Edit face crops ``[B, 3, R, R]`` (in ``[-1, 1]``) along a W direction inside the person's space.
+
+    ``Edit(direction=0, strengths=[-1, 1]).run(prior, images)`` -> :class:`EditResult`. Its default
+    preset is the paper's P+ ("pplus"): the edit policies keep results inside the person's space.
+    Raises ``ValueError`` for an unknown policy, empty or repeated strengths, a direction of the wrong
+    size, and ``FileNotFoundError`` for a missing direction file."""
+
+    name = "edit"
+    default_preset = "pplus"
+    personal_only = True  # the direction is projected into the anchors' span
 
     def __init__(
         self,
-        prior,
-        *args,
-        policy: str = "project",  # edge policy when an edit leaves P_beta: continue / stop / project
-        layers: Sequence[int] | None = None,  # generator layers receiving the edit; None = all
+        direction: int | str = 0,  # a .pt/.npy W direction [1, w_dim] or [w_dim], or a principal direction index
+        strengths: Sequence[float] = (-2.0, -1.0, 0.0, 1.0, 2.0),  # multiples of the direction (principal ones: unit)
+        policy: str = "project",  # when an edit leaves the person's space: "continue", "stop" (clamp) or "project"
+        layers: list[int] | None = None,  # generator layers receiving the edit; None = all
         span: bool = True,  # project the direction into the anchors' span first
-        principal_samples: int = 10000,  # mapped z for principal directions (direction given as an int)
+        principal_samples: int = 10000,  # mapped z for the principal directions (direction given as an index)
         tol: float = 1e-4,  # distance to P_beta counted as inside
-        **kwargs,
+        **kwargs,  # ProjectingTask arguments (preset, steps, lr, plus, beta, patience, ...)
     ) -> None:
-        super().__init__(prior, *args, **kwargs)
+        super().__init__(**kwargs)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-        self.policy, self.layers, self.span = policy, layers, span
-        self.principal_samples, self.tol = principal_samples, tol
+        strengths = [float(s) for s in (strengths if isinstance(strengths, Sequence) else [strengths])]
+        if not strengths:
+            raise ValueError("strengths is empty: give at least one strength")
+        keys = [strength_key(s) for s in strengths]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"strengths has duplicates: {strengths}")
+        if isinstance(direction, str) and direction.lstrip("-").isdigit():
+            direction = int(direction)
+        if isinstance(direction, (str, os.PathLike)) and not Path(direction).is_file():
+            raise FileNotFoundError(f"direction file not found: {direction}")
+        self.direction, self.strengths, self.policy = direction, strengths, policy
+        self.layers, self.span, self.principal_samples, self.tol = layers, span, principal_samples, tol
 
-    def direction(self, direction) -> torch.Tensor:
+    def check(self, prior) -> None:
+        w_dim, num_ws = prior.generator.w_dim, prior.generator.num_ws
+        if isinstance(self.direction, int):
+            if not 0 <= self.direction < w_dim:
+                raise ValueError(
+                    f"direction: principal direction index must be in [0, w_dim={w_dim}), got {self.direction}"
+                )
+        elif isinstance(self.direction, (str, os.PathLike)):
+            load_direction(self.direction, w_dim=w_dim)  # a wrong size is an error naming the file
+        for layer in self.layers or []:
+            if not 0 <= int(layer) < num_ws:
+                raise ValueError(f"layers: layer {layer} out of range for this generator (num_ws={num_ws})")
+
+    def _bind(self, prior, lpips, **kwargs) -> None:
+        super()._bind(prior, lpips, **kwargs)
+        self._resolved: dict = {}  # the configured direction, resolved once (file read, PCA, span projection)
+
+    def resolve_direction(self, direction) -> torch.Tensor:
+        """:meth:`direction_of` the argument, the configured one (``None``) resolved once."""
+        if direction is not None:
+            return self.direction_of(direction)
+        if "d" not in self._resolved:
+            self._resolved["d"] = self.direction_of(self.direction)
+        return self._resolved["d"]
+
+    def direction_of(self, direction) -> torch.Tensor:
         """A direction ``[w_dim]`` from a tensor/array, a ``.pt``/``.npy`` path, or an int (principal
         direction index), projected into the anchors' span when ``span``."""
         w_dim = self.generator.w_dim
@@ -181,25 +230,24 @@ class Edit(_ProjectingTask):
         c = c - c.mean(dim=1, keepdim=True) + 1.0 / a.shape[0]
         return c.reshape(*ws.shape[:-1], a.shape[0]).to(ws.dtype)
 
-    def __call__(self, images: torch.Tensor, direction, strengths: Sequence[float], **kw) -> EditResult:
-        return self.run(images, direction, strengths, **kw)
-
-    def run(
+    def __call__(
         self,
         images: torch.Tensor,  # [B, 3, R, R] in [-1, 1]
-        direction,  # tensor/array [1, w_dim] or [w_dim], .pt/.npy path, or principal direction index
-        strengths: Sequence[float],  # edit strengths (multiples of the direction)
+        direction=None,  # tensor/array [1, w_dim] or [w_dim], .pt/.npy path, or principal direction index; None = the task's
+        strengths: Sequence[float] | None = None,  # edit strengths (multiples of the direction); None = the task's
         projection: ProjectionResult | None = None,  # a projection of images to reuse (skips projecting)
         policy: str | None = None,  # overrides the edge policy
     ) -> EditResult:
+        self._require_bound()
         check_images(images, "images", self.resolution)
         policy = self.policy if policy is None else policy
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        strengths = self.strengths if strengths is None else strengths
         strengths = [float(s) for s in (strengths if isinstance(strengths, Sequence) else [strengths])]
         if not strengths:
             raise ValueError("strengths is empty: give at least one strength")
-        d = self.direction(direction)
+        d = self.resolve_direction(direction)
         if projection is None:
             projection = self.projector.project(images.to(self.device))
         base = projection.ws.detach()  # [B, num_ws, w_dim]
@@ -241,3 +289,36 @@ class Edit(_ProjectingTask):
             policy=policy,
             projection=projection,
         )
+
+    def outputs(self, batch: Batch) -> list[Output]:
+        result = self(batch.images)
+        proj = result.projection
+        keys = [strength_key(s) for s in result.strengths]
+        out = []
+        for i in range(batch.images.shape[0]):
+            images = {"crop": proj.images[i], **{k: result.images[i, j] for j, k in enumerate(keys)}}
+            out.append(
+                Output(
+                    images=images,
+                    paste={"photo": "crop", **{f"photo_{k}": k for k in keys}},
+                    strip=keys,
+                    latents={
+                        "ws": result.ws[i],  # [S, num_ws, w_dim] the edited codes
+                        "coefficients": result.coefficients[i],  # [S, num_ws, N]
+                        "projection_ws": proj.ws[i],  # [num_ws, w_dim]
+                        "projection_coefficients": proj.coefficients[i],
+                        "direction": result.direction,  # [w_dim] after the span projection
+                        "strengths": torch.tensor(result.strengths),
+                        "applied": result.applied[i],
+                    },
+                    record={
+                        "steps_used": int(proj.steps_used),
+                        "final_loss": float(proj.final_loss[i]),
+                        "strengths": list(result.strengths),
+                        "applied": [float(a) for a in result.applied[i]],
+                        "inside": [bool(b) for b in result.inside[i]],
+                        "policy": result.policy,
+                    },
+                )
+            )
+        return out

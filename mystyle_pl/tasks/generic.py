@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..generators import Generator
-from .base import EarlyStopping, ProjectionResult, ProjectionSettings, Projector, lr_factor
+from .projection import EarlyStopping, ProjectionResult, ProjectionSettings, Projector, lr_factor
 
 
 class WPlusProjector(Projector):
@@ -109,7 +109,7 @@ class WPlusProjector(Projector):
             trace=trace,
             steps_used=steps_used,
             final_loss=final,
-            raw=None,
+            raw_coefficients=None,
         )
 
     description = "projecting (W+)"
@@ -127,20 +127,27 @@ class GenericPrior:
 
 
 def generic_task(
-    task_cls,  # Invert, Inpaint or SuperResolve (tasks that only project)
+    task,  # a projecting task object (Invert, Inpaint, SuperResolve, ...), or such a class
     generator: Generator,  # the untuned generator (e.g. load_generator("mobilestylegan-ffhq"))
-    settings: ProjectionSettings | None = None,  # the same budget as the personal projection
+    settings: ProjectionSettings | None = None,  # the same budget as the personal projection; None: a task
+    # object's own settings, for a class the official defaults (ProjectionSettings())
     lpips=None,  # LPIPS module shared with the personal run (None: LPIPS("alex"))
     w_lr: float = 0.05,  # Adam learning rate on ws (W units)
-    **task_kwargs,  # the task's own arguments (blind=..., feather=..., output_resolution=...) and settings overrides
+    **task_kwargs,  # with a class: its own arguments (blind=..., feather=...) and ProjectionSettings overrides
 ):
-    """A ``task_cls`` instance that projects with ``generator`` in free W+ (the generic prior)."""
-    from .edit import Edit
-    from .sample import Sample
+    """``task`` bound to ``generator`` alone, projecting in free W+ (the generic prior).
 
-    if task_cls in (Edit, Sample):
-        raise ValueError(f"{task_cls.__name__} needs a personal space (anchors); the generic prior only projects")
-    fields = set(ProjectionSettings.__dataclass_fields__)
-    overrides = {k: task_kwargs.pop(k) for k in list(task_kwargs) if k in fields}
+    Raises ``ValueError`` for a task that needs the person's anchors (``personal_only``: edit, sample)."""
+    cls = task if isinstance(task, type) else type(task)
+    if getattr(cls, "personal_only", True):
+        raise ValueError(f"{cls.__name__} needs a personal space (anchors); the generic prior only projects")
+    names = set(ProjectionSettings.__dataclass_fields__)
+    overrides = {k: task_kwargs.pop(k) for k in list(task_kwargs) if k in names}
+    if isinstance(task, type):
+        task = task(**task_kwargs)
+        settings = settings if settings is not None else ProjectionSettings()
+    elif task_kwargs:
+        raise ValueError(f"{sorted(task_kwargs)}: a task object is configured in its constructor")
+    settings = settings if settings is not None else task.projection_settings()
     projector = WPlusProjector(generator, lpips=lpips, settings=settings, w_lr=w_lr, **overrides)
-    return task_cls(GenericPrior(generator), projector=projector, **task_kwargs)
+    return task.bind(GenericPrior(generator), projector=projector)

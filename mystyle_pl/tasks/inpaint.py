@@ -23,9 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from ..data.align import face_mask
+from ..data.io import InputWarning, read_mask
+from .base import Batch, Output, ProjectingTask, check_images
 from .consistency import consistency_psnr
-from .invert import ProjectedResult, _ProjectingTask, check_images
+from .projection import ProjectionResult
 
 
 def _size_hw(size: int | Sequence[int]) -> tuple[int, int]:
@@ -47,8 +51,6 @@ def mask_from_png(
     (nearest-neighbour). Raises :class:`~mystyle_pl.data.io.ImageReadError` (a ``ValueError``)
     naming the mask for an unreadable or ambiguous mask.
     """
-    from ..data.io import read_mask
-
     h, w = _size_hw(size)
     label = name or (f"mask {path}" if isinstance(path, (str, os.PathLike)) else "mask")
     known = read_mask(path, name=label)
@@ -72,13 +74,7 @@ def as_mask(mask: Any, size: int | Sequence[int], name: str = "mask") -> torch.T
         return mask
     if isinstance(mask, (list, tuple)):
         return mask_from_boxes(mask, size)
-    try:
-        from PIL import Image
-
-        image_types: tuple = (str, os.PathLike, np.ndarray, Image.Image)
-    except ImportError:  # pragma: no cover
-        image_types = (str, os.PathLike, np.ndarray)
-    if isinstance(mask, image_types):
+    if isinstance(mask, (str, os.PathLike, np.ndarray, Image.Image)):
         return mask_from_png(mask, size, name=None if isinstance(mask, (str, os.PathLike)) else name)
     raise ValueError(
         f"{name}: expected an image file, PIL image or uint8 array (white = hole), boxes [(x0, y0, x1, y1), ...] "
@@ -139,8 +135,6 @@ def face_known_fraction(mask: torch.Tensor) -> torch.Tensor:
     >>> 0.3 < float(face_known_fraction(m)) < 0.5
     True
     """
-    from ..data.align import face_mask
-
     h, w = mask.shape[-2:]
     face = face_mask(max(h, w), feather=0.0, device=mask.device)
     if (h, w) != face.shape[-2:]:
@@ -159,8 +153,6 @@ def check_mask(
     :data:`MIN_KNOWN_FACE` of the face known. ``labels``: one name per image for the messages
     (e.g. the input files); default ``"<name> (image i)"``.
     """
-    from ..data.io import InputWarning
-
     b, _, h, w = images.shape
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} must be a tensor [B, 1, H, W] (1 = known pixel, 0 = hole), got {type(mask).__name__}")
@@ -194,31 +186,59 @@ def check_mask(
     return mask
 
 
+def paste_region(mask: torch.Tensor, grow: int | None = None) -> torch.Tensor:
+    """Where an inpainted crop goes back into the photo: the hole of ``mask [1, S, S]`` (1 = known,
+    0 = hole), grown by ``grow`` px and softened over as many (the blended crop equals the input
+    crop around the hole, so the seam falls on unchanged pixels); the photo keeps the rest."""
+    grow = max(2, mask.shape[-1] // 64) if grow is None else grow
+    hole = 1.0 - mask.float()[None]
+    grown = F.max_pool2d(hole, 2 * grow + 1, stride=1, padding=grow)
+    return F.avg_pool2d(grown, 2 * grow + 1, stride=1, padding=grow, count_include_pad=False)[0].clamp(0, 1)
+
+
+def hole_image(mask: torch.Tensor) -> torch.Tensor:
+    """A known-mask ``[1, H, W]`` (1 = known, 0 = hole) as an image ``[3, H, W]``: white = hole."""
+    return (1.0 - 2.0 * mask.float()).expand(3, *mask.shape[-2:])
+
+
 @dataclass
-class InpaintResult(ProjectedResult):
+class InpaintResult(ProjectionResult):
     """``images`` is G(ws), the projection undegraded; ``blended`` is what to show."""
 
-    blended: torch.Tensor  # [B, 3, R, R] input outside the hole, G(ws) inside, feathered seam
-    mask: torch.Tensor  # [B or 1, 1, R, R] the known-mask used (1 = known pixel, 0 = hole)
-    alpha: torch.Tensor  # [B or 1, 1, R, R] blend weight of G(ws) (0 outside the hole)
+    blended: torch.Tensor | None = None  # [B, 3, R, R] input outside the hole, G(ws) inside, feathered seam
+    mask: torch.Tensor | None = None  # [B or 1, 1, R, R] the known-mask used (1 = known pixel, 0 = hole)
+    alpha: torch.Tensor | None = None  # [B or 1, 1, R, R] blend weight of G(ws) (0 outside the hole)
     consistency: torch.Tensor | None = None  # [B] PSNR (dB) of G(ws) against the input on the known pixels (before blending)
 
 
-class Inpaint(_ProjectingTask):
+class Inpaint(ProjectingTask):
     """Fill holes of face crops ``[B, 3, R, R]`` (in ``[-1, 1]``) given a mask ``[B or 1, 1, R, R]``
-    (**1 = known pixel, 0 = hole**)."""
+    (**1 = known pixel, 0 = hole**).
 
-    def __init__(self, prior, *args, feather: int | None = None, **kwargs) -> None:
-        # feather: seam width in pixels inside the hole; None = max(1, R // 64); 0 = hard paste
-        super().__init__(prior, *args, **kwargs)
+    ``Inpaint(feather=4).run(prior, images, mask)`` -> :class:`InpaintResult`; raises ``ValueError``
+    for a mask of the wrong shape, an empty or a full one (see :func:`check_mask`)."""
+
+    name = "inpaint"
+    needs_mask = True
+
+    def __init__(
+        self,
+        feather: int | None = None,  # seam width in pixels inside the hole; None = max(1, R // 64); 0 = hard paste
+        **kwargs,  # ProjectingTask arguments (preset, steps, lr, plus, beta, patience, ...)
+    ) -> None:
+        super().__init__(**kwargs)
         self.feather = feather
 
-    def __call__(self, images: torch.Tensor, mask: torch.Tensor, labels: Sequence[str] | None = None) -> InpaintResult:
-        return self.run(images, mask, labels=labels)
+    def python_inputs(self, prior, img, mask, *rest, **kwargs):
+        """Python: any image form and any mask form (:func:`as_mask`: a file or PIL image with white =
+        hole, boxes, or a tensor with 1 = known)."""
+        images = prior.as_images(img)
+        return (images, as_mask(mask, tuple(images.shape[2:])), *rest), kwargs
 
-    def run(self, images: torch.Tensor, mask: torch.Tensor, labels: Sequence[str] | None = None) -> InpaintResult:
+    def __call__(self, images: torch.Tensor, mask: torch.Tensor, labels: Sequence[str] | None = None) -> InpaintResult:
         """``images [B, 3, R, R]`` in ``[-1, 1]``; ``mask [B or 1, 1, R, R]``, 1 = known pixel, 0 = hole;
         ``labels``: a name per image for error and warning messages (e.g. the input files)."""
+        self._require_bound()
         check_images(images, "images", self.resolution)
         images = images.to(self.device)
         mask = check_mask(mask, images, labels=labels)
@@ -227,4 +247,17 @@ class Inpaint(_ProjectingTask):
         alpha = feathered_hole(mask, feather)
         blended = alpha * result.images + (1 - alpha) * images
         consistency = consistency_psnr(result.images, images, lambda img: img, mask=mask)
-        return InpaintResult.from_projection(result, blended=blended, mask=mask, alpha=alpha, consistency=consistency)
+        return InpaintResult.extend(result, blended=blended, mask=mask, alpha=alpha, consistency=consistency)
+
+    def outputs(self, batch: Batch) -> list[Output]:
+        masks = batch.masks  # [B, 1, S, S], 1 = known, 0 = hole
+        result = self(batch.images, masks, labels=batch.labels or None)
+        out = []
+        for i in range(batch.images.shape[0]):
+            pred = self.projected(
+                result, i, crop=result.blended[i], generated=result.images[i], mask=hole_image(masks[i])
+            )
+            pred.record["hole_fraction"] = float((masks[i] == 0).float().mean())
+            pred.paste_mask = paste_region(masks[i])
+            out.append(pred)
+        return out

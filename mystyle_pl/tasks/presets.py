@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
-from .base import ProjectionSettings
+from .projection import ProjectionSettings
 
 PRESETS: dict[str, dict] = {
     "official": dict(method="pplus", steps=1000, lr=5e-3, patience=None, resolution=0, lr_rampdown=0.0, delta_prox=False),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..space import PersonalSpace
+from .base import Batch, Output, Task
 
 
 @dataclass
@@ -18,29 +19,33 @@ class SampleResult:
     seed: int | None  # the seed used (None: unseeded)
 
 
-class Sample:
-    """``n`` new photos of the person from the prior's space (no projection involved)."""
+class Sample(Task):
+    """``n`` new photos of the person from the prior's space (no projection involved).
+
+    ``Sample(k=3).run(prior, 8, seed=0)`` -> :class:`SampleResult`; raises ``ValueError`` for
+    ``n < 1`` or ``batch_size < 1``."""
+
+    name = "sample"
+    takes_inputs = False
 
     def __init__(
         self,
-        prior,  # a PersonalPrior
         k: int | None = 3,  # anchors mixed per sample (official 3); None = all anchors
         method: str = "official",  # "official" (uniform weights, normalised) or "dirichlet"
-        alpha: float = 1.0,  # Dirichlet concentration (method="dirichlet")
+        alpha: float = 1.0,  # Dirichlet concentration (method "dirichlet")
         batch_size: int = 8,  # images synthesised at once
-        noise_mode: str = "const",  # generator noise ('const', 'random', 'none')
+        noise_mode: str = "const",  # generator noise: "const", "random" or "none"
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.prior, self.generator = prior, prior.generator
-        self.space = PersonalSpace.from_prior(prior, beta=0.0)
         self.k, self.method, self.alpha = k, method, alpha
         self.batch_size, self.noise_mode = batch_size, noise_mode
 
-    def __call__(self, n: int, seed: int | None = None) -> SampleResult:
-        return self.run(n, seed)
+    def _bind(self, prior, lpips, **kwargs) -> None:
+        self.space = PersonalSpace.from_prior(prior, beta=0.0)
 
-    def run(self, n: int, seed: int | None = None) -> SampleResult:
+    def __call__(self, n: int, seed: int | None = None) -> SampleResult:
+        self._require_bound()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n (number of samples) must be an integer >= 1, got {n!r}")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -56,3 +61,16 @@ class Sample:
                 ]
             )
         return SampleResult(images=images, ws=ws.contiguous(), coefficients=a, seed=seed)
+
+    def outputs(self, batch: Batch) -> list[Output]:
+        out = []
+        for seed, index in zip(batch.seeds, batch.indices):  # one draw per output with its own seed:
+            result = self(1, seed=seed)  # independent of batching and ranks
+            out.append(
+                Output(
+                    images={"crop": result.images[0]},
+                    latents={"ws": result.ws[0], "coefficients": result.coefficients[0]},
+                    record={"seed": seed, "index": index},
+                )
+            )
+        return out

@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from .base import Batch, Output, ProjectingTask, check_images
 from .consistency import BACK_PROJECTION_ITERATIONS, back_project, consistency_psnr
-from .invert import ProjectedResult, _ProjectingTask, check_images
+from .projection import ProjectionResult
 
 MIN_FACTOR, MAX_FACTOR = 2, 32
 LPIPS_MIN_SIZE = 32  # LPIPS (AlexNet) needs inputs of at least 31 pixels
@@ -89,47 +90,55 @@ def check_factor(images: torch.Tensor, resolution: int, factor: int | None, name
 
 
 @dataclass
-class SuperResolveResult(ProjectedResult):
-    """``images`` is the high-resolution result G(ws) in [-1, 1], at ``output_resolution``."""
+class SuperResolveResult(ProjectionResult):
+    """``images`` is the high-resolution result in [-1, 1], at ``output_resolution`` (back-projected
+    G(ws) unless ``back_projection=0``)."""
 
-    degraded: torch.Tensor  # [B, 3, h, h] D(images) without noise: compare with the input
-    factor: int  # R / h
+    degraded: torch.Tensor | None = None  # [B, 3, h, h] D(images) without noise: compare with the input
+    factor: int = 0  # R / h
     raw: torch.Tensor | None = None  # [B, 3, R, R] the projection G(ws) before back-projection (= images when off)
     consistency: torch.Tensor | None = None  # [B] PSNR (dB) of D(images) against the input
     raw_consistency: torch.Tensor | None = None  # [B] PSNR (dB) of D(raw) against the input
 
 
-class SuperResolve(_ProjectingTask):
-    """Super-resolve low-resolution face crops ``[B, 3, h, h]`` in ``[-1, 1]`` to ``R`` (``R / h`` in 2..32)."""
+class SuperResolve(ProjectingTask):
+    """Super-resolve low-resolution face crops ``[B, 3, h, h]`` in ``[-1, 1]`` to ``R`` (``R / h`` in 2..32).
+
+    ``SuperResolve(blind=True).run(prior, images, factor=8)`` -> :class:`SuperResolveResult`; raises
+    ``ValueError`` for a size that no factor in 2..32 maps to the output resolution."""
+
+    name = "superres"
+    low_resolution = True
 
     def __init__(
         self,
-        prior,
-        *args,
-        blind: bool = False,  # blind mode: blur + noise in D (real degraded photos)
-        blur_sigma: float | None = None,  # blind blur at R in pixels; None = 0.5 * factor
-        noise_std: float = 0.02,  # blind noise std (in [-1, 1] units)
+        blind: bool = False,  # blind mode: a Gaussian blur and noise in D (real degraded photos)
+        blur_sigma: float | None = None,  # blind blur at the output resolution, px; None = 0.5 x factor
+        noise_std: float = 0.02,  # blind noise std ([-1, 1] units)
         seed: int = 0,  # seeds the blind noise
-        output_resolution: int | None = None,  # R of the result (<= the generator's; a power-of-2 divisor); None = the generator's
+        output_resolution: int | None = None,  # R of the result when no factor is given (<= the generator's, a
+        # divisor of it); None = the generator's
         back_projection: int = BACK_PROJECTION_ITERATIONS,  # iterations making D(result) match the input
         # (tasks.consistency.back_project: the input's low frequencies, the projection's detail); 0 = the raw projection
-        **kwargs,
+        **kwargs,  # ProjectingTask arguments (preset, steps, w_lr, pull, beta, ...)
     ) -> None:
-        super().__init__(prior, *args, **kwargs)
-        self.blind, self.blur_sigma, self.noise_std, self.seed = blind, blur_sigma, noise_std, seed
+        super().__init__(**kwargs)
         if back_projection < 0:
             raise ValueError(f"back_projection must be >= 0 iterations, got {back_projection}")
-        self.back_projection = int(back_projection)
+        self.blind, self.blur_sigma, self.noise_std, self.seed = blind, blur_sigma, noise_std, seed
+        self.back_projection, self.output_resolution = int(back_projection), output_resolution
+
+    def _bind(self, prior, lpips, **kwargs) -> None:
+        super()._bind(prior, lpips, **kwargs)
         s = self.projector.settings
         if self.back_projection and s.face_weight_consistent is not None:
             # the back-projection takes the background from the input: the projection fits the face
             self.projector.settings = replace(s, face_weight=s.face_weight_consistent)
-        full = int(self.generator.img_resolution)
-        if output_resolution is not None and (output_resolution > full or full % int(output_resolution) != 0):
-            raise ValueError(
-                f"output_resolution={output_resolution} must divide the generator's resolution {full}"
-            )
-        self.output_resolution = int(output_resolution) if output_resolution is not None else full
+        full = int(prior.generator.img_resolution)
+        out = self.output_resolution
+        if out is not None and (out > full or full % int(out) != 0):
+            raise ValueError(f"output_resolution={out} must divide the generator's resolution {full}")
+        self.output_resolution = int(out) if out is not None else full
 
     def to_output(self, images: torch.Tensor, resolution: int | None = None) -> torch.Tensor:
         """``G(w)`` at the generator's resolution -> the result at ``resolution`` (default
@@ -163,11 +172,9 @@ class SuperResolve(_ProjectingTask):
         return out
 
     def __call__(self, images: torch.Tensor, factor: int | None = None) -> SuperResolveResult:
-        return self.run(images, factor)
-
-    def run(self, images: torch.Tensor, factor: int | None = None) -> SuperResolveResult:
         """``images [B, 3, h, h]`` in ``[-1, 1]``; ``factor``: the result is ``h x factor`` px (None:
         ``output_resolution``, which ``h`` must divide by 2..32)."""
+        self._require_bound()
         check_images(images, "images")
         out_res = self.output_size(images.shape[-1], factor)
         factor = check_factor(images, out_res, factor)
@@ -187,12 +194,22 @@ class SuperResolve(_ProjectingTask):
             clean = self.operator(size, factor, noise=False)
             raw = self.to_output(result.images, out_res)
             out = back_project(raw, images, clean, self.back_projection) if self.back_projection else raw
-            result.images = out
-            return SuperResolveResult.from_projection(
+            return SuperResolveResult.extend(
                 result,
+                images=out,
                 degraded=clean(out),
                 factor=factor,
                 raw=raw,
                 consistency=consistency_psnr(out, images, clean),
                 raw_consistency=consistency_psnr(raw, images, clean),
             )
+
+    def outputs(self, batch: Batch) -> list[Output]:
+        result = self(batch.images, factor=batch.factor)
+        out = []
+        for i in range(batch.images.shape[0]):
+            pred = self.projected(result, i, crop=result.images[i], raw=result.raw[i], degraded=result.degraded[i])
+            pred.upscale = int(result.factor)
+            pred.record["factor"] = int(result.factor)
+            out.append(pred)
+        return out

@@ -15,7 +15,7 @@ from mystyle_pl.tasks.anchored import AnchoredWPlusProjector, layer_groups, scan
 from mystyle_pl.tasks.consistency import back_project, consistency_psnr
 from mystyle_pl.tasks.presets import PRESETS, task_settings
 
-from .helpers import make_tiny_stylegan2
+from ..helpers import make_tiny_stylegan2
 
 R = 32
 
@@ -45,7 +45,7 @@ def test_ws_resolutions_and_layer_groups_follow_each_family():
 def test_scan_picks_the_anchor_whose_render_is_observed(prior):
     for k in (0, 3, 5):
         y = _render(prior, prior.w[k : k + 1])
-        task = Invert(prior, settings=task_settings("quick", steps=0, lpips_weight=0.0, face_weight=None))
+        task = Invert(projection=task_settings("quick", steps=0, lpips_weight=0.0, face_weight=None)).bind(prior)
         task(y)
         assert task.projector.start_index.tolist() == [k]
     # also from the x8 low-resolution copy, and per image of a batch
@@ -62,7 +62,7 @@ def test_quick_budget_recovers_a_point_of_the_space(prior):
     # LPIPS needs >= 32 px real images: MSE alone here; uniform weights (the tiny images have no face)
     settings = task_settings("quick", lpips_weight=0.0, face_weight=None)
     assert settings.steps == 100
-    task = Invert(prior, settings=settings)
+    task = Invert(projection=settings).bind(prior)
     result = task(y)
     start = (_render(prior, prior.w[task.projector.start_index]) - y).square().mean()
     err = (result.images - y).square().mean()
@@ -113,11 +113,11 @@ def test_back_projection_makes_the_result_explain_its_input(prior):
 def test_superres_reports_raw_and_data_consistent_results(prior):
     truth = _render(prior, 0.7 * prior.w[1:2] + 0.3 * prior.w[2:3])  # not an anchor: the start is not exact
     y = F.interpolate(truth, size=(8, 8), mode="area")
-    task = SuperResolve(prior, settings=task_settings("quick", steps=10, lpips_weight=0.0))
+    task = SuperResolve(projection=task_settings("quick", steps=10, lpips_weight=0.0)).bind(prior)
     result = task(y)
     assert result.raw.shape == result.images.shape == (1, 3, R, R)
     assert float(result.consistency[0]) > 50.0 > float(result.raw_consistency[0])
-    raw_only = SuperResolve(prior, settings=task_settings("quick", steps=10, lpips_weight=0.0), back_projection=0)(y)
+    raw_only = SuperResolve(projection=task_settings("quick", steps=10, lpips_weight=0.0), back_projection=0).run(prior, y)
     assert torch.equal(raw_only.images, raw_only.raw)
 
 
@@ -134,9 +134,9 @@ def test_presets_resolve_and_refuse_unknown_names():
 def test_superres_fits_the_face_only_when_back_projection_supplies_the_background(prior):
     quick = task_settings("quick")
     assert quick.face_weight > 0 and quick.face_weight_consistent == 0.0
-    assert SuperResolve(prior, settings=quick).projector.settings.face_weight == 0.0
-    assert SuperResolve(prior, settings=quick, back_projection=0).projector.settings.face_weight == quick.face_weight
-    assert Invert(prior, settings=quick).projector.settings.face_weight == quick.face_weight
+    assert SuperResolve(projection=quick).bind(prior).projector.settings.face_weight == 0.0
+    assert SuperResolve(projection=quick, back_projection=0).bind(prior).projector.settings.face_weight == quick.face_weight
+    assert Invert(projection=quick).bind(prior).projector.settings.face_weight == quick.face_weight
 
 
 def test_span_target_is_the_affine_span_with_coefficients_summing_to_one(prior):

@@ -1,0 +1,356 @@
+"""The shared projection loop: every task is a degradation operator ``D`` through it.
+
+For a batch of observations ``y [B, 3, H, W]`` (already degraded) the :class:`Projector` finds,
+for every image independently, coefficients in the personal space (``P_beta``, or ``P+`` with
+per-layer offsets) minimising
+
+    LPIPS(D(G(w)), y [, mask]) + l2_weight * MSE(D(G(w)), y [, mask]) + space penalties
+
+with Adam (official google/mystyle ``reconstruct/base_projector.py`` + ``alpha_projector.py``
++ ``hyperparams.py``: LPIPS-alex + 1 x MSE, lr 5e-3, betas (0.9, 0.999), 1000 steps, raw
+coefficients initialised at 1/N, per-layer offsets at 0, penalties 10 x ||delta_l|| on the 12
+coarse layers (of 18) and 10 x (sum - 1)^2).
+
+Differences from the official loop: a whole batch is optimised at once (the loss is the *sum*
+of per-image losses, and Adam is element-wise, so an image's result does not depend on the
+batch it is in), optional early stopping (the official code always runs 1000 steps), and an
+optional mask for the loss (1 = known pixel, 0 = hole).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..anchors import downsample_to
+from ..data.align import face_mask
+from ..generators import Generator
+from ..space import PersonalSpace
+
+Degradation = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ProjectionSettings:
+    """How observations are projected into the personal space (defaults: the official values)."""
+
+    steps: int = 1000  # Adam steps at most (official projection_steps).
+    lr: float = 5e-3  # Adam learning rate on the raw coefficients (official projection_lr).
+    plus: bool = True  # P+ (per-layer offsets, official --is_wplus True) or P_beta with one w.
+    l2_weight: float = 1.0  # weight of the pixel MSE next to LPIPS (official l2_weight).
+    lpips_weight: float = 1.0  # weight of LPIPS; 0 = no perceptual term (pixel loss only).
+    delta_penalty: float = 10.0  # weight of sum_l ||delta_l|| on the coarse layers (official deltas_reg_weight).
+    sum_penalty: float = 10.0  # weight of mean_l (sum raw_l - 1)^2 (official sum_1_reg_weight).
+    delta_layers: int | None = None  # coarse layers whose offsets are penalised; None: 2/3 of num_ws (12 of 18).
+    patience: int | None = None  # early stopping: steps without improvement of the batch mean loss; None = off.
+    min_delta: float = 1e-4  # an improvement smaller than this does not count (early stopping).
+    resolution: int = 0  # compute the loss at this resolution (area-downsampled); 0 = as given (official).
+    noise_mode: str = "const"  # generator noise during the projection (official 'const').
+    progress: bool = False  # show a progress bar.
+    keep_best: bool = True  # return each image's lowest-loss state seen (official: the last state).
+    lr_rampdown: float = 0.0  # cosine decay of the lr to 0 over this final fraction of the steps (official: 0, constant).
+    alpha_lr: float | None = None  # lr of the shared coefficients alpha; None = lr (official: one rate for both).
+    delta_lr: float | None = None  # lr of the per-layer offsets delta (P+); None = lr (official).
+    delta_prox: bool = False  # the ||delta_l|| penalty by a proximal step (group soft-threshold) after each
+    # Adam step instead of through its gradient; same objective, reached without Adam's jitter (see below).
+    lr_rampup: float = 0.0  # linear lr warm-up over this first fraction of the steps (StyleGAN2's projector: 0.05).
+    face_weight: float | None = None  # loss weight of the background relative to the face (1): None = uniform
+    # (official). The face is the ellipse of an FFHQ-aligned crop (data.align.face_mask), so only aligned inputs.
+    face_weight_consistent: float | None = None  # face_weight when the task makes its result data-consistent
+    # afterwards (super-resolution with back-projection: the observation supplies the background); None = face_weight.
+    # --- method "wplus" (W+ pulled toward the person's space; tasks.anchored.AnchoredWPlusProjector) ---
+    method: str = "pplus"  # "pplus": coefficients of the anchors per layer (official P+ / P_beta, above);
+    # "wplus": a free w per layer, started at the best-matching anchor and pulled toward P_beta per layer group.
+    w_lr: float = 0.05  # "wplus": Adam learning rate on ws, in W units per step.
+    pull: tuple[float, float, float] = (0.03, 0.03, 0.0)  # "wplus": weight of the mean squared distance of the
+    # coarse (4-8 px), middle (16-32 px) and fine (>= 64 px) layers' w from P_beta (their nearest point).
+    pull_target: str = "hull"  # "wplus": "hull" = P_beta (the dilated convex hull); "span" = the anchors' affine span.
+    start: str = "scan"  # "wplus": "scan" = the anchor whose render best matches the observation; "mean" = anchors' mean.
+
+
+class EarlyStopping:
+    """``stop(value)`` is True once the batch mean loss has not improved by ``min_delta`` for
+    ``patience`` consecutive steps (``patience=None``: never)."""
+
+    def __init__(self, patience: int | None, min_delta: float) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.since_best = float("inf"), 0
+
+    def stop(self, value: float) -> bool:
+        if self.patience is None:
+            return False
+        if value < self.best - self.min_delta:
+            self.best, self.since_best = value, 0
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience
+
+
+def lr_factor(step: int, steps: int, rampdown: float, rampup: float = 0.0) -> float:
+    """Learning-rate multiplier at ``step`` of ``steps``: a linear warm-up over the first ``rampup``
+    fraction, 1, then a cosine ramp to 0 over the last ``rampdown`` fraction (StyleGAN2's projector,
+    NVlabs/stylegan2-ada-pytorch ``projector.py``: rampup 0.05, rampdown 0.25). Fractions of the
+    budget, so the schedule follows the number of steps. Adam moves every coordinate by about
+    ``lr`` per step whatever its gradient, so with the non-smooth ``||delta_l||`` penalty the
+    offsets keep jittering at the scale of ``lr``; the ramp lets them settle.
+
+    >>> [round(lr_factor(i, 10, 0.5, 0.2), 3) for i in (0, 1, 2, 5, 9)]
+    [0.5, 1.0, 1.0, 1.0, 0.095]
+    """
+    if steps <= 0:
+        return 1.0
+    t = step / steps
+    factor = 1.0
+    if rampup > 0:
+        factor = min(1.0, (step + 1) / max(1.0, rampup * steps))
+    if rampdown <= 0:
+        return factor
+    start = 1.0 - rampdown
+    if t <= start:
+        return factor
+    return factor * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - start) / rampdown)))
+
+
+@dataclass
+class ProjectionResult:
+    """What the projection loop returns, and the base of every projecting task's result (tasks add
+    their own fields with :meth:`extend`)."""
+
+    images: torch.Tensor  # [B, 3, R, R] G(ws), undegraded, in [-1, 1] (a task may replace it by its result)
+    ws: torch.Tensor  # [B, num_ws, w_dim]
+    coefficients: torch.Tensor  # [B, num_ws, N] (P+) or [B, N] (P_beta): constrained, sum 1
+    trace: list[float]  # batch mean loss per step
+    steps_used: int  # Adam steps taken (< settings.steps when stopped early)
+    final_loss: torch.Tensor  # [B] per-image loss (reconstruction + penalties) of the returned result
+    raw_coefficients: torch.Tensor | None = field(repr=False, default=None)  # [B, N] or [B, num_ws, N] final raw
+    # coefficients (None for the W+ projectors)
+
+    @classmethod
+    def extend(cls, result: ProjectionResult, **extra):
+        """``cls`` (a task's result class) with ``result``'s fields and the task's own ``extra`` ones."""
+        base = {f.name: getattr(result, f.name) for f in fields(ProjectionResult)}
+        return cls(**{**base, **extra})
+
+
+class Projector:
+    """Batched projection of degraded observations into a :class:`PersonalSpace`.
+
+    ``Projector(generator, space, lpips, settings)`` or with keyword overrides of the settings,
+    e.g. ``Projector(g, space, lpips, steps=200, patience=20)``.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,  # the (tuned) generator; frozen during the projection
+        space: PersonalSpace,  # the person's space (anchors, beta)
+        lpips: nn.Module | None = None,  # LPIPS module, forward(x, y, mask) -> [B]; None: LPIPS("alex") on first use
+        settings: ProjectionSettings | None = None,  # None: the official defaults
+        **overrides,  # fields of ProjectionSettings to replace
+    ) -> None:
+        settings = settings if settings is not None else ProjectionSettings()
+        self.settings = replace(settings, **overrides) if overrides else settings
+        if space.num_ws != generator.num_ws or space.w_dim != generator.w_dim:
+            raise ValueError(
+                f"space has num_ws={space.num_ws}, w_dim={space.w_dim}; the generator has "
+                f"num_ws={generator.num_ws}, w_dim={generator.w_dim}"
+            )
+        if self.settings.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.settings.steps}")
+        if self.settings.patience is not None and self.settings.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.settings.patience}")
+        self.generator = generator
+        self.space = space
+        self.lpips = lpips
+
+    def _lpips(self, device: torch.device) -> nn.Module:
+        if self.lpips is None:
+            from ..losses import LPIPS
+
+            self.lpips = LPIPS("alex")
+        return self.lpips.to(device)
+
+    def _check_inputs(self, y: torch.Tensor, mask: torch.Tensor | None) -> None:
+        if not isinstance(y, torch.Tensor) or y.ndim != 4 or y.shape[1] != 3:
+            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"y must have shape [B, 3, H, W] in [-1, 1], got {shape}")
+        if mask is not None and (
+            mask.ndim != 4
+            or mask.shape[1] != 1
+            or mask.shape[0] not in (1, y.shape[0])
+            or mask.shape[2:] != y.shape[2:]
+        ):
+            raise ValueError(
+                f"mask must have shape [B={y.shape[0]} or 1, 1, H={y.shape[2]}, W={y.shape[3]}] "
+                f"(1 = known pixel, 0 = hole), got {tuple(mask.shape)}"
+            )
+
+    def per_image_loss(
+        self, synth: torch.Tensor, y: torch.Tensor, degrade: Degradation, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Reconstruction loss ``[B]`` of generated images ``synth`` against observations ``y``."""
+        s = self.settings
+        x = degrade(synth)
+        if x.shape != y.shape:
+            raise ValueError(f"degrade(G(w)) has shape {tuple(x.shape)}, the observations y have {tuple(y.shape)}")
+        m = mask
+        if s.resolution > 0:
+            x, y = downsample_to(x, s.resolution), downsample_to(y, s.resolution)
+            m = downsample_to(mask, s.resolution) if mask is not None else None
+        if x.shape[-1] == x.shape[-2]:  # face weighting (aligned square crops only)
+            m = self.loss_weights(m, x.shape[-1], x.device)
+        sq = (x - y).square()
+        if m is None:
+            loss = s.l2_weight * sq.mean(dim=(1, 2, 3))
+        else:
+            m = m.to(sq.dtype).expand(sq.shape[0], 1, *sq.shape[2:])
+            known = (m.sum(dim=(1, 2, 3)) * sq.shape[1]).clamp_min(1e-8)
+            loss = s.l2_weight * (sq * m).sum(dim=(1, 2, 3)) / known
+        if s.lpips_weight > 0:
+            loss = loss + s.lpips_weight * self._lpips(y.device)(x, y, mask=m)
+        return loss
+
+    def loss_weights(self, mask: torch.Tensor | None, size: int, device: torch.device) -> torch.Tensor | None:
+        """The per-pixel loss weight ``[B or 1, 1, size, size]``: the known-mask (1 = known, 0 = hole)
+        times the face weighting (1 on the face ellipse of an FFHQ-aligned crop, ``face_weight`` on
+        the background, a soft edge; :func:`~mystyle_pl.data.align.face_mask`); None = uniform."""
+        s = self.settings
+        if s.face_weight is None:
+            return mask
+        key = (size, str(device), s.face_weight)
+        if getattr(self, "_face_key", None) != key:
+            face = face_mask(size, device=device)
+            self._face, self._face_key = s.face_weight + (1.0 - s.face_weight) * face, key
+        return self._face if mask is None else mask.to(self._face.dtype) * self._face
+
+    def project(
+        self,
+        y: torch.Tensor,  # [B, 3, H, W] observations in [-1, 1] (already degraded)
+        degrade: Degradation | None = None,  # D: G(w) [B, 3, R, R] -> [B, 3, H, W]; None = identity
+        mask: torch.Tensor | None = None,  # [B or 1, 1, H, W], 1 = known pixel, 0 = hole; None = all known
+        init: torch.Tensor | None = None,  # initial raw coefficients [B, N] (P_beta) or [B, num_ws, N] (P+)
+    ) -> ProjectionResult:
+        """Project every observation of the batch; see :class:`ProjectionResult`."""
+        self._check_inputs(y, mask)
+        degrade = degrade if degrade is not None else (lambda img: img)
+        flags = [p.requires_grad for p in self.generator.parameters()]
+        self.generator.requires_grad_(False)  # only the coefficients are optimised; restored below
+        try:
+            return self._project(y, degrade, mask, init)
+        finally:
+            for p, flag in zip(self.generator.parameters(), flags):
+                p.requires_grad_(flag)
+
+    def _raw(self, alpha: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
+        return alpha if delta is None else alpha.unsqueeze(1) + delta
+
+    def _project(self, y, degrade, mask, init) -> ProjectionResult:
+        s, space = self.settings, self.space
+        device, batch = y.device, y.shape[0]
+        space.to(device)
+        # Official layout: alpha [N] shared by every layer, offsets delta [num_ws, N] from 0 (P+ only).
+        if init is None:
+            alpha = space.init_raw(batch, plus=False, device=device)
+            delta = torch.zeros(batch, space.num_ws, space.num_anchors, device=device) if s.plus else None
+        else:
+            expected = (batch, space.num_ws, space.num_anchors) if s.plus else (batch, space.num_anchors)
+            if tuple(init.shape) != expected:
+                dims = "[B, num_ws, N]" if s.plus else "[B, N]"
+                raise ValueError(f"init must have shape {dims} = {expected}, got {tuple(init.shape)}")
+            if s.plus:  # alpha = layer mean, delta = the rest
+                alpha = init.detach().to(device).mean(dim=1)
+                delta = init.detach().to(device) - alpha.unsqueeze(1)
+            else:
+                alpha, delta = init.detach().to(device).clone(), None
+        alpha.requires_grad_(True)
+        params = [alpha]
+        if delta is not None:
+            delta.requires_grad_(True)
+            params.append(delta)
+        # alpha (one mixture for every layer) is free of the offset penalty and may move faster than
+        # the penalised per-layer offsets (alpha_lr); the official code uses one rate for both.
+        base_lrs = [s.lr if s.alpha_lr is None else s.alpha_lr] + [s.lr if s.delta_lr is None else s.delta_lr] * (len(params) - 1)
+        optimizer = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, base_lrs)], betas=(0.9, 0.999))
+
+        prox = s.delta_prox and delta is not None and s.delta_penalty > 0
+        coarse = space.coarse_layers(s.delta_layers)
+
+        def losses(alpha: torch.Tensor, delta: torch.Tensor | None, split: bool = False):
+            """Per-image objective [B]; ``split``: (the part to differentiate, the prox-handled part)."""
+            raw = self._raw(alpha, delta)
+            ws = space.to_ws(space.coefficients(raw))
+            synth = self.generator.synthesis(ws, noise_mode=s.noise_mode)
+            recon = self.per_image_loss(synth, y, degrade, mask)
+            if not split or not prox:
+                pen = space.penalties(
+                    raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
+                )
+                return (recon + pen, None) if split else recon + pen
+            smooth = recon + space.penalties(raw, delta, delta_weight=0.0, sum_weight=s.sum_penalty)
+            return smooth, s.delta_penalty * delta[:, :coarse].detach().norm(dim=-1).sum(dim=1)
+
+        trace: list[float] = []
+        stopping, steps_used = EarlyStopping(s.patience, s.min_delta), 0
+        # Per image, the lowest loss seen and the state that gave it: the loss can rise before it
+        # falls (e.g. at tiny observation sizes), and early stopping must not return a worse state.
+        best_loss = torch.full((batch,), float("inf"), device=device)
+        best_alpha = alpha.detach().clone()
+        best_delta = delta.detach().clone() if delta is not None else None
+        bar = tqdm(range(s.steps), desc="projecting", leave=False, disable=not s.progress)
+        for step in bar:
+            for group, lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
+            differentiable, prox_part = losses(alpha, delta, split=True)
+            per_image = differentiable if prox_part is None else differentiable + prox_part
+            improved = per_image.detach() < best_loss
+            best_loss = torch.where(improved, per_image.detach(), best_loss)
+            best_alpha[improved] = alpha.detach()[improved]
+            if best_delta is not None:
+                best_delta[improved] = delta.detach()[improved]
+            optimizer.zero_grad(set_to_none=True)
+            # Sum, not mean: each image's coefficients get the gradient of its own loss only.
+            differentiable.sum().backward()
+            optimizer.step()
+            if prox:
+                # Group soft-threshold of each penalised layer's offsets: the proximal step of
+                # delta_penalty * ||delta_l|| at the offsets' step size. Adam moves every coordinate by
+                # about its lr whatever the gradient, so through the gradient the non-smooth penalty
+                # keeps the offsets jittering at that scale (and the objective far above its minimum:
+                # at short budgets the official loop never gets below its starting point).
+                with torch.no_grad():
+                    tau = optimizer.param_groups[1]["lr"] * s.delta_penalty
+                    d = delta[:, :coarse]
+                    d.mul_((1 - tau / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp_min(0))
+            steps_used += 1
+            value = per_image.detach().mean().item()
+            trace.append(value)
+            bar.set_postfix(loss=f"{value:.4f}")
+            if stopping.stop(value):
+                break
+        with torch.no_grad():
+            if s.keep_best:  # the state after the last step competes with the best one seen
+                improved = losses(alpha, delta) < best_loss
+                best_alpha[improved] = alpha.detach()[improved]
+                if best_delta is not None:
+                    best_delta[improved] = delta.detach()[improved]
+                alpha, delta = best_alpha, best_delta
+            raw = self._raw(alpha, delta).detach()
+            coeffs = space.coefficients(raw)
+            ws = space.to_ws(coeffs)
+            images = self.generator.synthesis(ws, noise_mode=s.noise_mode)
+            final = self.per_image_loss(images, y, degrade, mask) + space.penalties(
+                raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
+            )
+        return ProjectionResult(
+            images=images,
+            ws=ws.contiguous(),
+            coefficients=coeffs,
+            trace=trace,
+            steps_used=steps_used,
+            final_loss=final.detach(),
+            raw_coefficients=raw,
+        )

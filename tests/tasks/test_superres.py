@@ -1,0 +1,54 @@
+"""Super-resolution (D = area down-sampling), blind mode, output resolution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mystyle_pl.tasks.superres import Downsample, SuperResolve
+
+from .conftest import A_STAR, FAST, R, _render
+
+
+def test_superres_matches_the_low_resolution_input(prior):
+    hi, _ = _render(prior, A_STAR)
+    lo = Downsample(4)(hi)
+    assert lo.shape == (1, 3, 4, 4)
+    task = SuperResolve(preset="official", lpips_weight=0.0, plus=False, steps=80, lr=0.03).bind(prior)
+    assert task.operator(4, 4)(hi).shape == lo.shape  # the operator's output has the input's size
+    result = task(lo)
+    assert result.factor == 4 and result.images.shape == (1, 3, R, R) and result.degraded.shape == lo.shape
+    start = (Downsample(4)(_render(prior, torch.full((1, 4), 0.25))[0]) - lo).square().mean()
+    err = (result.degraded - lo).square().mean()
+    assert err < 0.05 * start and err < 1e-3
+
+
+def test_superres_blind_and_errors(prior):
+    lo = torch.zeros(1, 3, 8, 8)
+    result = SuperResolve(blind=True, **FAST).bind(prior)(lo)
+    assert result.images.shape == (1, 3, R, R) and result.factor == 2
+    task = SuperResolve(**FAST).bind(prior)
+    with pytest.raises(ValueError, match="larger than the output resolution 16"):
+        task(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="must divide the output resolution"):
+        task(torch.zeros(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="factor 4 on a 8x8 input gives 32 px, which must divide the generator's resolution 16"):
+        task(lo, factor=4)
+    # a factor sets the output size: a 4 px face x2 gives an 8 px result (below the generator's 16)
+    small = SuperResolve(**FAST).bind(prior)(torch.zeros(1, 3, 4, 4), factor=2)
+    assert small.images.shape == (1, 3, 8, 8) and small.factor == 2 and small.degraded.shape == (1, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"factor 1 .*outside 2\.\.32"):
+        task(torch.zeros(1, 3, R, R))
+
+
+def test_superres_output_resolution(prior):
+    hi, _ = _render(prior, A_STAR)
+    half = Downsample(8)(hi)  # the result is asked at 8 px: a 2 px input is x4
+    lo = Downsample(2)(hi)
+    task = SuperResolve(output_resolution=8, preset="official", lpips_weight=0.0, plus=False, steps=60, lr=0.03).bind(prior)
+    result = task(lo)
+    assert result.factor == 4 and result.images.shape == (1, 3, 8, 8) and result.degraded.shape == lo.shape
+    assert (result.degraded - lo).square().mean() < 1e-3
+    assert (result.images - half).square().mean() < (torch.zeros_like(half) - half).square().mean()
+    with pytest.raises(ValueError, match="output_resolution=12 must divide"):
+        SuperResolve(output_resolution=12, **FAST).bind(prior)
