@@ -136,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
             settings = task_settings(preset, **{"steps": args.steps, **kw})
             t0 = time.perf_counter()
             if f == 1:
-                task = Invert(prior, settings=settings, lpips=lpips_alex, beta=kw.get("beta", 0.03))
+                task = Invert(projection=settings, beta=kw.get("beta", 0.03)).bind(prior, lpips=lpips_alex)
                 full = F.interpolate(truth, size=(prior.generator.img_resolution,) * 2, mode="bicubic", align_corners=False)
                 res = task(full)
                 img = F.interpolate(res.images, size=(R, R), mode="area")
             else:
-                task = SuperResolve(prior, settings=settings, lpips=lpips_alex, output_resolution=R, **task_kw)
+                task = SuperResolve(projection=settings, output_resolution=R, **task_kw).bind(prior, lpips=lpips_alex)
                 res = task(y)
                 img = res.images
             results[name] = (img.clamp(-1, 1), time.perf_counter() - t0, res.steps_used)

@@ -204,8 +204,8 @@ def render_points(prior: PersonalPrior, count: int, seed: int) -> torch.Tensor:
 
 def make_task(prior: PersonalPrior, args: argparse.Namespace, settings: ProjectionSettings, lpips):
     if args.task == "superres":
-        return SuperResolve(prior, settings=settings, lpips=lpips, output_resolution=args.resolution)
-    return Invert(prior, settings=settings, lpips=lpips)
+        return SuperResolve(projection=settings, output_resolution=args.resolution).bind(prior, lpips=lpips)
+    return Invert(projection=settings).bind(prior, lpips=lpips)
 
 
 def observations(prior, args, clean: torch.Tensor, lpips) -> torch.Tensor:
@@ -243,7 +243,7 @@ def timed_run(prior, args, settings: ProjectionSettings, lpips, y: torch.Tensor,
     task = make_task(prior, args, settings, lpips)
     sync(device)
     t0 = time.perf_counter()
-    result = task.run(y)
+    result = task(y)
     sync(device)
     return time.perf_counter() - t0, result
 
