@@ -479,3 +479,20 @@ def test_cli_help_and_arguments(monkeypatch, capsys, tmp_path):
     assert seen["progress"] is False and seen["preset"] == "pplus" and seen["generic_tasks"] == "superres-x8"
     # unset options keep the preset's values
     assert seen["patience"] is None and seen["lr_rampdown"] is None and seen["delta_prox"] is None
+
+
+def test_colorize_is_a_condition(tiny, tmp_path):
+    """The proof task reaches evaluate: the colorize condition runs the same Colorize object as predict and
+    Python; its result keeps the input's luminance (consistency far above the raw projection's), the
+    baseline is the gray input itself."""
+    lp = LPIPS("alex", pretrained=False)
+    out = evaluate(
+        tiny / "prior", tiny / "photos", tasks="colorize", methods="personal,personal-raw,baseline",
+        out=tmp_path / "e", resolution=R, steps=2, betas=None, identity=IdentityScorer(descriptor_fn=stub_descriptor),
+        lpips=lp, metric_lpips=lp, device="cpu", progress=False, batch_size=1, max_photos=1,
+    )  # fmt: skip
+    agg = out.metrics["aggregates"]["colorize"]
+    assert list(agg) == ["personal", "personal-raw", "baseline"]
+    assert agg["personal"]["consistency"]["mean"] > agg["personal-raw"]["consistency"]["mean"] + 10
+    assert out.metrics["conditions"]["colorize"]["kind"] == "colorize" and out.metrics["baselines"]["colorize"] == "gray"
+    assert (tmp_path / "e" / "report.md").read_text().count("colorize") >= 1

@@ -389,7 +389,8 @@ class _Evaluation:
                 self.timing[name][f"{method}_metrics"],
             )
         self.dependence[name] = input_dependence(cond.gt, results)
-        first = {"superres": f"input x{cond.factor}", "blind": "degraded", "inpaint": "masked", "invert": "input"}[
+        first = {"superres": f"input x{cond.factor}", "blind": "degraded", "inpaint": "masked", "invert": "input",
+                 "colorize": "gray"}[
             cond.kind
         ]
         labels = [first, *[_method_label(m, self.baseline_names, cond.kind) for m in methods], "ground truth"]
