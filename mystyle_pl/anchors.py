@@ -35,9 +35,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .assets import home
 from .data.anchors_io import Anchors, load_anchors, save_anchors
 from .generators import Generator
 from .imaging import downsample_to
+from .losses import LPIPS
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +102,6 @@ def invert_w(
         raise ValueError(f"images must be [B, 3, {res}, {res}] in [-1, 1], got {tuple(images.shape)}")
     device = images.device
     if lpips is None:
-        from .losses import LPIPS
-
         lpips = LPIPS(settings.lpips_net).to(device)
     flags = [p.requires_grad for p in generator.parameters()]
     generator.requires_grad_(False)  # only w is optimised; restored below
@@ -252,8 +252,6 @@ def cache_key(names: Sequence[str], photo_digests: Sequence[str], gen_digest: st
 
 
 def default_cache_dir() -> Path:
-    from .assets import home
-
     return home() / "anchors"
 
 
@@ -287,8 +285,6 @@ def compute_anchors(
             log.info("anchors: cache hit %s", cached)
             return anchors
 
-    from .losses import LPIPS
-
     lpips = LPIPS(settings.lpips_net).to(device)
     scale = w_spread(generator)
     mine = list(range(rank, len(names), world_size))
@@ -319,7 +315,7 @@ def compute_anchors(
 
 
 def _gather_rows(w_rows: dict, lpips_rows: dict, world_size: int) -> tuple[dict, dict]:
-    import torch.distributed as dist
+    import torch.distributed as dist  # lazy: only a multi-rank run gathers
 
     gathered: list = [None] * world_size
     dist.all_gather_object(gathered, ({i: t for i, t in w_rows.items()}, lpips_rows))

@@ -37,6 +37,7 @@ from typing import Callable, Iterator
 
 from tqdm.auto import tqdm
 
+from .generators import load_generator, save_generator
 from .generators.fileutil import atomic_path, sha256_file, write_bytes_atomic
 
 CHUNK = 1 << 20
@@ -358,8 +359,6 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 def convert_generator_checkpoint(raw: Path, dst: Path) -> Path:
     """Converter for generator checkpoints of any supported format (NVIDIA .pkl, rosinality .pt)."""
-    from .generators import load_generator, save_generator
-
     return save_generator(load_generator(raw), dst, extra_metadata={"converted_from": raw.name})
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import types
 import warnings
 from pathlib import Path
@@ -464,9 +463,7 @@ def test_prepare_data_runs_prepare_album_once(tmp_path, monkeypatch):
         write_album(Path(album) / "images", count=3, size=resolution)
         (Path(album) / "manifest.json").write_text("{}")
 
-    fake = types.ModuleType("mystyle_pl.data.prepare")
-    fake.prepare_album = fake_prepare_album
-    monkeypatch.setitem(sys.modules, "mystyle_pl.data.prepare", fake)
+    monkeypatch.setattr("mystyle_pl.data.datamodule.prepare_album", fake_prepare_album)
     raw, album = tmp_path / "raw", tmp_path / "album"
     raw.mkdir()
     dm = make_dm(album, raw=str(raw))

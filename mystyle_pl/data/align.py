@@ -38,6 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .io import to_tensor, to_uint8
 from PIL import Image, ImageFilter
 
 # ----------------------------------------------------------------------------------------
@@ -166,8 +168,6 @@ def align_face(
     """
     as_tensor = isinstance(image, torch.Tensor)
     if as_tensor:
-        from .io import to_tensor, to_uint8
-
         if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] != 3:
             raise ValueError(f"expected a tensor [1, 3, H, W] in [-1, 1], got {tuple(image.shape)}")
         image = to_uint8(image)[0]

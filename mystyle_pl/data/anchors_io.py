@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
+
+from ..generators.fileutil import save_safetensors_atomic
 
 FORMAT_TAG = "mystyle_pl.anchors"
 FORMAT_VERSION = "1"
@@ -109,8 +112,6 @@ def save_anchors(
     w_flip: Tensor | None = None,  # [N, w_dim] anchors of the mirrored photos; None = not stored.
 ) -> Path:
     """Write an anchors file atomically (temp file in the same folder + rename). Returns ``path``."""
-    from ..generators.fileutil import save_safetensors_atomic
-
     path = Path(path)
     names = list(names)
     _check_anchor_tensors(w, names, w_flip, where=str(path))
@@ -134,8 +135,6 @@ def save_anchors(
 
 def load_anchors(path: str | os.PathLike) -> Anchors:
     """Read an anchors file (safetensors; no unpickling). Raises :class:`AnchorsError` with the path on any problem."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise AnchorsError(f"anchors file not found: {path}")

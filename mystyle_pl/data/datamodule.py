@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from ..generators.fileutil import write_bytes_atomic
 from .anchors_io import Anchors, load_anchors
 from .dataset import AlbumDataset, AlbumError, Photo, album_image_dir, list_album_files, scan_album
+from .prepare import prepare_album
 from .sampler import BalancedDistributedBatchSampler
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,6 @@ def _atomic_write_json(path: Path, data: Any) -> None:
 
 def _warn(message: str) -> None:
     """A warning shown once per job (rank 0 only under DDP)."""
-    from lightning.pytorch.utilities import rank_zero_warn
-
     rank_zero_warn(message, category=UserWarning)
 
 
@@ -160,10 +160,6 @@ class PersonalPhotosDataModule(LightningDataModule):
                 "album %s is already prepared (manifest.json found); not re-running prepare on %s", album, self.raw
             )
             return
-        try:
-            from .prepare import prepare_album
-        except ImportError as e:
-            raise ImportError(f"data.raw={self.raw!r} needs mystyle_pl.data.prepare.prepare_album ({e})") from e
         log.info("preparing album %s from raw photos in %s (resolution %d)", album, self.raw, self.resolution)
         prepare_album(self.raw, self.album, resolution=self.resolution)
 

@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..imaging import image_files
+from .io import read_image
 
 RESAMPLE = Image.Resampling.LANCZOS  # Antialiased when reducing (PIL widens the kernel); FFHQ's own filter.
 
@@ -61,8 +62,6 @@ def list_album_files(album: str | os.PathLike) -> list[Path]:
 def read_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode ``path`` into an RGB PIL image with the project's one reader (``io.read_image``: EXIF
     orientation, any mode, decompression-bomb guard); raises ``ImageReadError`` naming the file."""
-    from .io import read_image
-
     return Image.fromarray(read_image(path))
 
 

@@ -31,6 +31,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from .align import align_face
+
 LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 RESNET_DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
 MODELS_ENV = "MYSTYLE_DLIB_MODELS"  # a folder holding the two .dat files (overrides face_recognition_models)
@@ -106,7 +108,7 @@ def dlib_model_dir() -> Path:
 
 def _import_dlib():
     try:
-        import dlib  # type: ignore[import-not-found]
+        import dlib  # type: ignore[import-not-found]  # lazy: optional dependency (the face models)
     except ImportError as e:
         raise FaceModelsUnavailable(f"dlib is not installed: pip install dlib-bin ({e})") from None
     return dlib
@@ -432,8 +434,6 @@ class FaceAnalyzer:
 
     def refine(self, image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One refinement pass: ``(landmarks in the source, the FFHQ-frame image, landmarks in it)``."""
-        from .align import align_face  # align imports nothing from here; keep faces importable alone
-
         size = self.refine_frame
         frame, transform = align_face(image, landmarks, size, supersample=2)
         mirrored = np.ascontiguousarray(frame[:, ::-1])

@@ -42,8 +42,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from .._version import __version__
 from .align import AlignTransform, align_face, face_mask
 from .curate import REASONS, CurationSettings, FaceStats, PhotoStats, curate, identity_share, identity_warning, laplacian_variance
+from .faces import FaceAnalyzer, check_face_models
 from .io import DEFAULT_MAX_PIXELS, ImageReadError, decode_image, write_bytes_atomic, write_image
 
 MANIFEST_NAME = "manifest.json"
@@ -97,8 +99,6 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(analyzer_kwargs: dict, max_pixels: int | None) -> None:
-    from .faces import FaceAnalyzer
-
     _WORKER["analyzer"] = FaceAnalyzer(**analyzer_kwargs)
     _WORKER["max_pixels"] = max_pixels
 
@@ -232,8 +232,6 @@ def prepare_album(
     src, album = _check_folders(input_dir, output_dir)
     if resolution < 8:
         raise PrepareError(f"--resolution must be at least 8 px, got {resolution}")
-    from .faces import FaceAnalyzer, check_face_models
-
     check_face_models()  # fail once, clearly, instead of rejecting every photo
     analyzer_kwargs = dict(analyzer_kwargs or {})
     analyzer_settings = {**FaceAnalyzer(**analyzer_kwargs).settings(), "version": ANALYSIS_VERSION, "max_pixels": max_pixels}
@@ -373,8 +371,6 @@ def _settings(resolution: int, analyzer_settings: dict, curation: CurationSettin
 
 def _build_manifest(entries: list[dict], centre, curation: CurationSettings, settings: dict, src: Path, previous,
                     share: tuple[int, int] = (0, 0), warning: str | None = None) -> dict:
-    from .._version import __version__
-
     kept_entries = [e for e in entries if e.get("status") == "kept"]
     distances = [e["distance"] for e in kept_entries if e.get("distance") is not None]
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -28,6 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.curate import dominant_identity
+from ..data.faces import FaceAnalyzer
+from ..data.io import read_image, to_uint8
+from ..data.prepare import load_manifest
 from ..imaging import image_files
 
 SAME_PERSON_THRESHOLD = 0.6  # dlib's face-recognition ResNet: same person when the distance is below this
@@ -120,8 +124,6 @@ class IdentityScore:
 def _as_uint8(image) -> np.ndarray:
     """A uint8 RGB ``[H, W, 3]`` array from such an array or a tensor ``[3, H, W]`` / ``[1, 3, H, W]`` in [-1, 1]."""
     if isinstance(image, torch.Tensor):
-        from ..data.io import to_uint8
-
         x = image[None] if image.ndim == 3 else image
         if x.ndim != 4 or x.shape[0] != 1:
             raise ValueError(f"expected one image [3, H, W] or [1, 3, H, W] in [-1, 1], got {tuple(image.shape)}")
@@ -165,8 +167,6 @@ class IdentityScorer:
         if self.descriptor_fn is not None:
             return _vector(self.descriptor_fn(arr))
         if self.analyzer is None:
-            from ..data.faces import FaceAnalyzer
-
             self.analyzer = FaceAnalyzer()
         faces = self.analyzer.analyze(arr, describe=True)
         if not faces or faces[0].descriptor is None:
@@ -242,8 +242,6 @@ def album_centre(
     notes = []
     album = (getattr(prior, "info", None) or {}).get("album") if prior is not None else None
     if refs is None and album:
-        from ..data.prepare import load_manifest
-
         candidates = [Path(album)]
         if not Path(album).is_absolute() and prior_dir is not None:
             candidates.append(Path(prior_dir).parent / album)
@@ -259,9 +257,6 @@ def album_centre(
     elif refs is None:
         notes.append("the prior names no album")
     if refs is not None:
-        from ..data.curate import dominant_identity
-        from ..data.io import read_image
-
         scorer = scorer if scorer is not None else IdentityScorer()
         if isinstance(refs, (str, os.PathLike)):
             folder = Path(refs)

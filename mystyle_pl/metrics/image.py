@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from ..losses import lpips as functional_lpips
 
 __all__ = ["image_metrics", "lpips_distance", "psnr", "ssim", "to_unit_range"]
 
@@ -52,8 +55,6 @@ def psnr(x: Tensor, y: Tensor, mask: Tensor | None = None, clamp: bool = True) -
     >>> round(float(psnr(x, y, mask=torch.tensor([[[[0.0, 1], [1, 1]]]]))[0]), 1)
     inf
     """
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
     _check_pair(x, y, "psnr")
     if clamp:
         x01, y01 = to_unit_range(x).double(), to_unit_range(y).double()
@@ -85,8 +86,6 @@ def ssim(
     >>> round(float(ssim(a, b)[0]), 5), round((2 * 0.375 + 1e-4) / (0.25 + 0.5625 + 1e-4), 5)
     (0.92309, 0.92309)
     """
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
     _check_pair(x, y, "ssim")
     pad = (int(3.5 * sigma + 0.5) * 2 + 1) // 2 if gaussian_kernel else (kernel_size - 1) // 2
     if min(x.shape[-2:]) <= pad:
@@ -118,8 +117,6 @@ def lpips_distance(x: Tensor, y: Tensor, lpips: nn.Module | None = None, net: st
     _check_pair(x, y, "lpips")
     with torch.no_grad():
         if lpips is None:
-            from ..losses import lpips as functional_lpips
-
             return functional_lpips(x.float(), y.float(), net=net).float()
         lpips = lpips.to(x.device)
         return lpips(x.float(), y.to(x.device).float()).float()

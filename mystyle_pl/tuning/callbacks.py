@@ -14,6 +14,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 from ..data.anchors_io import Anchors
+from ..data.dataset import load_photo
 from ..data.io import write_image
 from ..imaging import downsample_to
 from ..prior import PersonalPrior
@@ -77,8 +78,6 @@ class ImageGridLogger(Callback):
     def log_grid(self, trainer: Trainer, pl_module: LightningModule, batch: Any) -> Path | None:
         if not trainer.is_global_zero or pl_module.anchors is None:
             return None
-        from ..data.dataset import load_photo
-
         anchors = pl_module.anchors
         dm = trainer.datamodule
         photos = {p.name: p for p in dm.photos}

@@ -23,8 +23,10 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from .. import load_generator
 from ..anchors import InversionSettings, compute_anchors, invert_w
 from ..data.anchors_io import Anchors
+from ..data.dataset import load_photo
 from ..generators import Generator
 from ..imaging import downsample_to
 from ..losses import LPIPS
@@ -82,8 +84,6 @@ class PersonalTuner(LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        from .. import load_generator
-
         self.generator: Generator = load_generator(generator)
         self.generator.mapping.requires_grad_(False)
         self.lpips = LPIPS(lpips_net)  # frozen; its weights are non-persistent buffers (not checkpointed)
@@ -117,8 +117,6 @@ class PersonalTuner(LightningModule):
 
     def compute_anchors(self, datamodule) -> Anchors:
         """Invert the training photos into W (each rank its shard; gathered; cached)."""
-        from ..data.dataset import load_photo
-
         photos = {p.name: p for p in datamodule.photos}
         names = datamodule.train_names
         resolution = self.generator.img_resolution
