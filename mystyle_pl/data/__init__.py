@@ -26,7 +26,7 @@ _EXPORTS = {
     "paste_back": ".align",
     "ImageReadError": ".io",
     "read_image": ".io",
-    "load_manifest": ".prepare",
+    "load_manifest": ".manifest",
     "prepare_album": ".prepare",
 }
 

@@ -15,7 +15,8 @@ rejected with the reason, the transform (quad in source pixels, source size and 
 landmarks of the face used, every face's measurements and descriptor, the distance to the
 identity centre, the settings and the version. A re-run reuses the analysis of files whose
 size and modification time are unchanged and rewrites only outputs whose source, face or
-resolution changed, so only new or changed files are processed.
+resolution changed, so only new or changed files are processed. The manifest, the album's folder layout and
+the output names are :mod:`mystyle_pl.data.manifest`'s.
 
 Nothing is ever written into, moved out of or deleted from ``RAW_DIR``; ``ALBUM_DIR`` must not
 lie inside it (nor it inside ``ALBUM_DIR``). The only files removed are outputs of an earlier
@@ -25,13 +26,10 @@ run that are no longer kept.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import datetime as _dt
 import functools
 import hashlib
-import json
 import multiprocessing
 import os
-import re
 import sys
 import time
 from collections import Counter
@@ -42,25 +40,48 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._version import __version__
-from .align import AlignTransform, align_face, face_mask
+from .align import align_face, face_mask
 from .curate import REASONS, CurationSettings, FaceStats, PhotoStats, curate, identity_share, identity_warning, laplacian_variance
 from .faces import FaceAnalyzer, check_face_models
-from .io import DEFAULT_MAX_PIXELS, ImageReadError, decode_image, write_bytes_atomic, write_image
+from .io import DEFAULT_MAX_PIXELS, ImageReadError, decode_image, write_image
+from .manifest import (  # re-exported: the album record's names are imported from here too
+    IMAGES_DIR,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    PrepareError,
+    album_transforms,
+    assign_output_names,
+    build_manifest,
+    check_folders,
+    is_own_output,
+    load_manifest,
+    load_previous,
+    scan_folder,
+    write_manifest,
+)
 
-MANIFEST_NAME = "manifest.json"
-IMAGES_DIR = "images"
-MANIFEST_FORMAT = "mystyle_pl.album"
-MANIFEST_VERSION = 1
+__all__ = [
+    "IMAGES_DIR",
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "MANIFEST_VERSION",
+    "PrepareError",
+    "PrepareResult",
+    "album_transforms",
+    "assign_output_names",
+    "default_workers",
+    "load_manifest",
+    "prepare_album",
+    "scan_folder",
+    "write_manifest",
+]
+
 # Bump when the analysis or the alignment code changes what it produces: stored results of an
 # older version are then recomputed instead of reused.
 ANALYSIS_VERSION = 1
 ALIGN_VERSION = 1
 SHARPNESS_RESOLUTION = 256  # sharpness is measured on the aligned face at this size (or smaller, native)
-
-
-class PrepareError(ValueError):
-    """The folders given to ``prepare`` cannot be used (the message says why)."""
 
 
 @dataclass
@@ -229,14 +250,14 @@ def prepare_album(
     start = time.perf_counter()
     curation = curation if curation is not None else CurationSettings()
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    src, album = _check_folders(input_dir, output_dir)
+    src, album = check_folders(input_dir, output_dir)
     if resolution < 8:
         raise PrepareError(f"--resolution must be at least 8 px, got {resolution}")
     check_face_models()  # fail once, clearly, instead of rejecting every photo
     analyzer_kwargs = dict(analyzer_kwargs or {})
     analyzer_settings = {**FaceAnalyzer(**analyzer_kwargs).settings(), "version": ANALYSIS_VERSION, "max_pixels": max_pixels}
     images_dir = album / IMAGES_DIR
-    previous = _load_previous(album, src, log)
+    previous = load_previous(album, src, log)
     prev_entries = {e["file"]: e for e in previous.get("files", [])} if previous else {}
     reuse_analysis = bool(previous) and previous.get("settings", {}).get("analysis") == analyzer_settings
 
@@ -333,10 +354,10 @@ def prepare_album(
         current = {e["output"] for e in entries if e["output"]}
         for prev in prev_entries.values():
             out = prev.get("output")
-            if out and out not in current and _is_own_output(out):
+            if out and out not in current and is_own_output(out):
                 (album / out).unlink(missing_ok=True)
         settings = _settings(resolution, analyzer_settings, curation)
-        write_manifest(album, _build_manifest(entries, centre, curation, settings, src, previous, share, no_dominant))
+        write_manifest(album, build_manifest(entries, centre, curation, settings, src, previous, share, no_dominant))
         if align_jobs and runner is None:
             runner = _Runner(min(workers, len(align_jobs)), analyzer_kwargs, max_pixels)
         aligned = 0
@@ -356,7 +377,7 @@ def prepare_album(
             runner.close()
 
     # 4. the manifest
-    manifest = _build_manifest(entries, centre, curation, _settings(resolution, analyzer_settings, curation), src, previous,
+    manifest = build_manifest(entries, centre, curation, _settings(resolution, analyzer_settings, curation), src, previous,
                                share, no_dominant)  # fmt: skip
     write_manifest(album, manifest)
     kept = sum(e["status"] == "kept" for e in entries)
@@ -367,173 +388,3 @@ def prepare_album(
 def _settings(resolution: int, analyzer_settings: dict, curation: CurationSettings) -> dict:
     return {"resolution": resolution, "align": "ffhq", "align_version": ALIGN_VERSION, "analysis": analyzer_settings,
             "curation": curation.to_dict()}  # fmt: skip
-
-
-def _build_manifest(entries: list[dict], centre, curation: CurationSettings, settings: dict, src: Path, previous,
-                    share: tuple[int, int] = (0, 0), warning: str | None = None) -> dict:
-    kept_entries = [e for e in entries if e.get("status") == "kept"]
-    distances = [e["distance"] for e in kept_entries if e.get("distance") is not None]
-    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return {
-        "format": MANIFEST_FORMAT,
-        "version": MANIFEST_VERSION,
-        "mystyle_pl_version": __version__,
-        "created": (previous or {}).get("created", now),
-        "updated": now,
-        "input_dir": str(src),
-        "settings": settings,
-        "identity": {
-            "photos": len(kept_entries),
-            "threshold": curation.identity_threshold,
-            "median_distance": float(np.median(distances)) if distances else None,
-            "centre": None if centre is None else [round(float(v), 6) for v in centre],
-            # photos of the person (kept + duplicates) / photos with a usable face; warning: no dominant person
-            "share": {"person": share[0], "usable": share[1]},
-            "warning": warning,
-        },
-        "summary": {
-            "files": len(entries),
-            "kept": len(kept_entries),
-            "rejected": {r: n for r in REASONS if (n := sum(e.get("reason") == r for e in entries))},
-            "warnings": [warning] if warning else [],
-        },
-        "files": [_ordered_entry(e) for e in entries],
-    }
-
-
-def write_manifest(album: Path, manifest: dict) -> Path:
-    album.mkdir(parents=True, exist_ok=True)
-    return write_bytes_atomic(album / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
-
-
-_ENTRY_KEYS = ("file", "status", "reason", "detail", "output", "distance", "duplicate_of", "face_index", "image_size",
-               "transform", "landmarks", "sha256", "size_bytes", "mtime_ns", "error", "faces")  # fmt: skip
-
-
-def _ordered_entry(e: dict) -> dict:
-    return {k: e.get(k) for k in _ENTRY_KEYS}
-
-
-# ----------------------------------------------------------------------------------------
-# folders, names, manifests
-
-
-def _check_folders(input_dir, output_dir) -> tuple[Path, Path]:
-    src = Path(input_dir).expanduser()
-    album = Path(output_dir).expanduser()
-    if not src.is_dir():
-        raise PrepareError(f"input folder not found: {src}")
-    src, album = src.resolve(), album.resolve()
-    if album == src or src in album.parents:
-        raise PrepareError(f"the album folder {album} must not be inside the input folder {src} "
-                           "(prepare never writes into the photos' folder)")  # fmt: skip
-    if album in src.parents:
-        raise PrepareError(f"the input folder {src} must not be inside the album folder {album}")
-    if album.exists() and not album.is_dir():
-        raise PrepareError(f"the album path {album} exists and is not a folder")
-    return src, album
-
-
-def scan_folder(folder: Path) -> list[str]:
-    """Every regular file under ``folder`` (recursively; hidden files and folders skipped), as
-    sorted POSIX paths relative to it."""
-    found = []
-    for root, dirs, names in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in names:
-            if name.startswith("."):
-                continue
-            path = Path(root) / name
-            if path.is_file():
-                found.append(path.relative_to(folder).as_posix())
-    return sorted(found)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def assign_output_names(files: list[str], previous: dict[str, str | None] | None = None) -> dict[str, str]:
-    """Stable, unique PNG names for kept files: ``IMG_0001.jpg`` -> ``IMG_0001.png``.
-
-    A file keeps the name an earlier run gave it. Files in sub-folders get the folder in the
-    name (``2019/a.jpg`` -> ``2019__a.png``); when two files would share a name (``a.jpg`` and
-    ``a.png``) the suffix is added (``a_jpg.png``), and a short hash of the path if still needed.
-
-    >>> assign_output_names(["a.jpg", "a.png", "sub/b.jpeg"])
-    {'a.jpg': 'a_jpg.png', 'a.png': 'a_png.png', 'sub/b.jpeg': 'sub__b.png'}
-    """
-    previous = previous or {}
-    out: dict[str, str] = {}
-    taken: set[str] = set()
-    for f in files:  # earlier names first, so that they never move
-        prev = previous.get(f)
-        if prev and _is_own_output(prev):
-            name = prev.split("/", 1)[1]
-            if name.lower() not in taken:
-                out[f] = name
-                taken.add(name.lower())
-    stems: Counter = Counter(_stem(f).lower() for f in files)
-    for f in sorted(files):
-        if f in out:
-            continue
-        stem = _stem(f)
-        candidates = [stem] if stems[stem.lower()] == 1 else []
-        candidates += [f"{stem}_{_UNSAFE.sub('_', Path(f).suffix.lstrip('.')) or 'file'}",
-                       f"{stem}-{hashlib.sha1(f.encode()).hexdigest()[:8]}"]  # fmt: skip
-        for c in candidates:
-            if f"{c}.png".lower() not in taken:
-                out[f] = f"{c}.png"
-                taken.add(out[f].lower())
-                break
-    return dict(sorted(out.items()))
-
-
-def _stem(rel: str) -> str:
-    p = Path(rel)
-    parts = [*p.parent.parts, p.stem] if p.parent != Path(".") else [p.stem]
-    return _UNSAFE.sub("_", "__".join(parts)).strip("_") or "photo"
-
-
-def _is_own_output(rel: str) -> bool:
-    return bool(re.fullmatch(rf"{IMAGES_DIR}/[A-Za-z0-9._-]+\.png", rel)) and ".." not in rel
-
-
-def _load_previous(album: Path, src: Path, log) -> dict | None:
-    path = album / MANIFEST_NAME
-    images = album / IMAGES_DIR
-    if not path.is_file():
-        if images.is_dir() and any(images.iterdir()):
-            raise PrepareError(f"{images} already holds files but {path} is missing: choose an empty or new album folder")
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise PrepareError(f"{path} is not a readable manifest ({e}); move it away to start the album afresh") from None
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise PrepareError(f"{path} is not a mystyle-pl album manifest; choose another album folder")
-    if manifest.get("version") != MANIFEST_VERSION:
-        log(f"warning: {path} has manifest version {manifest.get('version')}; every photo is processed again")
-        return {"files": [{"file": e.get("file"), "output": e.get("output")} for e in manifest.get("files", [])]}
-    if manifest.get("input_dir") != str(src):
-        log(f"warning: {album} was prepared from {manifest.get('input_dir')}, not {src}; every photo is processed again")
-        return {"files": [{"file": e.get("file"), "output": e.get("output")} for e in manifest.get("files", [])]}
-    return manifest
-
-
-def load_manifest(album_dir: str | os.PathLike) -> dict:
-    """The manifest of a prepared album (raises ``FileNotFoundError``/``ValueError`` with the path)."""
-    path = Path(album_dir) / MANIFEST_NAME
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{path} is not a mystyle-pl album manifest")
-    return manifest
-
-
-def album_transforms(album_dir: str | os.PathLike) -> dict[str, AlignTransform]:
-    """``{image file name in images/: AlignTransform}`` for every kept photo of an album."""
-    manifest = load_manifest(album_dir)
-    return {
-        e["output"].split("/", 1)[1]: AlignTransform.from_dict(e["transform"])
-        for e in manifest["files"]
-        if e.get("status") == "kept" and e.get("output") and e.get("transform")
-    }

@@ -31,7 +31,7 @@ import torch
 from ..data.curate import dominant_identity
 from ..data.faces import FaceAnalyzer
 from ..data.io import read_image, to_uint8
-from ..data.prepare import load_manifest
+from ..data.manifest import load_manifest
 from ..imaging import image_files
 
 SAME_PERSON_THRESHOLD = 0.6  # dlib's face-recognition ResNet: same person when the distance is below this
