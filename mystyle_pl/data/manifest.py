@@ -13,6 +13,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -189,6 +190,24 @@ def load_manifest(album_dir: str | os.PathLike) -> dict:
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path} is not a mystyle-pl album manifest")
     return manifest
+
+
+def album_identity_centres(
+    album: str | os.PathLike, prior_dir: str | os.PathLike | None = None
+) -> Iterator[tuple[Path, list | None, Exception | None]]:
+    """Where a prior's album may be (``album`` as given, then beside ``prior_dir`` when relative), in
+    order: ``(folder, its manifest's identity centre or None, the error reading the manifest or None)``.
+    Callers stop at the first centre and word the misses themselves."""
+    candidates = [Path(album)]
+    if not Path(album).is_absolute() and prior_dir is not None:
+        candidates.append(Path(prior_dir).parent / album)
+    for folder in candidates:
+        try:
+            centre = (load_manifest(folder).get("identity") or {}).get("centre")
+        except (OSError, ValueError) as e:
+            yield folder, None, e
+            continue
+        yield folder, centre, None
 
 
 def album_transforms(album_dir: str | os.PathLike) -> dict[str, AlignTransform]:

@@ -31,7 +31,7 @@ import torch
 from ..data.curate import dominant_identity
 from ..data.faces import FaceAnalyzer
 from ..data.io import read_image, to_uint8
-from ..data.manifest import load_manifest
+from ..data.manifest import album_identity_centres
 from ..imaging import image_files
 
 SAME_PERSON_THRESHOLD = 0.6  # dlib's face-recognition ResNet: same person when the distance is below this
@@ -242,14 +242,9 @@ def album_centre(
     notes = []
     album = (getattr(prior, "info", None) or {}).get("album") if prior is not None else None
     if refs is None and album:
-        candidates = [Path(album)]
-        if not Path(album).is_absolute() and prior_dir is not None:
-            candidates.append(Path(prior_dir).parent / album)
-        for folder in candidates:
-            try:
-                centre = (load_manifest(folder).get("identity") or {}).get("centre")
-            except (OSError, ValueError) as e:
-                notes.append(f"album manifest {folder}: {e}")
+        for folder, centre, error in album_identity_centres(album, prior_dir):
+            if error is not None:
+                notes.append(f"album manifest {folder}: {error}")
                 continue
             if centre:
                 return _vector(centre), f"the album manifest's identity centre ({folder / 'manifest.json'})"
