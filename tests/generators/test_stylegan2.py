@@ -150,3 +150,21 @@ def test_upfirdn2d_impulse_response_is_the_filter():
     x[0, 0, 2, 2] = 1
     y = upfirdn2d(x, f, padding=(1, 1, 1, 1))
     assert torch.allclose(y[0, 0, 1:4, 1:4], f)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_render_matches_cpu():
+    """The same generator and w render the same image on CUDA as on the CPU (fp32, TF32 off)."""
+    generator = make_tiny_stylegan2(resolution=64)
+    ws = _ws(generator)
+    matmul_tf32, cudnn_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            cpu = generator.synthesis(ws, noise_mode="const")
+            cuda = generator.to("cuda").synthesis(ws.to("cuda"), noise_mode="const").cpu()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul_tf32, cudnn_tf32
+    assert cuda.shape == cpu.shape == (2, 3, 64, 64)
+    torch.testing.assert_close(cuda, cpu, atol=1e-4, rtol=1e-4)

@@ -1,7 +1,7 @@
 """FFHQ alignment: the geometry is exact, real faces come out as FFHQ crops, and the round trip
 (warp a real aligned face into a canvas, prepare it, paste it back) reproduces the originals.
 
-``python -m tests.test_align`` runs the round trip on every reference photo of the shared albums
+``python -m tests.data.test_align`` runs the round trip on every reference photo of the shared albums
 and prints the per-photo table (the figures quoted in the README).
 """
 
@@ -19,7 +19,7 @@ from PIL import Image
 from mystyle_pl.data.align import AlignTransform, align_face, face_mask, ffhq_quad, paste_back
 from mystyle_pl.data.io import read_image, to_tensor, to_uint8
 
-from .helpers import shared_data_dir
+from ..helpers import shared_data_dir
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -275,7 +275,7 @@ def test_round_trip_on_real_faces(shared_data, tmp_path):
     assert min(r["paste_psnr"] for r in kept) >= 27.0, [r["paste_psnr"] for r in kept]
 
 
-if __name__ == "__main__":  # the full table: python -m tests.test_align
+if __name__ == "__main__":  # the full table: python -m tests.data.test_align
     import argparse
     import tempfile
 

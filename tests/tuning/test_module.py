@@ -18,7 +18,7 @@ from mystyle_pl.generators import save_generator
 from mystyle_pl.prior import PersonalPrior
 from mystyle_pl.tuning import ExportPrior, ImageGridLogger, PersonalTuner
 
-from .helpers import make_tiny_stylegan2
+from ..helpers import make_tiny_stylegan2
 
 RES = 32
 NUM_PHOTOS = 8

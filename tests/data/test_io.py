@@ -266,7 +266,7 @@ def test_prior_api_reads_pil_and_array_inputs():
     from mystyle_pl.data.anchors_io import Anchors
     from mystyle_pl.prior import PersonalPrior
 
-    from .helpers import make_tiny_stylegan2
+    from ..helpers import make_tiny_stylegan2
 
     generator = make_tiny_stylegan2(resolution=16)
     with torch.no_grad():
