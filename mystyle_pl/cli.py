@@ -296,7 +296,7 @@ methods (--methods), run on the same inputs with the same budget (--preset, --st
   baseline            bicubic up-sampling; inpainting: OpenCV Telea if cv2 imports, else mean fill
 
 projection presets (--preset; the budgets predict, the demo and Python share; --steps etc. override):
-  quick (default)     W+ anchored to the person's space, 100 steps, face-weighted loss at 256 px
+  quick (default)     W+ anchored to the person's space, 60 steps, face-weighted loss at 256 px
   full                the same, 400 steps (a GPU budget)
   pplus               the paper's P+ at a CPU budget: 300 steps, early stopping, proximal offsets
   official            google/mystyle's projection: P+, 1000 steps, loss at full resolution

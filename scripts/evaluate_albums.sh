@@ -17,7 +17,7 @@ FIT_CONFIG=${FIT_CONFIG:-configs/fit/cpu_quick.yaml}
 TRAINER=${TRAINER:-}
 PRESET=${PRESET:-quick}   # projection budget (mystyle_pl/tasks/presets.py); PRESET=pplus for the paper's P+
 ALBUMS=${ALBUMS:-$(ls "$DATA/albums")}
-TASKS=${TASKS:-invert,superres,real}   # held-out inversion, x8 / x16, the real degraded.png
+TASKS=${TASKS:-invert,superres}   # held-out inversion, x8 / x16 (the real degraded.png comes from --pairs)
 METHODS=${METHODS:-personal,personal-raw,generic,baseline}   # METHODS=personal,personal-raw,baseline halves the time
 
 for id in $ALBUMS; do

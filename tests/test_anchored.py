@@ -55,22 +55,23 @@ def test_scan_picks_the_anchor_whose_render_is_observed(prior):
 
 
 def test_quick_budget_recovers_a_point_of_the_space(prior):
-    """G(w) for w inside the hull (not an anchor) is recovered by the quick preset's 100 steps."""
+    """G(w) for w inside the hull (not an anchor) is recovered by the quick preset's 60 steps."""
     a = torch.tensor([[0.1, 0.5, 0.0, 0.2, 0.0, 0.2]])
     w_star = a @ prior.w
     y = _render(prior, w_star)
     # LPIPS needs >= 32 px real images: MSE alone here; uniform weights (the tiny images have no face)
     settings = task_settings("quick", lpips_weight=0.0, face_weight=None)
-    assert settings.steps == 100
+    assert settings.steps == 60
     task = Invert(prior, settings=settings)
     result = task(y)
     start = (_render(prior, prior.w[task.projector.start_index]) - y).square().mean()
     err = (result.images - y).square().mean()
-    # Tolerance: the quick budget must remove at least 90% of the start anchor's pixel error and
-    # reach 25 dB (MSE 1.3e-2 on the [-1, 1] scale). On this tiny generator it reaches 26.6 dB at
-    # 100 steps (33 dB at 300): the bound fails on a schedule that stalls, not on float noise.
-    assert err < 0.1 * start
-    assert float(result.consistency[0]) > 25.0
+    # Tolerance: the quick budget must remove at least 85% of the start anchor's pixel error and
+    # reach 24 dB (MSE 1.6e-2 on the [-1, 1] scale). On this tiny generator it removes 89% and
+    # reaches 25.5 dB at 60 steps (26.6 dB at 100, 33 at 300): the bound fails on a schedule that
+    # stalls, not on float noise.
+    assert err < 0.15 * start
+    assert float(result.consistency[0]) > 24.0
 
 
 def test_pull_keeps_coarse_layers_near_the_space(prior):

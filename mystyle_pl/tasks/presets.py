@@ -1,10 +1,11 @@
 """Named projection budgets: the one home of the projection defaults that ``predict``, ``evaluate``,
 the demo and Python share.
 
-* ``quick`` (default): W+ anchored to the person's space (:mod:`.anchored`), 100 steps, the loss
+* ``quick`` (default): W+ anchored to the person's space (:mod:`.anchored`), 60 steps, the loss
   computed at 256 px and weighted toward the face (background weight 0.1; 0 for super-resolution,
-  whose back-projection takes the background from the input); 1.5-4 minutes per image on a
-  2-core CPU with MobileStyleGAN (0.8-2.3 s per step, measured).
+  whose back-projection takes the background from the input); about a minute per image on a
+  2-core CPU with MobileStyleGAN (~1 s per step; 63 s for x8 on album 00001, where 100 steps
+  took 106 s for LPIPS 0.346 against 0.356 and dlib 0.302 against 0.326: docs/fidelity.md).
 * ``full``: the same method, 400 steps (a GPU budget).
 * ``pplus``: the paper's P+ (anchors' coefficients per layer) at a CPU budget: 300 steps with early
   stopping, proximal offsets, lr ramp-down (what ``predict`` shipped before the W+ method).
@@ -29,7 +30,7 @@ PRESETS: dict[str, dict] = {
     "official": dict(method="pplus", steps=1000, lr=5e-3, patience=None, resolution=0, lr_rampdown=0.0, delta_prox=False),
     "pplus": dict(method="pplus", steps=300, lr=5e-3, patience=50, resolution=256, lr_rampdown=0.25, delta_prox=True),
     "quick": dict(
-        method="wplus", steps=100, w_lr=0.05, lr_rampup=0.05, lr_rampdown=0.25, patience=None, resolution=256,
+        method="wplus", steps=60, w_lr=0.05, lr_rampup=0.05, lr_rampdown=0.25, patience=None, resolution=256,
         face_weight=0.1, face_weight_consistent=0.0, pull=(0.03, 0.03, 0.0), pull_target="hull", start="scan",
     ),  # fmt: skip
 }

@@ -9,18 +9,16 @@ time budget stays with Lightning (``trainer.max_time``), so a fit ends at whiche
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
 
 from ..anchors import downsample_to
 from ..data.dataset import load_photo
 from ..losses.lpips import LPIPS
-
-log = logging.getLogger(__name__)
 
 
 class ReconstructionTarget(Callback):
@@ -112,12 +110,12 @@ class ReconstructionTarget(Callback):
             return
         value = self.measure(trainer, pl_module)
         self.history.append((epoch, value))
-        pl_module.log(self.metric_name, value, batch_size=1, sync_dist=False, on_epoch=True, on_step=False)
+        pl_module.log(self.metric_name, value, batch_size=1, prog_bar=True, on_epoch=True, on_step=False)
         reached = math.isfinite(value) and value <= self.target
         reached = trainer.strategy.reduce_boolean_decision(reached, all=True)
-        log.info("epoch %d: anchors reconstruct the album at LPIPS-%s %.4f (target %.3f)", epoch, self.net, value, self.target)
+        rank_zero_info(f"epoch {epoch}: the anchors reconstruct the album at LPIPS-{self.net} {value:.4f} (target {self.target:.3f})")
         if reached:
-            log.info("reconstruction target reached after %d epochs: stopping", epoch)
+            rank_zero_info(f"reconstruction target reached after {epoch} epochs: stopping")
             trainer.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:
