@@ -10,7 +10,7 @@ from mystyle_pl.data.anchors_io import Anchors
 from mystyle_pl.generators.mobilestylegan import MobileStyleGANGenerator
 from mystyle_pl.prior import PersonalPrior
 from mystyle_pl.space import PersonalSpace
-from mystyle_pl.tasks import Invert, SuperResolve
+from mystyle_pl.tasks import Inpaint, Invert, SuperResolve
 from mystyle_pl.tasks.anchored import AnchoredWPlusProjector, layer_groups, scan_anchors
 from mystyle_pl.tasks.consistency import back_project, consistency_psnr
 from mystyle_pl.tasks.presets import PRESETS, task_settings
@@ -132,12 +132,26 @@ def test_presets_resolve_and_refuse_unknown_names():
         task_settings("quick", stepz=3)
 
 
+def test_inversion_fits_the_whole_photo_unpulled_under_quick_unless_told_otherwise(prior):
+    """The quick preset's per-task values: inversion observes the whole photo, so it fits all of it
+    (uniform weights) free of the pull; other tasks keep the preset's values; a value the caller
+    gives wins over the per-task one, in task_settings and as a task keyword."""
+    quick = task_settings("quick")
+    invert = Invert(prior, settings=quick).projector.settings
+    assert invert.face_weight is None and invert.pull == (0.0, 0.0, 0.0)
+    inpaint = Inpaint(prior, settings=quick).projector.settings
+    assert inpaint.face_weight == PRESETS["quick"]["face_weight"] and inpaint.pull == PRESETS["quick"]["pull"]
+    told = Invert(prior, settings=task_settings("quick", face_weight=0.5)).projector.settings
+    assert told.face_weight == 0.5 and told.pull == (0.0, 0.0, 0.0)
+    assert Invert(prior, settings=quick, pull=(0.1, 0.1, 0.0)).projector.settings.pull == (0.1, 0.1, 0.0)
+
+
 def test_superres_fits_the_face_only_when_back_projection_supplies_the_background(prior):
     quick = task_settings("quick")
     assert quick.face_weight > 0 and quick.face_weight_consistent == 0.0
     assert SuperResolve(prior, settings=quick).projector.settings.face_weight == 0.0
     assert SuperResolve(prior, settings=quick, back_projection=0).projector.settings.face_weight == quick.face_weight
-    assert Invert(prior, settings=quick).projector.settings.face_weight == quick.face_weight
+    assert Inpaint(prior, settings=quick).projector.settings.face_weight == quick.face_weight  # (inversion: per_task)
 
 
 def test_span_target_is_the_affine_span_with_coefficients_summing_to_one(prior):

@@ -122,6 +122,8 @@ class EditResult:
 class Edit(_ProjectingTask):
     """Edit face crops ``[B, 3, R, R]`` (in ``[-1, 1]``) along a W direction inside the person's space."""
 
+    task_name = "edit"
+
     def __init__(
         self,
         prior,

@@ -208,6 +208,8 @@ class Inpaint(_ProjectingTask):
     """Fill holes of face crops ``[B, 3, R, R]`` (in ``[-1, 1]``) given a mask ``[B or 1, 1, R, R]``
     (**1 = known pixel, 0 = hole**)."""
 
+    task_name = "inpaint"
+
     def __init__(self, prior, *args, feather: int | None = None, **kwargs) -> None:
         # feather: seam width in pixels inside the hole; None = max(1, R // 64); 0 = hard paste
         super().__init__(prior, *args, **kwargs)

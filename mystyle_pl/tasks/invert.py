@@ -38,6 +38,8 @@ def check_images(images: torch.Tensor, name: str = "images", resolution: int | N
 class _ProjectingTask:
     """Common constructor: a prior, its space and the shared projector."""
 
+    task_name = "invert"  # the key of ProjectionSettings.per_task this task reads
+
     def __init__(
         self,
         prior,  # a PersonalPrior (its generator and anchors)
@@ -55,7 +57,8 @@ class _ProjectingTask:
         else:
             self.space = PersonalSpace.from_prior(prior, beta=beta)
             resolved = settings if settings is not None else ProjectionSettings()
-            resolved = replace(resolved, **overrides) if overrides else resolved
+            resolved = resolved.for_task(self.task_name)  # the preset's values for this task ...
+            resolved = replace(resolved, **overrides) if overrides else resolved  # ... under explicit ones
             if resolved.method == "wplus":
                 from .anchored import AnchoredWPlusProjector  # (anchored imports this module's siblings)
 

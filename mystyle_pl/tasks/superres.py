@@ -102,6 +102,8 @@ class SuperResolveResult(ProjectedResult):
 class SuperResolve(_ProjectingTask):
     """Super-resolve low-resolution face crops ``[B, 3, h, h]`` in ``[-1, 1]`` to ``R`` (``R / h`` in 2..32)."""
 
+    task_name = "superres"
+
     def __init__(
         self,
         prior,
