@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export PYTHON
 
-.PHONY: setup test bench grid demo
+.PHONY: setup test bench grid demo gpu-check
 
 setup:
 	bash scripts/setup.sh
@@ -22,3 +22,9 @@ demo: setup
 # Fetch the real MobileStyleGAN FFHQ prior and render 8 faces (a quick look at the generic prior).
 grid: setup
 	$(PYTHON) benchmarks/mobilestylegan_grid.py --out outputs/faces.png --dlib
+
+# On a GPU machine: set up, then measure everything a GPU shows (correctness, tuning and projection
+# throughput, the demo, a full fit's first steps) into outputs/gpu_check/gpu_check.{json,md}, at most 8 minutes.
+GPU_CHECK_OUT ?= outputs/gpu_check
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_CHECK_OUT)

@@ -62,9 +62,10 @@ def _fix_tuples(kwargs: dict) -> dict:
     return out
 
 
-def plot_traces(traces: list[dict], path: Path, width: int = 720, height: int = 420) -> None:
+def plot_traces(traces: list[dict], path: Path, width: int = 720, height: int = 420, xlabel: str = "step") -> None:
     """Objective against step (one line per method and photo), drawn with PIL (no matplotlib here).
-    Each method's objective includes its own penalties, so compare shapes and convergence, not levels."""
+    Each method's objective includes its own penalties, so compare shapes and convergence, not levels.
+    ``traces``: dicts with ``method`` (legend), ``trace`` (values) and ``seconds`` (shown in the legend)."""
     from PIL import ImageDraw
 
     colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
@@ -82,7 +83,7 @@ def plot_traces(traces: list[dict], path: Path, width: int = 720, height: int = 
         v = lo + (hi - lo) * k / 4
         yy = bottom - (bottom - top) * k / 4
         draw.text((5, yy - 6), f"{v:.3f}", fill=(0, 0, 0))
-    draw.text(((left + right) // 2 - 20, bottom + 12), f"step (0..{steps})", fill=(0, 0, 0))
+    draw.text(((left + right) // 2 - 20, bottom + 12), f"{xlabel} (0..{steps})", fill=(0, 0, 0))
     names = list(dict.fromkeys(t["method"] for t in traces))
     for t in traces:
         c = colours[names.index(t["method"]) % len(colours)]
@@ -93,8 +94,9 @@ def plot_traces(traces: list[dict], path: Path, width: int = 720, height: int = 
         if len(pts) > 1:
             draw.line(pts, fill=c, width=2)
     for i, n in enumerate(names):
-        secs = [t["seconds"] for t in traces if t["method"] == n]
-        draw.text((right + 10, top + 16 * i), f"{n} ({sum(secs) / len(secs):.0f} s)", fill=colours[i % len(colours)])
+        secs = [t["seconds"] for t in traces if t["method"] == n and t.get("seconds") is not None]
+        label = f"{n} ({sum(secs) / len(secs):.0f} s)" if secs else n
+        draw.text((right + 10, top + 16 * i), label, fill=colours[i % len(colours)])
     img.save(path)
 
 

@@ -36,6 +36,17 @@ What is measured:
 5. peak memory: ``torch.cuda.max_memory_allocated`` per recipe on CUDA, the process's
    ``ru_maxrss`` after each recipe on CPU (cumulative: official is measured first).
 
+With ``--official-preset NAME`` and ``--ours-preset NAME`` the two recipes are instead named
+projection presets (:mod:`mystyle_pl.tasks.presets`: ``official`` and ``quick``, what ``predict``
+ships), each with its own steps, method and loss resolution (``--steps`` then overrides both;
+``--patience``, ``--min-delta`` and ``--lr-rampdown`` are the presets' own). The official recipe then
+has no back-projection (google/mystyle has none) and ours ``--back-projection`` iterations (default:
+``SuperResolve``'s). Besides the step-based figures, ``images_per_min_with_overhead`` charges each
+recipe its per-run overhead too (the anchor scan of ``quick``, the back-projection, the final
+render), and with ``--full`` ``truth_psnr`` is each result's PSNR (dB) to the clean image: the
+presets' objectives differ, so their final losses are not comparable, the PSNR to the truth is.
+With ``--json`` the file is rewritten after each phase, so an interrupted run keeps what it measured.
+
 The prior is ``--prior PRIOR_DIR`` (a bundle from ``fit``) or, by default, one built here from
 ``--generator`` with ``--anchors`` (20) random anchors (mapped seeded z). ``--generator`` takes an
 asset name (``mobilestylegan-ffhq``, default), a checkpoint path, ``stylegan2-random-<R>`` (a
@@ -65,7 +76,7 @@ import re
 import resource
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -79,8 +90,12 @@ from mystyle_pl import StyleGAN2Generator, load_generator
 from mystyle_pl.data.anchors_io import Anchors
 from mystyle_pl.prior import PersonalPrior
 from mystyle_pl.space import PersonalSpace
+from mystyle_pl.metrics.image import psnr
 from mystyle_pl.tasks import Invert, ProjectionSettings, SuperResolve
+from mystyle_pl.tasks.presets import PRESETS, task_settings
 from mystyle_pl.tasks.superres import check_factor
+
+LEGACY_STEPS = 1000  # both recipes' maximum steps without presets (official: 1000)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,7 +126,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=None,
                    help="loss (and super-resolution output) resolution (default: 256 on CPU, 1024 on CUDA; at most the generator's)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=None, help="ours' batch (default: 8 on CUDA, 4 on CPU)")
-    p.add_argument("--steps", type=int, default=1000, help="maximum Adam steps of both recipes (official: 1000)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"maximum Adam steps of both recipes (default {LEGACY_STEPS}, official; "
+                        "with presets: each preset's own)")  # fmt: skip
+    p.add_argument("--official-preset", choices=sorted(PRESETS), default=None,
+                   help="the official recipe is this projection preset (e.g. 'official'); "
+                        "default: the settings above")  # fmt: skip
+    p.add_argument("--ours-preset", choices=sorted(PRESETS), default=None,
+                   help="ours is this projection preset (e.g. 'quick', what predict ships); "
+                        "needs --official-preset")  # fmt: skip
+    p.add_argument("--beta", type=float, default=None, help="dilation of the person's space (default: the tasks' 0.03)")
+    p.add_argument("--back-projection", type=int, default=None,
+                   help="with presets: ours' super-resolution back-projection iterations "
+                        "(default: SuperResolve's)")  # fmt: skip
     p.add_argument("--patience", type=int, default=50, help="ours: early-stopping patience in steps (default 50)")
     p.add_argument(
         "--min-delta", type=float, default=ProjectionSettings.min_delta, help="ours: smallest improvement that counts"
@@ -131,8 +158,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--progress", action="store_true", help="progress bars during the --full runs")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    if (args.official_preset is None) != (args.ours_preset is None):
+        p.error("--official-preset and --ours-preset go together (e.g. --official-preset official --ours-preset quick)")
+    args.presets = args.official_preset is not None
+    if args.steps is None and not args.presets:
+        args.steps = LEGACY_STEPS
     for name in ("anchors", "factor", "steps", "patience", "timing_steps"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup_steps < 0:
         p.error("--warmup-steps must be >= 0")
@@ -143,8 +175,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.assume_steps is not None:
         if args.full:
             p.error("--assume-steps and --full exclude each other (--full measures the steps)")
+        if args.presets:
+            p.error("--assume-steps needs no presets: a preset fixes its own steps")
         if not 1 <= args.assume_steps <= args.steps:
             p.error(f"--assume-steps must be in 1..--steps ({args.steps})")
+    if args.back_projection is not None and args.back_projection < 0:
+        p.error("--back-projection must be >= 0 iterations")
     return args
 
 
@@ -202,10 +238,18 @@ def render_points(prior: PersonalPrior, count: int, seed: int) -> torch.Tensor:
         return g.synthesis(g.broadcast_w(w.to(g.w_avg.device)), noise_mode="const").float()
 
 
-def make_task(prior: PersonalPrior, args: argparse.Namespace, settings: ProjectionSettings, lpips):
+def make_task(prior: PersonalPrior, args: argparse.Namespace, settings: ProjectionSettings, lpips,
+              recipe: str = "ours"):  # fmt: skip
+    """The task of ``recipe`` (``official`` / ``ours``) with ``settings``."""
+    extra = {} if args.beta is None else {"beta": args.beta}
     if args.task == "superres":
-        return SuperResolve(projection=settings, output_resolution=args.resolution).bind(prior, lpips=lpips)
-    return Invert(projection=settings).bind(prior, lpips=lpips)
+        if args.presets:  # google/mystyle has no back-projection; ours: the shipped one
+            if recipe == "official":
+                extra["back_projection"] = 0
+            elif args.back_projection is not None:
+                extra["back_projection"] = args.back_projection
+        return SuperResolve(projection=settings, output_resolution=args.resolution, **extra).bind(prior, lpips=lpips)
+    return Invert(projection=settings, **extra).bind(prior, lpips=lpips)
 
 
 def observations(prior, args, clean: torch.Tensor, lpips) -> torch.Tensor:
@@ -238,9 +282,10 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def timed_run(prior, args, settings: ProjectionSettings, lpips, y: torch.Tensor, device: torch.device):
-    """``(wall seconds, result)`` of one task call with ``settings``."""
-    task = make_task(prior, args, settings, lpips)
+def timed_run(prior, args, settings: ProjectionSettings, lpips, y: torch.Tensor, device: torch.device,
+              recipe: str = "ours"):  # fmt: skip
+    """``(wall seconds, result)`` of one task call of ``recipe`` with ``settings``."""
+    task = make_task(prior, args, settings, lpips, recipe)
     sync(device)
     t0 = time.perf_counter()
     result = task(y)
@@ -248,14 +293,14 @@ def timed_run(prior, args, settings: ProjectionSettings, lpips, y: torch.Tensor,
     return time.perf_counter() - t0, result
 
 
-def seconds_per_step(prior, args, settings, lpips, y, device) -> tuple[float, float]:
+def seconds_per_step(prior, args, settings, lpips, y, device, recipe: str = "ours") -> tuple[float, float]:
     """``(seconds per Adam step, per-run overhead in seconds)`` at the batch of ``y``: after a warm-up
     call, ``time(T steps) - time(0 steps)`` over ``T`` (early stopping off: exactly T steps)."""
     fixed = replace(settings, patience=None, progress=False)
     if args.warmup_steps:
-        timed_run(prior, args, replace(fixed, steps=args.warmup_steps), lpips, y, device)
-    overhead, _ = timed_run(prior, args, replace(fixed, steps=0), lpips, y, device)
-    total, _ = timed_run(prior, args, replace(fixed, steps=args.timing_steps), lpips, y, device)
+        timed_run(prior, args, replace(fixed, steps=args.warmup_steps), lpips, y, device, recipe)
+    overhead, _ = timed_run(prior, args, replace(fixed, steps=0), lpips, y, device, recipe)
+    total, _ = timed_run(prior, args, replace(fixed, steps=args.timing_steps), lpips, y, device, recipe)
     return max(total - overhead, 1e-9) / args.timing_steps, overhead
 
 
@@ -291,11 +336,14 @@ def main(argv: list[str] | None = None) -> dict:
         from mystyle_pl.losses import LPIPS
 
         lpips = LPIPS("alex", pretrained=False)
-    # The official settings (ProjectionSettings' defaults are the official values) and ours.
-    base = ProjectionSettings(steps=args.steps, resolution=args.resolution)
-    official = replace(base, patience=None, lr_rampdown=0.0, keep_best=False)
-    ours = replace(base, patience=args.patience, min_delta=args.min_delta, lr_rampdown=args.lr_rampdown, keep_best=True,
-                   delta_prox=True)  # fmt: skip
+    if args.presets:  # the named budgets (predict ships "quick"); --steps, when given, caps both
+        official = task_settings(args.official_preset, steps=args.steps)
+        ours = task_settings(args.ours_preset, steps=args.steps)
+    else:  # the official settings (ProjectionSettings' defaults are the official values) and ours
+        base = ProjectionSettings(steps=args.steps, resolution=args.resolution)
+        official = replace(base, patience=None, lr_rampdown=0.0, keep_best=False)
+        ours = replace(base, patience=args.patience, min_delta=args.min_delta, lr_rampdown=args.lr_rampdown,
+                       keep_best=True, delta_prox=True)  # fmt: skip
 
     if args.photos is not None:
         clean = load_photos(args.photos, batch, gen_res, device)
@@ -304,7 +352,6 @@ def main(argv: list[str] | None = None) -> dict:
         clean = render_points(prior, batch, args.seed)
         source = f"{batch} renders of random points of the space (seed {args.seed})"
     y = observations(prior, args, clean, lpips)
-    del clean
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     task_desc = (
@@ -312,64 +359,18 @@ def main(argv: list[str] | None = None) -> dict:
         if args.task == "superres"
         else f"invert {gen_res} px"
     )
+    recipe_desc = (f"official = preset {args.official_preset!r} ({official.steps} steps), ours = preset "
+                   f"{args.ours_preset!r} ({ours.steps} steps, {ours.method})" if args.presets else
+                   f"max steps {args.steps}; ours: patience {args.patience}, "
+                   f"lr ramp-down {args.lr_rampdown}")  # fmt: skip
     print(f"device: {name}; torch {torch.__version__}")
     print(f"generator: {g.family} {gen_res} px, {g.num_ws} ws; {prior_desc}; LPIPS {args.lpips}")
-    print(f"task: {task_desc}; loss at {args.resolution} px; observations: {source}")
+    print(f"task: {task_desc}; observations: {source}")
     print(f"timing: {args.timing_steps} steps after {args.warmup_steps} warm-up, per-run overhead excluded; "
-          f"max steps {args.steps}; ours: patience {args.patience}, lr ramp-down {args.lr_rampdown}", flush=True)  # fmt: skip
+          f"{recipe_desc}", flush=True)  # fmt: skip
 
-    recipes = {"official": {"batch": 1}, "ours": {"batch": batch}}
-    print("[timing official, batch 1 ...]", file=sys.stderr, flush=True)
-    reset_peak(device)
-    sps, overhead = seconds_per_step(prior, args, official, lpips, y[:1], device)
-    recipes["official"].update(sec_per_step=sps, overhead_s=overhead, steps=args.steps, steps_source="fixed",
-                               peak_mb=peak_memory_mb(device))  # fmt: skip
-
-    print(f"[timing ours, batch {batch} ...]", file=sys.stderr, flush=True)
-    reset_peak(device)
-    sps, overhead = seconds_per_step(prior, args, ours, lpips, y, device)
-    recipes["ours"].update(sec_per_step=sps, overhead_s=overhead)
-    official_loss_at_ours = None
-    if full:
-        print(f"[ours to completion, batch {batch}, at most {args.steps} steps ...]", file=sys.stderr, flush=True)
-        wall, result = timed_run(prior, args, replace(ours, progress=args.progress), lpips, y, device)
-        recipes["ours"].update(steps=result.steps_used, steps_source="measured", full_run_s=wall,
-                               final_loss=float(result.final_loss.mean()))  # fmt: skip
-    elif args.assume_steps is not None:
-        recipes["ours"].update(steps=args.assume_steps, steps_source="assumed")
-    else:
-        recipes["ours"].update(steps=args.steps, steps_source="max")
-    recipes["ours"]["peak_mb"] = peak_memory_mb(device)
-    if full:
-        print(f"[official for its loss: {args.steps} steps on the batch of {batch} ...]", file=sys.stderr, flush=True)
-        wall, result = timed_run(prior, args, replace(official, progress=args.progress), lpips, y, device)
-        recipes["official"].update(final_loss=float(result.final_loss.mean()), full_run_batch=batch, full_run_s=wall)
-        steps_ours = recipes["ours"]["steps"]
-        # trace[i]: the batch mean loss after i updates; after all of them: the last state (no keep_best)
-        at = result.trace[steps_ours] if steps_ours < len(result.trace) else recipes["official"]["final_loss"]
-        official_loss_at_ours = at
-
-    for r in recipes.values():
-        r["images_per_min"] = 60.0 * r["batch"] / (r["sec_per_step"] * r["steps"])
-        r.setdefault("final_loss", None)
-    speedup = recipes["ours"]["images_per_min"] / recipes["official"]["images_per_min"]
-
-    mem = "peak MiB" if device.type == "cuda" else "maxrss MiB"
-    header = f"{'recipe':<9} {'batch':>5} {'sec/step':>9} {'steps':>6} {'(steps)':>9} {'img/min':>9} {mem:>10} {'final loss':>10}"
-    print(header)
-    for label, r in recipes.items():
-        print(f"{label:<9} {r['batch']:>5} {r['sec_per_step']:>9.4f} {r['steps']:>6} {r['steps_source']:>9} "
-              f"{fmt(r['images_per_min'], '.3f'):>9} {r['peak_mb']:>10.0f} {fmt(r['final_loss'], '.4f'):>10}")  # fmt: skip
-    print(f"ours / official images per minute: {speedup:.2f}x "
-          f"(batching {recipes['official']['sec_per_step'] * batch / recipes['ours']['sec_per_step']:.2f}x, "
-          f"steps {recipes['official']['steps'] / recipes['ours']['steps']:.2f}x)")  # fmt: skip
-    if official_loss_at_ours is not None:
-        print(
-            f"official batch-mean loss after {recipes['ours']['steps']} steps (ours' budget): {official_loss_at_ours:.4f}"
-        )
-    if not full:
-        print("final losses not measured (no --full run)")
-
+    recipes = {"official": {"batch": 1, "settings": asdict(official)},
+               "ours": {"batch": batch, "settings": asdict(ours)}}  # fmt: skip
     figures = {
         "device": args.device,
         "device_name": name,
@@ -386,22 +387,107 @@ def main(argv: list[str] | None = None) -> dict:
         "input_size": int(y.shape[-1]),
         "resolution": args.resolution,
         "observations": source,
+        "presets": {"official": args.official_preset, "ours": args.ours_preset} if args.presets else None,
         "max_steps": args.steps,
         "timing_steps": args.timing_steps,
         "warmup_steps": args.warmup_steps,
-        "patience": args.patience,
-        "min_delta": args.min_delta,
-        "lr_rampdown": args.lr_rampdown,
-        "delta_prox": True,
+        "patience": ours.patience,
+        "min_delta": ours.min_delta,
+        "lr_rampdown": ours.lr_rampdown,
+        "delta_prox": ours.delta_prox,
         "memory": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "ru_maxrss (process, cumulative)",
         "official": recipes["official"],
         "ours": recipes["ours"],
-        "official_loss_at_ours_steps": official_loss_at_ours,
-        "speedup": speedup,
+        "official_loss_at_ours_steps": None,
+        "speedup": None,
+        "speedup_with_overhead": None,
+        "complete": False,
     }
+
+    def save() -> None:
+        """Fill the derived figures of what is measured so far; rewrite ``--json`` (atomically)."""
+        for r in recipes.values():
+            known = "sec_per_step" in r and r.get("steps") is not None
+            r["images_per_min"] = 60.0 * r["batch"] / (r["sec_per_step"] * r["steps"]) if known else None
+            r["images_per_min_with_overhead"] = (
+                60.0 * r["batch"] / (r["sec_per_step"] * r["steps"] + r["overhead_s"]) if known else None
+            )
+            r.setdefault("final_loss", None)
+            r.setdefault("truth_psnr", None)
+        o, u = recipes["official"], recipes["ours"]
+        if o["images_per_min"] and u["images_per_min"]:
+            figures["speedup"] = u["images_per_min"] / o["images_per_min"]
+            figures["speedup_with_overhead"] = u["images_per_min_with_overhead"] / o["images_per_min_with_overhead"]
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.json.with_name(f".{args.json.name}.tmp")
+            tmp.write_text(json.dumps(figures, indent=2) + "\n")
+            tmp.replace(args.json)
+
+    def truth_psnr(result) -> float:
+        """Mean PSNR (dB) of the results against the clean images, at the result's size."""
+        truth = clean if clean.shape[-1] == result.images.shape[-1] else F.interpolate(
+            clean, size=result.images.shape[-2:], mode="area")  # fmt: skip
+        return float(psnr(result.images.float(), truth.float()).mean())
+
+    print("[timing official, batch 1 ...]", file=sys.stderr, flush=True)
+    reset_peak(device)
+    sps, overhead = seconds_per_step(prior, args, official, lpips, y[:1], device, "official")
+    recipes["official"].update(sec_per_step=sps, overhead_s=overhead, steps=official.steps, steps_source="fixed",
+                               peak_mb=peak_memory_mb(device))  # fmt: skip
+    save()
+
+    print(f"[timing ours, batch {batch} ...]", file=sys.stderr, flush=True)
+    reset_peak(device)
+    sps, overhead = seconds_per_step(prior, args, ours, lpips, y, device, "ours")
+    recipes["ours"].update(sec_per_step=sps, overhead_s=overhead)
+    if ours.patience is None:  # no early stopping: the steps are known
+        recipes["ours"].update(steps=ours.steps, steps_source="fixed")
+    elif args.assume_steps is not None:
+        recipes["ours"].update(steps=args.assume_steps, steps_source="assumed")
+    else:
+        recipes["ours"].update(steps=ours.steps, steps_source="max")
+    recipes["ours"]["peak_mb"] = peak_memory_mb(device)
+    save()
+    if full:
+        print(f"[ours to completion, batch {batch}, at most {ours.steps} steps ...]", file=sys.stderr, flush=True)
+        wall, result = timed_run(prior, args, replace(ours, progress=args.progress), lpips, y, device, "ours")
+        recipes["ours"].update(steps=result.steps_used, steps_source="measured", full_run_s=wall,
+                               final_loss=float(result.final_loss.mean()), truth_psnr=truth_psnr(result))  # fmt: skip
+        recipes["ours"]["peak_mb"] = max(recipes["ours"]["peak_mb"], peak_memory_mb(device))
+        save()
+        print(f"[official for its loss: {official.steps} steps on the batch of {batch} ...]", file=sys.stderr,
+              flush=True)  # fmt: skip
+        wall, result = timed_run(prior, args, replace(official, progress=args.progress), lpips, y, device, "official")
+        recipes["official"].update(final_loss=float(result.final_loss.mean()), full_run_batch=batch, full_run_s=wall,
+                                   truth_psnr=truth_psnr(result))  # fmt: skip
+        steps_ours = recipes["ours"]["steps"]
+        # trace[i]: the batch mean loss after i updates; after all of them: the last state (no keep_best)
+        at = result.trace[steps_ours] if steps_ours < len(result.trace) else recipes["official"]["final_loss"]
+        figures["official_loss_at_ours_steps"] = at
+    figures["complete"] = True
+    save()
+
+    mem = "peak MiB" if device.type == "cuda" else "maxrss MiB"
+    header = (f"{'recipe':<9} {'batch':>5} {'sec/step':>9} {'steps':>6} {'(steps)':>9} {'img/min':>9} "
+              f"{'+overhead':>9} {mem:>10} {'final loss':>10} {'PSNR truth':>10}")  # fmt: skip
+    print(header)
+    for label, r in recipes.items():
+        print(f"{label:<9} {r['batch']:>5} {r['sec_per_step']:>9.4f} {r['steps']:>6} {r['steps_source']:>9} "
+              f"{fmt(r['images_per_min'], '.3f'):>9} {fmt(r['images_per_min_with_overhead'], '.3f'):>9} "
+              f"{r['peak_mb']:>10.0f} {fmt(r['final_loss'], '.4f'):>10} {fmt(r['truth_psnr'], '.2f'):>10}")  # fmt: skip
+    o, u = recipes["official"], recipes["ours"]
+    print(f"ours / official images per minute: {figures['speedup']:.2f}x "
+          f"(batching {o['sec_per_step'] * batch / u['sec_per_step']:.2f}x, steps {o['steps'] / u['steps']:.2f}x); "
+          f"with the per-run overhead: {figures['speedup_with_overhead']:.2f}x")  # fmt: skip
+    if figures["official_loss_at_ours_steps"] is not None:
+        print(f"official batch-mean loss after {u['steps']} steps (ours' budget): "
+              f"{figures['official_loss_at_ours_steps']:.4f}")  # fmt: skip
+    if args.presets and full:
+        print("the presets' objectives differ: compare the PSNR to the truth, not the final losses")
+    if not full:
+        print("final losses not measured (no --full run)")
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"wrote {args.json}")
     return figures
 

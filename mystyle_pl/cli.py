@@ -296,7 +296,7 @@ methods (--methods), run on the same inputs with the same budget (--preset, --st
   baseline            bicubic up-sampling; inpainting: OpenCV Telea if cv2 imports, else mean fill
 
 projection presets (--preset; the budgets predict, the demo and Python share; --steps etc. override):
-  quick (default)     W+ anchored to the person's space, 100 steps, face-weighted loss at 256 px
+  quick (default)     W+ anchored to the person's space, 60 steps, face-weighted loss at 256 px
   full                the same, 400 steps (a GPU budget)
   pplus               the paper's P+ at a CPU budget: 300 steps, early stopping, proximal offsets
   official            google/mystyle's projection: P+, 1000 steps, loss at full resolution
@@ -441,6 +441,33 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------
+# serve (the browser app; the optional extra mystyle-pl[app])
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prior", required=True, metavar="PRIOR_DIR", help="the personal prior bundle folder")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 makes it public)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--share", action="store_true", help="also ask gradio for a public share link (opt-in)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="keep results (PNG + record.json per run) here; default: a temporary folder removed on exit")
+    parser.add_argument("--preset", default=None, help="projection preset: quick, full, pplus, official (default: per task)")
+    parser.add_argument("--steps", type=int, default=None, help="projection steps over the preset's")
+    parser.add_argument("--faces", default="person", choices=["person", "all", "largest"],
+                        help="which faces of a photo are processed (default: person, the prior's own)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .app import serve
+
+    _check_paths(inputs={"--prior": [args.prior]}, outputs={"--out": args.out})
+    return serve(args.prior, host=args.host, port=args.port, device=args.device, share=args.share, out=args.out,
+                 preset=args.preset, steps=args.steps, faces=args.faces)  # fmt: skip
+
+
 def _check_paths(inputs: dict[str, list], outputs: dict[str, str | None]) -> None:
     """Refuse missing inputs and unwritable output folders before any long work (one-line errors).
     ``inputs``: option -> paths (None entries skipped); ``outputs``: option -> folder (created)."""
@@ -463,6 +490,7 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
     "prepare": ToolCommand("raw photos -> curated, FFHQ-aligned album (images/ + manifest.json)", _add_prepare_arguments, _run_prepare),
     "evaluate": ToolCommand("held-out photos -> personal vs generic prior vs baseline: metrics, report.md", _add_evaluate_arguments, _run_evaluate),
     "demo": ToolCommand("the whole method on a synthesised person (or --album DIR): prepare, fit, tasks, evaluate", _add_demo_arguments, _run_demo),
+    "serve": ToolCommand("the browser app on a prior (needs mystyle-pl[app]): restore, super-resolve, inpaint, edit, sample", _add_serve_arguments, _run_serve),
 }
 
 

@@ -747,4 +747,5 @@ def run_demo(
         demo.stage("evaluate", report, lambda: _stage_evaluate(demo), "personal vs generic prior on the held-out photos")
     total = time.perf_counter() - start
     demo.stage("summary", None, lambda: demo.run_summary(total))
+    log(f"[demo] open the app on this prior: mystyle-pl serve --prior {demo.prior}   (needs: pip install 'mystyle-pl[app]')")
     return DemoResult(out, demo.prior, demo.results, _find_report(demo.report), demo.records, total)

@@ -17,6 +17,8 @@ FIT_CONFIG=${FIT_CONFIG:-configs/fit/cpu_quick.yaml}
 TRAINER=${TRAINER:-}
 PRESET=${PRESET:-quick}   # projection budget (mystyle_pl/tasks/presets.py); PRESET=pplus for the paper's P+
 ALBUMS=${ALBUMS:-$(ls "$DATA/albums")}
+TASKS=${TASKS:-invert,superres}   # held-out inversion, x8 / x16 (the real degraded.png comes from --pairs)
+METHODS=${METHODS:-personal,personal-raw,generic,baseline}   # METHODS=personal,personal-raw,baseline halves the time
 
 for id in $ALBUMS; do
   src="$DATA/albums/$id"
@@ -40,6 +42,6 @@ for id in $ALBUMS; do
   fi
   if [ ! -f "$dst/eval/metrics.json" ]; then
     $PYTHON cli.py evaluate --prior "$dst/fit/prior" --photos "$src/gt.png" --pairs "$src" \
-      --tasks superres --preset "$PRESET" --betas '' --out "$dst/eval" --no-progress
+      --tasks "$TASKS" --methods "$METHODS" --preset "$PRESET" --betas '' --out "$dst/eval" --no-progress
   fi
 done

@@ -27,5 +27,19 @@ else
   if [ -n "${TORCH_CPU_INDEX:-}" ]; then pip_args+=(--extra-index-url "$TORCH_CPU_INDEX"); fi
 fi
 
-"$PY" "${pip_args[@]}" -c "$constraints" -e ".[dev]"
+"$PY" "${pip_args[@]}" -c "$constraints" -e ".[dev,app,browser]"
+
+# The app's browser tests (tests/test_app.py) drive a headless Chromium through chromedriver.
+# Installed from the system's packages where missing and possible (root + apt); otherwise those
+# tests skip with the reason. MYSTYLE_SKIP_BROWSER=1 skips this step.
+if [ -z "${MYSTYLE_SKIP_BROWSER:-}" ] && ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver (apt) for the app's browser tests"
+    (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }) \
+      || echo "setup: could not install chromium; the browser tests will skip"
+  else
+    echo "setup: no chromedriver and no root apt-get: the app's browser tests will skip (install chromium + chromium-driver)"
+  fi
+fi
 "$PY" -c "import torch, lightning, mystyle_pl; print(f'setup: mystyle-pl {mystyle_pl.__version__}, torch {torch.__version__}, lightning {lightning.__version__}')"

@@ -239,12 +239,15 @@ class ProjectingTask(Task):
         )  # fmt: skip
         values = {**self.overrides, **{k: v for k, v in explicit.items() if v is not None}}
         if self.projection is None:
-            return task_settings(self.preset, **values)
+            # the preset's values for this task (ProjectionSettings.per_task), under the explicit ones
+            return task_settings(self.preset, **values).for_task(self.name)
         task_settings(DEFAULT_PRESET, **values)  # unknown fields fail here, with the list of known ones
         if "pull" in values:
             values["pull"] = tuple(float(p) for p in values["pull"])
         known = {f.name for f in fields(ProjectionSettings)}
-        return ProjectionSettings(**{**{k: getattr(self.projection, k) for k in known}, **values})
+        per_task = {t: {k: v for k, v in f.items() if k not in values} for t, f in self.projection.per_task.items()}
+        merged = {**{k: getattr(self.projection, k) for k in known}, **values, "per_task": per_task}
+        return ProjectionSettings(**merged).for_task(self.name)
 
     def config(self) -> dict[str, Any]:
         out = super().config()

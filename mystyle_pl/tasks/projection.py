@@ -71,6 +71,17 @@ class ProjectionSettings:
     # coarse (4-8 px), middle (16-32 px) and fine (>= 64 px) layers' w from P_beta (their nearest point).
     pull_target: str = "hull"  # "wplus": "hull" = P_beta (the dilated convex hull); "span" = the anchors' affine span.
     start: str = "scan"  # "wplus": "scan" = the anchor whose render best matches the observation; "mean" = anchors' mean.
+    per_task: dict = field(default_factory=dict)  # task name ("invert", "superres", "inpaint", "edit") -> fields
+    # that task uses instead (a preset's measured per-task values; see for_task and tasks.presets).
+
+    def for_task(self, task: str) -> "ProjectionSettings":
+        """These settings as the task ``task`` uses them: ``per_task[task]``'s fields replaced.
+
+        >>> ProjectionSettings(steps=5, per_task={"invert": {"steps": 9}}).for_task("invert").steps
+        9
+        """
+        values = self.per_task.get(task, {})
+        return replace(self, **values) if values else self
 
 
 class EarlyStopping:

@@ -3,5 +3,6 @@
 from .callbacks import ExportPrior, ImageGridLogger, export_prior, hull_samples
 from .loggers import AutoWandbLogger, RunCSVLogger
 from .module import PersonalTuner
+from .target import ReconstructionTarget
 
-__all__ = ["AutoWandbLogger", "ExportPrior", "ImageGridLogger", "PersonalTuner", "RunCSVLogger", "export_prior", "hull_samples"]
+__all__ = ["AutoWandbLogger", "ExportPrior", "ImageGridLogger", "PersonalTuner", "ReconstructionTarget", "RunCSVLogger", "export_prior", "hull_samples"]

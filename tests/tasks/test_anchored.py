@@ -10,7 +10,7 @@ from mystyle_pl.data.anchors_io import Anchors
 from mystyle_pl.generators.mobilestylegan import MobileStyleGANGenerator
 from mystyle_pl.prior import PersonalPrior
 from mystyle_pl.space import PersonalSpace
-from mystyle_pl.tasks import Invert, SuperResolve
+from mystyle_pl.tasks import Inpaint, Invert, SuperResolve
 from mystyle_pl.tasks.anchored import AnchoredWPlusProjector, layer_groups, scan_anchors
 from mystyle_pl.tasks.consistency import back_project, consistency_psnr
 from mystyle_pl.tasks.presets import PRESETS, task_settings
@@ -55,22 +55,23 @@ def test_scan_picks_the_anchor_whose_render_is_observed(prior):
 
 
 def test_quick_budget_recovers_a_point_of_the_space(prior):
-    """G(w) for w inside the hull (not an anchor) is recovered by the quick preset's 100 steps."""
+    """G(w) for w inside the hull (not an anchor) is recovered by the quick preset's 60 steps."""
     a = torch.tensor([[0.1, 0.5, 0.0, 0.2, 0.0, 0.2]])
     w_star = a @ prior.w
     y = _render(prior, w_star)
     # LPIPS needs >= 32 px real images: MSE alone here; uniform weights (the tiny images have no face)
     settings = task_settings("quick", lpips_weight=0.0, face_weight=None)
-    assert settings.steps == 100
+    assert settings.steps == 60
     task = Invert(projection=settings).bind(prior)
     result = task(y)
     start = (_render(prior, prior.w[task.projector.start_index]) - y).square().mean()
     err = (result.images - y).square().mean()
-    # Tolerance: the quick budget must remove at least 90% of the start anchor's pixel error and
-    # reach 25 dB (MSE 1.3e-2 on the [-1, 1] scale). On this tiny generator it reaches 26.6 dB at
-    # 100 steps (33 dB at 300): the bound fails on a schedule that stalls, not on float noise.
-    assert err < 0.1 * start
-    assert float(result.consistency[0]) > 25.0
+    # Tolerance: the quick budget must remove at least 85% of the start anchor's pixel error and
+    # reach 24 dB (MSE 1.6e-2 on the [-1, 1] scale). On this tiny generator it removes 89% and
+    # reaches 25.5 dB at 60 steps (26.6 dB at 100, 33 at 300): the bound fails on a schedule that
+    # stalls, not on float noise.
+    assert err < 0.15 * start
+    assert float(result.consistency[0]) > 24.0
 
 
 def test_pull_keeps_coarse_layers_near_the_space(prior):
@@ -131,12 +132,27 @@ def test_presets_resolve_and_refuse_unknown_names():
         task_settings("quick", stepz=3)
 
 
+def test_inversion_fits_the_whole_photo_unpulled_under_quick_unless_told_otherwise(prior):
+    """The quick preset's per-task values: inversion observes the whole photo, so it fits all of it
+    (uniform weights) free of the pull; other tasks keep the preset's values; a value the caller
+    gives wins over the per-task one, in task_settings and as a task keyword."""
+    quick = task_settings("quick")
+    invert = Invert(projection=quick).bind(prior).projector.settings
+    assert invert.face_weight is None and invert.pull == (0.0, 0.0, 0.0)
+    inpaint = Inpaint(projection=quick).bind(prior).projector.settings
+    assert inpaint.face_weight == PRESETS["quick"]["face_weight"] and inpaint.pull == PRESETS["quick"]["pull"]
+    told = Invert(projection=task_settings("quick", face_weight=0.5)).bind(prior).projector.settings
+    assert told.face_weight == 0.5 and told.pull == (0.0, 0.0, 0.0)
+    assert Invert(projection=quick, pull=(0.1, 0.1, 0.0)).bind(prior).projector.settings.pull == (0.1, 0.1, 0.0)
+    assert Invert(preset="quick").bind(prior).projector.settings == invert  # a preset name resolves the same way
+
+
 def test_superres_fits_the_face_only_when_back_projection_supplies_the_background(prior):
     quick = task_settings("quick")
     assert quick.face_weight > 0 and quick.face_weight_consistent == 0.0
     assert SuperResolve(projection=quick).bind(prior).projector.settings.face_weight == 0.0
     assert SuperResolve(projection=quick, back_projection=0).bind(prior).projector.settings.face_weight == quick.face_weight
-    assert Invert(projection=quick).bind(prior).projector.settings.face_weight == quick.face_weight
+    assert Inpaint(projection=quick).bind(prior).projector.settings.face_weight == quick.face_weight  # (inversion: per_task)
 
 
 def test_span_target_is_the_affine_span_with_coefficients_summing_to_one(prior):

@@ -28,8 +28,8 @@ def test_a_preset_name_gives_the_same_settings_everywhere(preset, monkeypatch):
     def same(settings):
         assert replace(settings, progress=False) == expected
 
-    for cls in (Invert, Inpaint, SuperResolve):  # as predict's YAML builds them
-        same(cls(preset=preset).projection_settings())
+    for cls in (Invert, Inpaint, SuperResolve):  # as predict's YAML builds them (each with its per-task values)
+        assert replace(cls(preset=preset).projection_settings(), progress=False) == expected.for_task(cls.name)
     same(projection_settings(preset))
     same(demo_projection_settings(replace(QUALITIES["quick"], preset=preset)))
     # Python: the settings each task is built with by prior.invert / inpaint / super_resolve
@@ -42,14 +42,16 @@ def test_a_preset_name_gives_the_same_settings_everywhere(preset, monkeypatch):
     prior.inpaint(x, [(8, 8, 16, 16)], preset=preset)
     prior.super_resolve(torch.zeros(1, 3, R // 4, R // 4), preset=preset)
     assert len(seen) == 3
-    same(seen[0])
-    same(seen[1])
+    assert replace(seen[0], progress=False) == expected.for_task("invert")  # the preset's per-task values
+    assert replace(seen[1], progress=False) == expected.for_task("inpaint")
     # super-resolution with back-projection fits the face only (face_weight_consistent), wherever it is built
     fw = expected.face_weight if expected.face_weight_consistent is None else expected.face_weight_consistent
     assert replace(seen[2], progress=False) == replace(expected, face_weight=fw)
     # overrides keep the rest of the preset, the same way everywhere
     assert projection_settings(preset, steps=7) == replace(expected, steps=7)
-    assert Invert(preset=preset, steps=7).projection_settings(progress=True) == replace(expected, steps=7, progress=True)
+    assert Invert(preset=preset, steps=7).projection_settings(progress=True) == replace(
+        expected, steps=7, progress=True
+    ).for_task("invert")
 
 
 def test_python_api_defaults_to_the_quick_preset(monkeypatch):
@@ -62,6 +64,6 @@ def test_python_api_defaults_to_the_quick_preset(monkeypatch):
     prior = tiny_prior(resolution=R)
     prior.invert(torch.zeros(1, 3, R, R))
     prior.invert(torch.zeros(1, 3, R, R), steps=5, patience=None)
-    assert seen == [task_settings("quick"), task_settings("quick", steps=5)]
+    assert seen == [task_settings("quick").for_task("invert"), task_settings("quick", steps=5).for_task("invert")]
     with pytest.raises(ValueError, match="either preset= or settings="):
         prior.invert(torch.zeros(1, 3, R, R), preset="full", settings=task_settings("quick"))

@@ -245,3 +245,30 @@ def test_bf16_mixed_precision_and_gradient_accumulation_run(setup_files, tmp_pat
     assert trainer.global_step == 2  # 4 batches, 2 accumulated per optimizer step
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert all(v.dtype == torch.float32 for v in after.values()), "weights must stay fp32 under mixed precision"
+
+
+def test_reconstruction_target_stops_tuning_once_reached(setup_files, tmp_path):
+    """The fit ends at the first epoch whose anchor reconstruction is at or below the target, and
+    runs its whole budget when the target is out of reach (the measure falls as tuning goes on)."""
+    from mystyle_pl.tuning import ReconstructionTarget
+
+    unreachable = ReconstructionTarget(target=1e-9, net="alex", resolution=RES)
+    model, dm, trainer = make_run(setup_files, tmp_path / "a", max_epochs=4, callbacks=[unreachable],
+                                  optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))  # fmt: skip
+    trainer.fit(model, dm)
+    assert [epoch for epoch, _ in unreachable.history] == [1, 2, 3, 4]
+    first, last = unreachable.history[0][1], unreachable.history[-1][1]
+    assert last < first, unreachable.history  # tuning lowers the anchors' reconstruction LPIPS
+    assert trainer.callback_metrics["train/anchor_lpips_alex"] == pytest.approx(last)
+
+    # A target between the first and the last value stops the fit early, at the first epoch under it.
+    target = (first + last) / 2
+    expected = next(epoch for epoch, value in unreachable.history if value <= target)
+    reached = ReconstructionTarget(target=target, net="alex", resolution=RES)
+    model, dm, trainer = make_run(setup_files, tmp_path / "b", max_epochs=4, callbacks=[reached],
+                                  optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))  # fmt: skip
+    trainer.fit(model, dm)
+    assert [epoch for epoch, _ in reached.history][-1] == expected
+    assert trainer.current_epoch == expected  # epochs completed when the trainer stopped
+    with pytest.raises(ValueError, match="target"):
+        ReconstructionTarget(target=0)
