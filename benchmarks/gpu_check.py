@@ -270,7 +270,8 @@ class Context:
 
         from mystyle_pl import assets, save_generator
         from mystyle_pl.demo import tiny_generator
-        from mystyle_pl.losses.lpips import build_backbone, convert_backbone_checkpoint
+        from mystyle_pl.losses.backbones import build_backbone
+        from mystyle_pl.losses.lpips_weights import convert_backbone_checkpoint
 
         folder = self.tiny_generator_file.parent
         folder.mkdir(parents=True, exist_ok=True)

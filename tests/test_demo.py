@@ -142,11 +142,11 @@ def test_run_demo_end_to_end_then_resumes(tmp_path, generator_file, mystyle_home
     assert len(list((out / "album" / "images").glob("*.png"))) == 6
     assert len(list((out / "held_out" / "images").glob("*.png"))) == 2
     assert (out / "prior" / "prior.json").is_file() and (out / "fit" / "checkpoints" / "last.ckpt").is_file()
-    for name in ("gallery", "superres", "inpaint", "edit", "samples", "invert"):
+    for name in ("gallery", "superres", "inpaint", "edit", "samples", "invert", "colorize"):
         assert (out / "results" / f"{name}.png").is_file(), name
     tasks = json.loads((out / "results" / "tasks.json").read_text())
     assert tasks["superres"]["factor"] == 8 and len(tasks["edit"]["applied"]) == 3
-    assert set(tasks["seconds"]) == {"superres", "inpaint", "invert", "edit", "sample"}
+    assert set(tasks["seconds"]) == {"superres", "inpaint", "invert", "edit", "sample", "colorize"}
     # fidelity of every restoration: PSNR to the truth, consistency with the input, steps, seconds
     sr = tasks["superres"]
     for key in ("psnr", "psnr_raw", "psnr_bicubic", "consistency", "consistency_raw", "consistency_bicubic"):

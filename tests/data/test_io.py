@@ -282,7 +282,7 @@ def test_prior_api_reads_pil_and_array_inputs():
     hole[8:12, 4:12] = True
     drawing = np.zeros((16, 16, 4), np.uint8)
     drawing[..., :3], drawing[..., 3] = 255, hole * 255
-    mask = prior._mask(Image.fromarray(drawing, "RGBA"), x)
+    mask = as_mask(Image.fromarray(drawing, "RGBA"), x.shape[-1])  # what prior.run(Inpaint(), img, mask) reads
     assert torch.equal(mask[0, 0] == 0, torch.from_numpy(hole))
 
 
