@@ -96,7 +96,7 @@ class DemoSettings:
 QUALITIES: dict[str, DemoSettings] = {
     # ~15 min on a 2-core CPU, a few minutes on one GPU. Measured before the presets (make demo, 2-core CPU):
     # album 14 s, prepare 11 s, fit 239 s; a projection step with MobileStyleGAN at 1024 px, loss at 256 px,
-    # ~0.8 s, so one projection of the quick preset (100 steps) ~80 s. Tasks: 3 projections (super-resolution,
+    # ~0.8 s, so one projection of the quick preset (60 steps) ~50-65 s. Tasks: 3 projections (super-resolution,
     # inpainting, inversion; the edit reuses the inversion) ~4 min. Evaluate, kept to ~5.5 min: ONE held-out
     # photo (the input-dependence figure needs >= 2 and is left out here) on three conditions, x8
     # super-resolution (personal, its raw projection for free, generic, bicubic), the mouth box (personal,
