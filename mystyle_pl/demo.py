@@ -45,7 +45,7 @@ import torch.nn.functional as F
 import yaml
 
 from . import assets, load_generator
-from .anchors import downsample_to
+from .imaging import downsample_to
 from .data.anchors_io import Anchors
 from .data.curate import CurationSettings
 from .data.datamodule import hash_fraction

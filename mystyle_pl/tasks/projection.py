@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..anchors import downsample_to
+from ..imaging import downsample_to
 from ..data.align import face_mask
 from ..generators import Generator
 from ..space import PersonalSpace

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
-from ..anchors import downsample_to
+from ..imaging import downsample_to
 from ..data.dataset import load_photo
 from ..losses.lpips import LPIPS
 
