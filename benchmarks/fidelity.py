@@ -65,7 +65,8 @@ def _fix_tuples(kwargs: dict) -> dict:
 def plot_traces(traces: list[dict], path: Path, width: int = 720, height: int = 420, xlabel: str = "step") -> None:
     """Objective against step (one line per method and photo), drawn with PIL (no matplotlib here).
     Each method's objective includes its own penalties, so compare shapes and convergence, not levels.
-    ``traces``: dicts with ``method`` (legend), ``trace`` (values) and ``seconds`` (shown in the legend)."""
+    ``traces``: dicts with ``method`` (legend), ``trace`` (values), ``seconds`` (shown in the legend)
+    and optionally ``x`` (the x value of each entry, e.g. seconds since the start; default: its index)."""
     from PIL import ImageDraw
 
     colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
@@ -75,7 +76,10 @@ def plot_traces(traces: list[dict], path: Path, width: int = 720, height: int = 
     values = [v for t in traces for v in t["trace"]]
     if not values:
         return
-    steps = max(len(t["trace"]) for t in traces)
+    xs = [t.get("x") or list(range(len(t["trace"]))) for t in traces]
+    x_lo = min(min(x) for x in xs if x)
+    x_max = max(max(x) for x in xs if x)
+    x_span = x_max - x_lo if x_max > x_lo else 1
     lo, hi = min(values), max(values)
     hi = hi if hi > lo else lo + 1
     draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
@@ -83,16 +87,16 @@ def plot_traces(traces: list[dict], path: Path, width: int = 720, height: int = 
         v = lo + (hi - lo) * k / 4
         yy = bottom - (bottom - top) * k / 4
         draw.text((5, yy - 6), f"{v:.3f}", fill=(0, 0, 0))
-    draw.text(((left + right) // 2 - 20, bottom + 12), f"{xlabel} (0..{steps})", fill=(0, 0, 0))
+    draw.text(((left + right) // 2 - 20, bottom + 12), f"{xlabel} ({x_lo:.0f}..{x_max:.0f})", fill=(0, 0, 0))
     names = list(dict.fromkeys(t["method"] for t in traces))
-    for t in traces:
+    for t, x in zip(traces, xs):
         c = colours[names.index(t["method"]) % len(colours)]
-        pts = [
-            (left + (right - left) * i / max(1, steps - 1), bottom - (bottom - top) * (v - lo) / (hi - lo))
-            for i, v in enumerate(t["trace"])
-        ]
+        pts = [(left + (right - left) * (xi - x_lo) / x_span, bottom - (bottom - top) * (v - lo) / (hi - lo)) for xi, v in zip(x, t["trace"])]
         if len(pts) > 1:
             draw.line(pts, fill=c, width=2)
+        if t.get("x") is not None and len(pts) <= 12:  # few measured points (a sweep): mark each
+            for px, py in pts:
+                draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=c)
     for i, n in enumerate(names):
         secs = [t["seconds"] for t in traces if t["method"] == n and t.get("seconds") is not None]
         label = f"{n} ({sum(secs) / len(secs):.0f} s)" if secs else n
@@ -150,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(res, "raw", None) is not None and task.back_projection:  # the same projection, not back-projected
                 results[f"{name}-raw"] = (res.raw.clamp(-1, 1), time.perf_counter() - t0, res.steps_used)
             traces.append({"photo": file.name, "method": name, "trace": [round(v, 5) for v in res.trace],
-                           "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+                           "seconds": round(time.perf_counter() - t0, 1),
+                           "trace_seconds": [round(v, 2) for v in res.trace_seconds]})  # fmt: skip
         gt_desc = scorer.describe(truth[0]) if scorer else None
         for name, (img, secs, steps) in results.items():
             row = {
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "metrics.json").write_text(json.dumps(rows, indent=1))
     (out / "traces.json").write_text(json.dumps(traces))
     plot_traces(traces, out / "traces.png")
+    plot_traces([{**t, "x": t["trace_seconds"]} for t in traces], out / "traces_seconds.png", xlabel="seconds")
     print("\nmethod            PSNR   cons.  LPIPS  dlib   s/img")
     for name in dict.fromkeys(r["method"] for r in rows):
         sel = [r for r in rows if r["method"] == name]

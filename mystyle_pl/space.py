@@ -166,10 +166,15 @@ class PersonalSpace(nn.Module):
         delta_weight: float = 10.0,  # official deltas_reg_weight
         sum_weight: float = 10.0,  # official sum_1_reg_weight
         delta_layers: int | None = None,  # layers whose offsets are penalised; None: the coarse 2/3 (12 of 18)
+        smooth: float = 0.0,  # > 0: ||delta_l|| replaced by sqrt(||delta_l||^2 + smooth^2) - smooth
     ) -> torch.Tensor:
         """Per-image penalties ``[B]``: ``delta_weight * sum_{l < delta_layers} ||delta_l||``
         ``+ sum_weight * mean_l (sum_i raw_li - 1)^2`` (official ``regularization_loss``; the
         sum term acts on the *raw* coefficients, before the softplus and normalisation).
+
+        ``smooth`` > 0 gives the norm a continuous gradient at 0 (a pseudo-Huber norm, within
+        ``smooth`` of the exact one): a line search (L-BFGS) trusts the gradient, and at the official
+        start (every offset 0) the exact norm's kink makes every step along it an ascent.
         """
         self._check_coeffs(raw, "raw")
         sums = raw.sum(dim=-1)  # [B] or [B, num_ws]
@@ -180,7 +185,12 @@ class PersonalSpace(nn.Module):
                     f"delta must have shape [B, num_ws={self.num_ws}, N={self.num_anchors}], got {tuple(delta.shape)}"
                 )
             layers = self.coarse_layers(delta_layers)
-            penalty = penalty + delta_weight * delta[:, :layers].norm(dim=-1).sum(dim=1)
+            coarse = delta[:, :layers]
+            if smooth > 0:
+                norms = (coarse.square().sum(dim=-1) + smooth**2).sqrt() - smooth
+            else:
+                norms = coarse.norm(dim=-1)
+            penalty = penalty + delta_weight * norms.sum(dim=1)
         return penalty
 
     def coarse_layers(self, delta_layers: int | None = None) -> int:

@@ -37,3 +37,30 @@ def test_projection_benchmark_runs_tiny(tmp_path: Path) -> None:
     assert saved["ours"]["steps_source"] == "measured" and 1 <= saved["ours"]["steps"] <= 20
     assert saved["speedup"] > 0 and saved["official_loss_at_ours_steps"] > 0
     assert figures["speedup"] == saved["speedup"]
+
+
+def test_beta_sweep_plot_reads_evaluations_and_averages_per_beta(tmp_path: Path, capsys) -> None:
+    """scripts/plot_beta_sweeps.py on two evaluations' metrics.json (as evaluate writes its sweep)."""
+    path = REPO_ROOT / "scripts" / "plot_beta_sweeps.py"
+    spec = importlib.util.spec_from_file_location("plot_beta_sweeps", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    folders = []
+    for person, (psnr0, dlib0) in {"a": (20.0, 0.50), "b": (22.0, 0.70)}.items():
+        points = [
+            {"beta": b, "id_dist_gt": dlib0 - k * 0.02, "aggregate": {"psnr": {"mean": psnr0 - k}, "lpips": {"mean": 0.4}}}
+            for k, b in enumerate((0, 0.1))
+        ]
+        folder = tmp_path / person / "sweep"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"beta_sweep": {"points": points}}))
+        folders.append(str(folder))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.json").write_text(json.dumps({"beta_sweep": None}))
+    out = tmp_path / "sweeps.png"
+    assert script.main([*folders, str(tmp_path / "empty"), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    # beta 0: PSNR (20 + 22) / 2 = 21, dlib (0.50 + 0.70) / 2 = 0.60, one of two below 0.6
+    assert "beta 0      PSNR  21.00  LPIPS 0.400  dlib 0.600 (1/2 same person)" in printed.out
+    assert "beta 0.1    PSNR  20.00  LPIPS 0.400  dlib 0.580 (1/2 same person)" in printed.out
+    assert "no beta sweep" in printed.err and out.stat().st_size > 0

@@ -180,11 +180,12 @@ class ProjectingTask(Task):
 
     def __init__(
         self,
-        preset: str | None = None,  # "quick" (W+ anchored, 100 steps), "full", "pplus", "official"; None = the task's default
+        preset: str | None = None,  # "quick" (W+ anchored, 60 steps), "full", "pplus", "official"; None = the task's default
         steps: int | None = None,  # optimiser steps at most [1000]
         method: str | None = None,  # "wplus": a free w per layer pulled toward the person's space; "pplus": anchors' coefficients [pplus]
         lr: float | None = None,  # "pplus": Adam learning rate on the anchors' coefficients [5e-3]
         w_lr: float | None = None,  # "wplus": Adam learning rate on ws (W units)
+        optimizer: str | None = None,  # "adam" [official] or "lbfgs" (quasi-Newton; batch size 1: docs/fidelity.md)
         pull: Sequence[float] | None = None,  # "wplus": pull toward P_beta of the coarse, middle, fine layers
         face_weight: float | None = None,  # loss weight of the background next to the face (1); preset "official": uniform
         start: str | None = None,  # "wplus": "scan" (best-matching anchor) or "mean" (anchors' mean)
@@ -214,7 +215,7 @@ class ProjectingTask(Task):
         if patience is not None and patience < 1:
             raise ValueError(f"patience must be >= 1 or null, got {patience}")
         self.preset = preset if preset is not None or projection is not None else self.default_preset
-        self.steps, self.method, self.lr, self.w_lr = steps, method, lr, w_lr
+        self.steps, self.method, self.lr, self.w_lr, self.optimizer = steps, method, lr, w_lr, optimizer
         self.pull, self.face_weight, self.start = (tuple(pull) if pull is not None else None), face_weight, start
         self.plus, self.beta, self.patience, self.min_delta = plus, beta, patience, min_delta
         self.l2_weight, self.lpips_weight, self.lpips_net = l2_weight, lpips_weight, lpips_net
@@ -230,7 +231,7 @@ class ProjectingTask(Task):
         if self.progress is None and self.projection is not None:
             bar = progress or self.projection.progress
         explicit = dict(
-            steps=self.steps, method=self.method, lr=self.lr, w_lr=self.w_lr, pull=self.pull,
+            steps=self.steps, method=self.method, lr=self.lr, w_lr=self.w_lr, optimizer=self.optimizer, pull=self.pull,
             face_weight=self.face_weight, start=self.start, plus=self.plus, l2_weight=self.l2_weight,
             lpips_weight=self.lpips_weight, delta_penalty=self.delta_penalty, sum_penalty=self.sum_penalty,
             patience=self.patience, min_delta=self.min_delta, resolution=self.loss_resolution,

@@ -17,13 +17,22 @@ torch.Size([2, 4, 8])
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from ..generators import Generator
-from .projection import EarlyStopping, ProjectionResult, ProjectionSettings, Projector, lr_factor
+from .projection import (
+    EarlyStopping,
+    ProjectionResult,
+    ProjectionSettings,
+    Projector,
+    base_lrs,
+    lr_factor,
+    make_optimizer,
+)
 
 
 class WPlusProjector(Projector):
@@ -68,29 +77,43 @@ class WPlusProjector(Projector):
                 raise ValueError(f"init must be ws [B, num_ws, w_dim] = {(batch, g.num_ws, g.w_dim)}, got {tuple(init.shape)}")
             ws = init.detach().to(device).clone()
         ws.requires_grad_(True)
-        optimizer = torch.optim.Adam([ws], lr=self.w_lr, betas=(0.9, 0.999))
+        optimizer = make_optimizer(s, [(ws, self.w_lr)])
+        (lr,) = base_lrs(optimizer, [self.w_lr])
 
         def losses(ws: torch.Tensor) -> torch.Tensor:
             return self.per_image_loss(g.synthesis(ws, noise_mode=s.noise_mode), y, degrade, mask) + self.penalty(ws)
 
         trace: list[float] = []
+        seconds: list[float] = []
+        start = time.perf_counter()
         stopping, steps_used = EarlyStopping(s.patience, s.min_delta), 0
         best_loss = torch.full((batch,), float("inf"), device=device)
         best_ws = ws.detach().clone()
-        bar = tqdm(range(s.steps), desc=self.description, leave=False, disable=not s.progress)
-        for step in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = self.w_lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
+
+        def closure() -> torch.Tensor:
+            # Once per step with Adam, several times with L-BFGS's line search: every state
+            # evaluated competes for the best one.
+            nonlocal best_loss
             per_image = losses(ws)
             improved = per_image.detach() < best_loss
             best_loss = torch.where(improved, per_image.detach(), best_loss)
             best_ws[improved] = ws.detach()[improved]
+            evaluated.append(per_image.detach().mean().item())
             optimizer.zero_grad(set_to_none=True)
-            per_image.sum().backward()  # each image's ws gets its own loss's gradient
-            optimizer.step()
+            total = per_image.sum()  # each image's ws gets its own loss's gradient
+            total.backward()
+            return total.detach()
+
+        bar = tqdm(range(s.steps), desc=self.description, leave=False, disable=not s.progress)
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
+            evaluated: list[float] = []
+            optimizer.step(closure)
             steps_used += 1
-            value = per_image.detach().mean().item()
+            value = evaluated[0]  # the loss at the step's start
             trace.append(value)
+            seconds.append(time.perf_counter() - start)
             bar.set_postfix(loss=f"{value:.4f}")
             if stopping.stop(value):
                 break
@@ -110,6 +133,7 @@ class WPlusProjector(Projector):
             steps_used=steps_used,
             final_loss=final,
             raw_coefficients=None,
+            trace_seconds=seconds,
         )
 
     description = "projecting (W+)"

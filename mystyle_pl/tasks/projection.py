@@ -20,6 +20,7 @@ optional mask for the loss (1 = known pixel, 0 = hole).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
@@ -33,6 +34,7 @@ from ..generators import Generator
 from ..space import PersonalSpace
 
 Degradation = Callable[[torch.Tensor], torch.Tensor]
+OPTIMIZERS = ("adam", "lbfgs")  # ProjectionSettings.optimizer (make_optimizer)
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,17 @@ class ProjectionSettings:
     # coarse (4-8 px), middle (16-32 px) and fine (>= 64 px) layers' w from P_beta (their nearest point).
     pull_target: str = "hull"  # "wplus": "hull" = P_beta (the dilated convex hull); "span" = the anchors' affine span.
     start: str = "scan"  # "wplus": "scan" = the anchor whose render best matches the observation; "mean" = anchors' mean.
+    optimizer: str = "adam"  # "adam" (official) or "lbfgs": torch's L-BFGS (history 20, strong-Wolfe line search,
+    # lr 1 scaled by the ramps, one iteration per step); see make_optimizer. With "lbfgs" the images of a batch share
+    # one line search and curvature history, so an image's result depends on its batch (use batch size 1).
+    delta_smooth: float | None = None  # P+: the offsets' norm penalty smoothed as sqrt(||d||^2 + e^2) - e with
+    # e = delta_smooth (PersonalSpace.penalties); None = 0 (the exact norm, official) with Adam, 1e-3 with L-BFGS.
     per_task: dict = field(default_factory=dict)  # task name ("invert", "superres", "inpaint", "edit") -> fields
     # that task uses instead (a preset's measured per-task values; see for_task and tasks.presets).
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
     def for_task(self, task: str) -> "ProjectionSettings":
         """These settings as the task ``task`` uses them: ``per_task[task]``'s fields replaced.
@@ -82,6 +93,39 @@ class ProjectionSettings:
         """
         values = self.per_task.get(task, {})
         return replace(self, **values) if values else self
+
+
+def delta_smoothing(settings: ProjectionSettings) -> float:
+    """The ``smooth`` of the offsets' norm penalty: ``settings.delta_smooth``, or when None 0 with Adam
+    (the official, exact norm) and 1e-3 with L-BFGS (its line search needs a gradient that sees the
+    kink at 0; 1e-3 is small next to the offsets' scale, 1/N ~ 0.05 for 20 anchors)."""
+    if settings.delta_smooth is not None:
+        return float(settings.delta_smooth)
+    return 1e-3 if settings.optimizer == "lbfgs" else 0.0
+
+
+def make_optimizer(settings: ProjectionSettings, groups: list[tuple[torch.Tensor, float]]) -> torch.optim.Optimizer:
+    """The projection's optimiser over ``groups`` = [(parameter, base lr)]: Adam with betas (0.9, 0.999)
+    and each group's lr (official google/mystyle ``base_projector.py``), or L-BFGS (Liu & Nocedal 1989;
+    ``torch.optim.LBFGS`` with a strong-Wolfe line search of up to 11 trials, history 20, one
+    iteration per ``step(closure)``, lr 1: the line search sizes the step, so the groups' lrs are
+    not used; a step costs 1 + its trials forward/backward passes).
+
+    Raises ``ValueError`` for an unknown ``settings.optimizer``."""
+    if settings.optimizer == "adam":
+        return torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in groups], betas=(0.9, 0.999))
+    if settings.optimizer == "lbfgs":
+        params = [p for p, _ in groups]
+        # max_eval: torch's default for max_iter=1 (1) leaves the line search no trial beyond the first
+        # point, so a step that overshoots is refused and the variables never move; 12 = the gradient
+        # evaluation + up to 11 trials of the line search.
+        return torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=12, history_size=20, line_search_fn="strong_wolfe")
+    raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {settings.optimizer!r}")
+
+
+def base_lrs(optimizer: torch.optim.Optimizer, lrs: list[float]) -> list[float]:
+    """Each param group's lr before the ramps: ``lrs`` for Adam, 1 for L-BFGS (its initial step length)."""
+    return [1.0] * len(optimizer.param_groups) if isinstance(optimizer, torch.optim.LBFGS) else lrs
 
 
 class EarlyStopping:
@@ -140,6 +184,7 @@ class ProjectionResult:
     final_loss: torch.Tensor  # [B] per-image loss (reconstruction + penalties) of the returned result
     raw_coefficients: torch.Tensor | None = field(repr=False, default=None)  # [B, N] or [B, num_ws, N] final raw
     # coefficients (None for the W+ projectors)
+    trace_seconds: list[float] = field(repr=False, default_factory=list)  # seconds since the loop began, per trace entry
 
     @classmethod
     def extend(cls, result: ProjectionResult, **extra):
@@ -174,6 +219,8 @@ class Projector:
             raise ValueError(f"steps must be >= 0, got {self.settings.steps}")
         if self.settings.patience is not None and self.settings.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.settings.patience}")
+        if self.settings.optimizer == "lbfgs" and self.settings.delta_prox:
+            raise ValueError("delta_prox (a proximal step after each Adam step) needs optimizer='adam'")
         self.generator = generator
         self.space = space
         self.lpips = lpips
@@ -284,10 +331,12 @@ class Projector:
             params.append(delta)
         # alpha (one mixture for every layer) is free of the offset penalty and may move faster than
         # the penalised per-layer offsets (alpha_lr); the official code uses one rate for both.
-        base_lrs = [s.lr if s.alpha_lr is None else s.alpha_lr] + [s.lr if s.delta_lr is None else s.delta_lr] * (len(params) - 1)
-        optimizer = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, base_lrs)], betas=(0.9, 0.999))
+        lrs = [s.lr if s.alpha_lr is None else s.alpha_lr] + [s.lr if s.delta_lr is None else s.delta_lr] * (len(params) - 1)
+        optimizer = make_optimizer(s, list(zip(params, lrs)))
+        lrs = base_lrs(optimizer, lrs)
 
         prox = s.delta_prox and delta is not None and s.delta_penalty > 0
+        smooth = delta_smoothing(s)
         coarse = space.coarse_layers(s.delta_layers)
 
         def losses(alpha: torch.Tensor, delta: torch.Tensor | None, split: bool = False):
@@ -298,13 +347,16 @@ class Projector:
             recon = self.per_image_loss(synth, y, degrade, mask)
             if not split or not prox:
                 pen = space.penalties(
-                    raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
-                )
+                    raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers,
+                    smooth=smooth,
+                )  # fmt: skip
                 return (recon + pen, None) if split else recon + pen
-            smooth = recon + space.penalties(raw, delta, delta_weight=0.0, sum_weight=s.sum_penalty)
-            return smooth, s.delta_penalty * delta[:, :coarse].detach().norm(dim=-1).sum(dim=1)
+            differentiable = recon + space.penalties(raw, delta, delta_weight=0.0, sum_weight=s.sum_penalty)
+            return differentiable, s.delta_penalty * delta[:, :coarse].detach().norm(dim=-1).sum(dim=1)
 
         trace: list[float] = []
+        seconds: list[float] = []
+        start = time.perf_counter()
         stopping, steps_used = EarlyStopping(s.patience, s.min_delta), 0
         # Per image, the lowest loss seen and the state that gave it: the loss can rise before it
         # falls (e.g. at tiny observation sizes), and early stopping must not return a worse state.
@@ -312,9 +364,10 @@ class Projector:
         best_alpha = alpha.detach().clone()
         best_delta = delta.detach().clone() if delta is not None else None
         bar = tqdm(range(s.steps), desc="projecting", leave=False, disable=not s.progress)
-        for step in bar:
-            for group, lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
+        def closure() -> torch.Tensor:
+            # Called once per step by Adam, several times by L-BFGS's line search: every state it
+            # evaluates competes for the best one.
+            nonlocal best_loss
             differentiable, prox_part = losses(alpha, delta, split=True)
             per_image = differentiable if prox_part is None else differentiable + prox_part
             improved = per_image.detach() < best_loss
@@ -322,10 +375,18 @@ class Projector:
             best_alpha[improved] = alpha.detach()[improved]
             if best_delta is not None:
                 best_delta[improved] = delta.detach()[improved]
+            evaluated.append(per_image.detach().mean().item())
             optimizer.zero_grad(set_to_none=True)
             # Sum, not mean: each image's coefficients get the gradient of its own loss only.
-            differentiable.sum().backward()
-            optimizer.step()
+            total = differentiable.sum()
+            total.backward()
+            return total.detach()
+
+        for step in bar:
+            for group, lr in zip(optimizer.param_groups, lrs):
+                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
+            evaluated: list[float] = []
+            optimizer.step(closure)
             if prox:
                 # Group soft-threshold of each penalised layer's offsets: the proximal step of
                 # delta_penalty * ||delta_l|| at the offsets' step size. Adam moves every coordinate by
@@ -337,8 +398,9 @@ class Projector:
                     d = delta[:, :coarse]
                     d.mul_((1 - tau / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp_min(0))
             steps_used += 1
-            value = per_image.detach().mean().item()
+            value = evaluated[0]  # the loss at the step's start
             trace.append(value)
+            seconds.append(time.perf_counter() - start)
             bar.set_postfix(loss=f"{value:.4f}")
             if stopping.stop(value):
                 break
@@ -354,8 +416,9 @@ class Projector:
             ws = space.to_ws(coeffs)
             images = self.generator.synthesis(ws, noise_mode=s.noise_mode)
             final = self.per_image_loss(images, y, degrade, mask) + space.penalties(
-                raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers
-            )
+                raw, delta, delta_weight=s.delta_penalty, sum_weight=s.sum_penalty, delta_layers=s.delta_layers,
+                smooth=smooth,
+            )  # fmt: skip
         return ProjectionResult(
             images=images,
             ws=ws.contiguous(),
@@ -364,4 +427,5 @@ class Projector:
             steps_used=steps_used,
             final_loss=final.detach(),
             raw_coefficients=raw,
+            trace_seconds=seconds,
         )
