@@ -64,3 +64,24 @@ def test_beta_sweep_plot_reads_evaluations_and_averages_per_beta(tmp_path: Path,
     assert "beta 0      PSNR  21.00  LPIPS 0.400  dlib 0.600 (1/2 same person)" in printed.out
     assert "beta 0.1    PSNR  20.00  LPIPS 0.400  dlib 0.580 (1/2 same person)" in printed.out
     assert "no beta sweep" in printed.err and out.stat().st_size > 0
+
+
+def test_optimiser_plot_compares_methods_at_the_fastest_ones_time(tmp_path: Path, capsys) -> None:
+    """scripts/plot_optimisers.py: the best objective of each method by the time the fastest finished."""
+    path = REPO_ROOT / "scripts" / "plot_optimisers.py"
+    spec = importlib.util.spec_from_file_location("plot_optimisers", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    traces = [
+        {"method": "fast", "trace": [1.0, 0.5, 0.4], "trace_seconds": [1.0, 2.0, 3.0], "seconds": 3.0},
+        {"method": "slow", "trace": [1.0, 0.6, 0.2], "trace_seconds": [2.0, 4.0, 6.0], "seconds": 6.0},
+    ]
+    (tmp_path / "traces.json").write_text(json.dumps(traces))
+    out = tmp_path / "o.png"
+    assert script.main([str(tmp_path), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "best by 3 s" in lines[0]
+    # slow: best 0.2 overall, but only 1.0 had been reached by 3 s (its second step ends at 4 s)
+    assert lines[2].split()[-3:] == ["1.0000", "0.2000", "1.0000"] and lines[1].split()[-1] == "0.4000"
+    assert out.stat().st_size > 0
+    assert script.main([str(tmp_path), "--methods", "nope"]) == 1
