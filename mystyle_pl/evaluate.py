@@ -43,8 +43,9 @@ and the sweep plot as PNG, and optionally a W&B run.
 
 The code lives in :mod:`mystyle_pl.evaluation`, one job per module: ``degradations`` (the synthetic
 degradations and the no-prior baselines), ``inputs`` (options, held-out photos, real pairs),
-``runner`` (the run itself: :func:`evaluate`), ``report`` (strips, the sweep plot, ``report.md``)
-and ``wandb_log`` (W&B tables and images). This module is the public entry point and re-exports
+``runner`` (the run itself: :func:`evaluate`), ``session`` (one run's conditions, restorations and
+measurements), ``aggregates`` (means and spreads, input dependence), ``generic_prior`` (the untuned
+generator), ``report`` (strips, the sweep plot, ``report.md``) and ``wandb_log`` (W&B tables and images). This module is the public entry point and re-exports
 their public names.
 """
 
@@ -75,16 +76,9 @@ from .evaluation.inputs import (
     parse_pair,
 )
 from .evaluation.report import make_strip, plot_tradeoff, write_report
-from .evaluation.runner import (
-    FORMAT,
-    VERSION,
-    EvaluationResult,
-    Restored,
-    aggregate,
-    evaluate,
-    input_dependence,
-    projection_settings,
-)
+from .evaluation.aggregates import aggregate, input_dependence
+from .evaluation.runner import FORMAT, VERSION, EvaluationResult, evaluate, projection_settings
+from .evaluation.session import Restored
 from .evaluation.wandb_log import log_to_wandb, make_wandb_logger
 
 __all__ = [
