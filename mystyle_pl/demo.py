@@ -13,7 +13,7 @@
                  a principal direction at five strengths, four new samples: OUT/results/*.png + tasks.json
                  (with PSNR to the truth, consistency with the input, steps and seconds of each projection)
     6 evaluate   the personal prior against the generic one on the held-out photos: OUT/report
-                 (mystyle_pl.evaluate; skipped with a note while that module is not installed)
+                 (mystyle_pl.evaluation; skipped with a note while that module is not installed)
     7 summary    where everything is, and the x8 super-resolution's fidelity (personal vs bicubic: PSNR to
                  the truth, consistency, steps, seconds per image); OUT/demo.json: settings, stage timings,
                  those figures
@@ -54,7 +54,7 @@ from .data.io import write_bytes_atomic, write_folder_atomic, write_image
 from .data.prepare import prepare_album
 from .demo_album import slot_resolutions, synthesize_album
 from .errors import UserError
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .generators import StyleGAN2Generator
 from .imaging import IMAGE_SUFFIXES
 from .lightning_cli import MyStyleLightningCLI, config_path
@@ -706,7 +706,7 @@ def run_demo(
     identity: Any = "dlib",  # the demo album's identity check: "dlib", a function image -> descriptor, or None
     fit_args: Sequence[str] = (),  # extra LightningCLI arguments for the fit, e.g. ["--trainer.max_epochs=2"]
     task_overrides: dict | None = None,  # ProjectionSettings fields for the tasks, e.g. {"lpips_weight": 0.0}
-    evaluate: bool = True,  # run the evaluate stage (when mystyle_pl.evaluate is available)
+    evaluate: bool = True,  # run the evaluate stage (when mystyle_pl.evaluation is available)
     progress: bool = True,  # progress bars
     log: Callable[[str], None] = print,  # where stage messages go
 ) -> DemoResult:

@@ -252,7 +252,7 @@ def test_evaluate_stage_passes_the_demo_settings(tmp_path, monkeypatch):
 def test_qualities_name_presets_and_fit_the_cpu_budget():
     """--quality quick projects with the quick preset, --quality full with the full one; the quick demo's
     evaluation stays at 4 projections of one photo (about 5 minutes on a 2-core CPU)."""
-    from mystyle_pl.evaluate import expand_tasks, methods_for
+    from mystyle_pl.evaluation import expand_tasks, methods_for
     from mystyle_pl.evaluation.inputs import condition_kind
 
     assert QUALITIES["quick"].preset == "quick" and QUALITIES["full"].preset == "full"

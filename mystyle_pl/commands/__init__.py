@@ -2,6 +2,6 @@
 one module per command, or per family of commands, each with its ``_add_<name>_arguments(parser)`` and
 ``_run_<name>(args) -> int``.
 
-Their heavy imports (torch, the tasks, dlib) sit inside the functions, for start-up time:
-``mystyle-pl --help`` and every ``COMMAND --help`` must answer without importing torch.
+Imports of the heavier parts (Lightning, the tuning code, dlib's face models, gradio, the demo) sit
+inside the run functions, for start-up time: a command loads only what it runs.
 """

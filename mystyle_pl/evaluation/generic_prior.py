@@ -8,7 +8,7 @@ import logging
 
 from ..generators import Generator, load_generator
 
-log = logging.getLogger("mystyle_pl.evaluate")  # the public module's logger: the CLI sets its level
+log = logging.getLogger(__name__)  # under "mystyle_pl.evaluation", whose level the CLI sets
 
 
 def _resolve_generic(prior, generic, device):

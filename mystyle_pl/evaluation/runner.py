@@ -2,16 +2,14 @@
 has :class:`~.session._Evaluation` restore every condition with every method, measure and run the beta
 sweep, and writes ``metrics.json``, ``report.md``, the strips and optionally a W&B run.
 
-See :mod:`mystyle_pl.evaluate` (the public entry point) for the conditions, methods and metrics.
+See :mod:`mystyle_pl.evaluation` (the public entry point) for the conditions, methods and metrics.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from tqdm.auto import tqdm
 
 from ..data.io import write_bytes_atomic
 from ..metrics.identity import IdentityScorer, album_centre
-from ..space import DEFAULT_BETA
 from ..tasks.presets import DEFAULT_PRESET, task_settings
 from ..tasks.projection import ProjectionSettings
 from .aggregates import _public
@@ -28,8 +25,6 @@ from .degradations import EYES_BOX, MOUTH_BOX, BlindDegradation
 from .generic_prior import _resolve_generic
 from .inputs import (
     CONDITIONS,
-    DEFAULT_BETAS,
-    DEFAULT_TASKS,
     METHODS,
     _held_out_from_prior,
     _load_pairs,
@@ -40,9 +35,10 @@ from .inputs import (
 )
 from .report import _finite, write_report
 from .session import _Evaluation
+from .settings import EvaluateSettings
 from .wandb_log import log_to_wandb, make_wandb_logger
 
-log = logging.getLogger("mystyle_pl.evaluate")  # the public module's logger: the CLI sets its level
+log = logging.getLogger(__name__)  # under "mystyle_pl.evaluation", whose level the CLI sets
 
 FORMAT = "mystyle_pl.evaluation"
 VERSION = 2  # 2: personal-raw, the invert condition, consistency / steps_used / seconds, input dependence
@@ -74,44 +70,26 @@ def projection_settings(
 def evaluate(
     prior,  # a PersonalPrior or the path of a prior folder
     photos=None,  # held-out photos: a folder, a file, or a list of them (aligned crops or raw photos)
-    tasks=DEFAULT_TASKS,  # conditions or groups (invert, superres, inpaint, blind), list or "a,b"
-    out: str | os.PathLike = "evaluation",  # output folder (report.md, metrics.json, strips/, beta_sweep.png)
-    pairs: Sequence = (),  # real degraded photos with a ground truth: "DEGRADED:GT", (degraded, gt) or a folder
-    methods: Sequence[str] | str = METHODS,  # any of personal, personal-raw, generic, baseline (list or "a,b")
-    generic=None,  # the untuned generator (Generator, asset name or path); None = prior.info["generator_source"]
-    resolution: int | None = None,  # evaluation resolution E (px): ground truth, metrics, SR factors; must divide
-    # the generator's resolution R; None = min(256, R)
-    preset: str = DEFAULT_PRESET,  # projection budget of both priors (mystyle_pl.tasks.presets: quick, full, pplus,
-    # official), the one shared with predict, the demo and Python; the options below left None keep its values
-    steps: int | None = None,  # projection steps (both priors)
-    patience: int | None = None,  # early stopping patience in steps (both priors)
-    lr: float | None = None,  # personal P+ learning rate on the anchors' coefficients (method "pplus")
-    generic_lr: float | None = None,  # generic W+ learning rate; None = the settings' w_lr
-    lr_rampdown: float | None = None,  # cosine lr decay over this final fraction of the steps (both priors)
-    delta_prox: bool | None = None,  # personal P+: the offsets' penalty by a proximal step (False = official optimiser)
-    loss_resolution: int | None = None,  # projection loss resolution (px); 0 = the observation's
-    generic_tasks=None,  # conditions (or groups) the generic prior runs on; None = every condition
-    beta: float | None = DEFAULT_BETA,  # the personal space's dilation for the main comparison
-    betas=DEFAULT_BETAS,  # beta sweep values (None/empty = no sweep)
-    sweep_task: str = "superres-x16",  # the condition the sweep runs on
-    seed: int = 0,  # seeds the blind degradations, the irregular mask and the blind operator's noise
+    options: EvaluateSettings | None = None,  # the run's options; None = EvaluateSettings() (its defaults)
+    *,
     blind: BlindDegradation | None = None,  # the synthetic blind degradation; None = BlindDegradation()
-    blind_factor: int = 8,  # blind/real inputs are restored from a copy area-down-sampled by this factor
-    batch_size: int | None = None,  # images projected at once; None = 4 on a GPU, 1 on a CPU (faster per image there)
-    max_photos: int | None = None,  # use at most this many held-out photos (sorted by name)
-    album_refs=None,  # reference photos for the identity centre when the prior's album manifest is unreachable
     identity: IdentityScorer | None = None,  # face descriptor + scoring; None = dlib through FaceAnalyzer
     lpips=None,  # LPIPS module of the projection loss; None = LPIPS("alex") (official)
-    metric_lpips=None,  # LPIPS module of the metric; None = the pretrained lpips_net
-    lpips_net: str = "vgg",  # the metric's LPIPS trunk when metric_lpips is None (the loss uses AlexNet)
-    align: str = "auto",  # held-out photos: "auto" (square = aligned crop), "always", "never"
-    settings: ProjectionSettings | None = None,  # replaces the preset's values (the options above still override)
-    device: str | torch.device | None = None,  # None = CUDA when available, else CPU
+    metric_lpips=None,  # LPIPS module of the metric; None = the pretrained options.lpips_net
+    settings: ProjectionSettings | None = None,  # replaces the preset's values (the options still override)
     logger=None,  # W&B-like logger (log_table, log_image); "wandb" = an offline-unless-key AutoWandbLogger
-    progress: bool = True,  # progress bars: the run's (images) and each projection's (steps, loss)
-    max_strips: int = 6,  # strips shown per condition in report.md (all are written)
+    **overrides,  # fields of EvaluateSettings (tasks=, out=, steps=, ...), replacing those of ``options``
 ) -> EvaluationResult:
-    """Run the evaluation and write ``report.md``, ``metrics.json``, ``strips/`` and the sweep plot into ``out``."""
+    """Run the evaluation and write ``report.md``, ``metrics.json``, ``strips/`` and the sweep plot into
+    ``options.out``. The options and their defaults are :class:`~.settings.EvaluateSettings`'s fields;
+    an unknown keyword raises ``TypeError``, a bad value ``ValueError`` naming the option."""
+    o = replace(options if options is not None else EvaluateSettings(), **overrides)
+    tasks, out, pairs, methods, generic, generic_tasks = o.tasks, o.out, o.pairs, o.methods, o.generic, o.generic_tasks
+    resolution, preset, steps, patience, lr, generic_lr = o.resolution, o.preset, o.steps, o.patience, o.lr, o.generic_lr
+    lr_rampdown, delta_prox, loss_resolution = o.lr_rampdown, o.delta_prox, o.loss_resolution
+    beta, betas, sweep_task, seed, blind_factor = o.beta, o.betas, o.sweep_task, o.seed, o.blind_factor
+    batch_size, max_photos, album_refs, lpips_net, align = o.batch_size, o.max_photos, o.album_refs, o.lpips_net, o.align
+    device, progress, max_strips = o.device, o.progress, o.max_strips
     from ..prior import PersonalPrior
 
     t_start = time.time()
