@@ -23,13 +23,14 @@ from ..tasks.colorize import luminance
 from ..tasks.consistency import consistency_psnr
 from ..tasks.generic import generic_task
 from ..tasks.projection import ProjectionSettings
-from ..tasks.superres import Downsample, area_downsample
+from ..imaging import area_downsample, resize_square
+from ..tasks.superres import Downsample
 from .aggregates import _floats, _public, aggregate, input_dependence
 from .degradations import EYES_BOX, MOUTH_BOX, BlindDegradation, _nearest, bicubic, box_mask, fill_holes, irregular_mask
 from .inputs import CONDITION_TASKS, CONDITIONS, Condition, Photo, condition_kind, methods_for
 from .report import _beta_text, _method_label, _pm, _share, make_strip, plot_tradeoff
 
-log = logging.getLogger("mystyle_pl.evaluate")  # the public module's logger: the CLI sets its level
+log = logging.getLogger(__name__)  # under "mystyle_pl.evaluation", whose level the CLI sets
 
 
 @dataclass
@@ -43,15 +44,6 @@ class Restored:
     seconds: list[float]  # per photo: wall seconds of its batch / the batch size
     raw: torch.Tensor | None = None  # super-resolution: the projection before back-projection [N, 3, E, E]
     raw_consistency: list[float | None] | None = None  # its consistency (dB)
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Square images to ``size`` px: area when shrinking, bicubic when growing, unchanged at ``size``."""
-    if images.shape[-1] == size:
-        return images
-    if images.shape[-1] > size:
-        return area_downsample(images, size)
-    return bicubic(images, size)
 
 
 class _Evaluation:
@@ -97,10 +89,10 @@ class _Evaluation:
     # ---------------------------------------------------------------- conditions
 
     def _at_eval(self, images: torch.Tensor) -> torch.Tensor:
-        return _resize(images, self.E)
+        return resize_square(images, self.E)
 
     def _at_gen(self, images: torch.Tensor) -> torch.Tensor:
-        return _resize(images, self.R)
+        return resize_square(images, self.R)
 
     def methods(self, name: str, methods: Sequence[str]) -> list[str]:
         """The methods run on condition ``name`` (:func:`~.inputs.methods_for`, generic where asked)."""
