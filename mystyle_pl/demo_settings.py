@@ -21,8 +21,7 @@ class DemoSettings:
     num_photos: int  # training photos of the synthesised album
     num_held_out: int  # held-out photos (synthesised, or taken from --album by a name hash)
     photo_size: int  # side of the synthesised photos in px (the generator renders at its own resolution)
-    fit_config: str  # the fit recipe, a path relative to configs/ (or absolute)
-    checkpoint_every: int  # epochs between fit checkpoints (resume points)
+    fit_config: str  # the fit recipe, a path relative to configs/ (or absolute); its callbacks are the demo's
     preset: str = "quick"  # projection preset of the tasks and evaluate stages (mystyle_pl.tasks.presets)
     eval_tasks: str = "invert,superres,inpaint,blind"  # evaluate's conditions or groups (mystyle-pl evaluate --tasks)
     eval_generic_tasks: str | None = None  # conditions the generic prior runs on in evaluate; None = all
@@ -43,13 +42,13 @@ QUALITIES: dict[str, DemoSettings] = {
     # super-resolution (personal, its raw projection for free, generic, bicubic), the mouth box (personal,
     # Telea) and the inversion (personal): 4 projections; the generic prior only at x8, no beta sweep.
     "quick": DemoSettings(num_photos=12, num_held_out=4, photo_size=512, fit_config="fit/demo.yaml",
-                          checkpoint_every=1, preset="quick", eval_tasks="superres-x8,inpaint-mouth,invert",
+                          preset="quick", eval_tasks="superres-x8,inpaint-mouth,invert",
                           eval_generic_tasks="superres-x8", eval_max_photos=1, eval_betas=""),
     # The paper's tuning budgets: ~100 photos, configs/fit/mystyle.yaml (300-step anchors, 1000 passes); the
     # full projection preset (400 steps); evaluate's default conditions (with the inversion) and beta sweep
     # on every held-out photo. For a GPU.
     "full": DemoSettings(num_photos=100, num_held_out=10, photo_size=1024, fit_config="fit/mystyle.yaml",
-                         checkpoint_every=10, preset="full"),
+                         preset="full"),
 }
 # fmt: on
 

@@ -5,6 +5,7 @@ and the closing summary. The tasks and evaluate stages and :func:`~mystyle_pl.de
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sys
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -34,7 +36,8 @@ from .demo_settings import (
 )
 from .errors import UserError
 from .imaging import image_files
-from .lightning_cli import MyStyleLightningCLI, config_path
+from .lightning_cli import MyStyleLightningCLI, _class_of, _entries, config_path
+from .tuning import ExportPrior
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -74,6 +77,30 @@ def _copy_folder_atomic(files: Sequence[Path], dst: Path) -> Path:
 def _image_files(folder: Path) -> list[Path]:
     """:func:`~mystyle_pl.imaging.image_files` of ``folder``; none when it is not a folder (yet)."""
     return image_files(folder) if folder.is_dir() else []
+
+
+def recipe_callbacks(recipe: Path, prior_dir: Path) -> list[dict]:
+    """The ``trainer.callbacks`` a fit recipe (YAML) declares, as declared, with every ``ExportPrior``
+    writing ``prior_dir`` (the demo keeps the prior beside the fit's run folder: ``OUT/prior``, not
+    ``OUT/fit/prior``); an ``ExportPrior`` is added when the recipe has none (the demo needs the bundle).
+
+    A second config's ``trainer.callbacks`` replaces the first's whole list, so the demo's layer
+    repeats the recipe's entries instead of writing its own."""
+    config = yaml.safe_load(Path(recipe).read_text()) or {}
+    callbacks = copy.deepcopy(_entries((config.get("trainer") or {}).get("callbacks")))
+    exports = [c for c in callbacks if _is_a(c, ExportPrior)]
+    if not exports:
+        callbacks.append({"class_path": "mystyle_pl.tuning.ExportPrior"})
+        exports = callbacks[-1:]
+    for entry in exports:
+        entry["init_args"] = {**(entry.get("init_args") or {}), "dirpath": str(prior_dir)}
+    return callbacks
+
+
+def _is_a(entry: Any, cls: type) -> bool:
+    """Whether a YAML ``{class_path: ...}`` entry names ``cls`` or a subclass of it."""
+    found = _class_of(SimpleNamespace(class_path=entry.get("class_path"))) if isinstance(entry, dict) else None
+    return found is not None and issubclass(found, cls)
 
 
 class _Demo:
@@ -256,15 +283,11 @@ class _Demo:
         return StageRecord("prepare", "done", 0.0, str(self.held_out / HELD_OUT_FILE), note)
 
     def run_config(self) -> dict:
-        """The demo's layer on top of the fit recipe: its paths, device and album (OUT/fit/demo_run.yaml)."""
+        """The demo's layer on top of the fit recipe: its paths, device and album (OUT/fit/demo_run.yaml). The
+        callbacks are the recipe's own (:func:`recipe_callbacks`); checkpoints go to ``OUT/fit/checkpoints``
+        by the run folder's rule (:func:`~mystyle_pl.lightning_cli.resolve_fit_config`)."""
         held = json.loads((self.held_out / HELD_OUT_FILE).read_text())
-        callbacks = [
-            {"class_path": "mystyle_pl.tuning.ImageGridLogger", "init_args": {"every_n_steps": 0}},
-            {"class_path": "mystyle_pl.tuning.ExportPrior", "init_args": {"dirpath": str(self.prior)}},
-            {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-             "init_args": {"dirpath": str(self.fit_dir / "checkpoints"), "save_last": True,
-                           "every_n_epochs": self.settings.checkpoint_every}},
-        ]  # fmt: skip
+        callbacks = recipe_callbacks(self.fit_config(), self.prior)
         data: dict[str, Any] = {"album": str(self.album), "resolution": self.resolution}
         data["val_fraction"] = 0.0  # the held-out photos are chosen here (demo: their own folder; --album: by name)
         if held["val_names"]:

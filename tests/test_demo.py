@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from mystyle_pl.demo import (
     HELD_OUT_FILE,
@@ -28,7 +29,7 @@ from mystyle_pl.generators import save_generator
 from .helpers import REPO_ROOT
 
 R = 32
-SETTINGS = DemoSettings(num_photos=6, num_held_out=2, photo_size=R, fit_config="fit/demo.yaml", checkpoint_every=1,
+SETTINGS = DemoSettings(num_photos=6, num_held_out=2, photo_size=R, fit_config="fit/demo.yaml",
                         edit_strengths=(-1.0, 0.0, 1.0), num_samples=2)  # fmt: skip
 TASK_OVERRIDES = {"lpips_weight": 0.0, "steps": 3}  # over the quick preset: tiny budgets
 
@@ -187,6 +188,29 @@ def test_own_album_holds_out_photos_by_name(tmp_path, generator_file):
     assert config["val_names"] == held["val_names"] and config["val_fraction"] == 0.0
     with pytest.raises(ValueError, match="separate folders"):
         run_demo(photos / "photos" / "out", album=photos / "photos")
+
+
+def test_demo_fits_with_the_recipe_callbacks(tmp_path):
+    """The demo's fit layer repeats the recipe's callbacks as declared; only ExportPrior's folder is set
+    (OUT/prior); a recipe without one gets one."""
+    from mystyle_pl.demo_stages import recipe_callbacks
+    from mystyle_pl.lightning_cli import config_path
+
+    prior = tmp_path / "prior"
+    for quality in QUALITIES.values():
+        recipe = config_path(quality.fit_config)
+        declared = yaml.safe_load(recipe.read_text())["trainer"]["callbacks"]
+        used = recipe_callbacks(recipe, prior)
+        assert [c["class_path"] for c in used] == [c["class_path"] for c in declared]
+        for mine, theirs in zip(used, declared):
+            if mine["class_path"].endswith("ExportPrior"):
+                assert mine["init_args"] == {**(theirs.get("init_args") or {}), "dirpath": str(prior)}
+            else:
+                assert mine == theirs
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("trainer:\n  max_epochs: 1\n")
+    assert recipe_callbacks(bare, prior) == [{"class_path": "mystyle_pl.tuning.ExportPrior",
+                                              "init_args": {"dirpath": str(prior)}}]  # fmt: skip
 
 
 @pytest.mark.parametrize("quality", ["quick", "full"])
