@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from ..generators import Generator, load_generator
+from .. import load_generator  # the package's: asset names too (generators.load_generator takes files only)
+from ..generators import Generator
 
 log = logging.getLogger(__name__)  # under "mystyle_pl.evaluation", whose level the CLI sets
 
