@@ -7,7 +7,6 @@ import argparse
 from dataclasses import fields
 
 from ..errors import UserError, check_paths
-from ..evaluation.settings import EvaluateSettings
 
 
 _EVALUATE_EPILOG = """\
@@ -55,6 +54,8 @@ example:
 
 
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..evaluation import EvaluateSettings  # lazy like the other commands' imports: start-up time
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EVALUATE_EPILOG
     parser.add_argument("--prior", required=True, metavar="PRIOR_DIR", help="personal prior folder (from fit/export)")
@@ -78,13 +79,12 @@ def _shown(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _settings(args: argparse.Namespace) -> EvaluateSettings:
-    """The parsed options as :class:`EvaluateSettings` (an append option never given keeps its default)."""
-    values = {f.name: getattr(args, f.name) for f in fields(EvaluateSettings)}
-    return EvaluateSettings(**{k: v for k, v in values.items() if v is not None or k not in _APPENDED})
-
-
-_APPENDED = {f.name for f in fields(EvaluateSettings) if f.metadata.get("action") == "append"}
+def _settings(args: argparse.Namespace, settings_class: type):
+    """The parsed options as ``settings_class`` (:class:`~mystyle_pl.evaluation.EvaluateSettings`); an append
+    option never given keeps the field's default."""
+    values = {f.name: getattr(args, f.name) for f in fields(settings_class)}
+    appended = {f.name for f in fields(settings_class) if f.metadata.get("action") == "append"}
+    return settings_class(**{k: v for k, v in values.items() if v is not None or k not in appended})
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -98,7 +98,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     logging.getLogger("mystyle_pl.evaluation").setLevel(logging.INFO)
     check_paths(inputs={"--prior": [args.prior], "--photos": args.photos or [], "--album-refs": [args.album_refs]},
                 outputs={"--out": args.out})  # fmt: skip
-    options = _settings(args)
+    options = _settings(args, evaluation.EvaluateSettings)
     try:
         result = evaluation.evaluate(args.prior, args.photos, **vars(options), logger="wandb" if args.wandb else None)
     except FaceModelsUnavailable as e:
