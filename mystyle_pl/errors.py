@@ -87,3 +87,15 @@ def describe_error(error: BaseException) -> str:
         text = str(error.args[0])
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return "; ".join(lines) if lines else type(error).__name__
+
+
+def check_paths(inputs: dict[str, list], outputs: dict[str, str | None]) -> None:
+    """Refuse missing inputs and unwritable output folders before any long work (one-line errors).
+    ``inputs``: option -> paths (None entries skipped); ``outputs``: option -> folder (created)."""
+    for option, paths in inputs.items():
+        for path in paths:
+            if path is not None and not Path(path).exists():
+                raise FileNotFoundError(2, f"not found ({option})", str(path))
+    for option, folder in outputs.items():
+        if folder is not None:
+            ensure_writable_dir(folder, f"output folder ({option})", f"choose another with {option}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from mystyle_pl.demo import (
     HELD_OUT_FILE,
@@ -28,7 +29,7 @@ from mystyle_pl.generators import save_generator
 from .helpers import REPO_ROOT
 
 R = 32
-SETTINGS = DemoSettings(num_photos=6, num_held_out=2, photo_size=R, fit_config="fit/demo.yaml", checkpoint_every=1,
+SETTINGS = DemoSettings(num_photos=6, num_held_out=2, photo_size=R, fit_config="fit/demo.yaml",
                         edit_strengths=(-1.0, 0.0, 1.0), num_samples=2)  # fmt: skip
 TASK_OVERRIDES = {"lpips_weight": 0.0, "steps": 3}  # over the quick preset: tiny budgets
 
@@ -189,6 +190,29 @@ def test_own_album_holds_out_photos_by_name(tmp_path, generator_file):
         run_demo(photos / "photos" / "out", album=photos / "photos")
 
 
+def test_demo_fits_with_the_recipe_callbacks(tmp_path):
+    """The demo's fit layer repeats the recipe's callbacks as declared; only ExportPrior's folder is set
+    (OUT/prior); a recipe without one gets one."""
+    from mystyle_pl.demo_stages import recipe_callbacks
+    from mystyle_pl.lightning_cli import config_path
+
+    prior = tmp_path / "prior"
+    for quality in QUALITIES.values():
+        recipe = config_path(quality.fit_config)
+        declared = yaml.safe_load(recipe.read_text())["trainer"]["callbacks"]
+        used = recipe_callbacks(recipe, prior)
+        assert [c["class_path"] for c in used] == [c["class_path"] for c in declared]
+        for mine, theirs in zip(used, declared):
+            if mine["class_path"].endswith("ExportPrior"):
+                assert mine["init_args"] == {**(theirs.get("init_args") or {}), "dirpath": str(prior)}
+            else:
+                assert mine == theirs
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("trainer:\n  max_epochs: 1\n")
+    assert recipe_callbacks(bare, prior) == [{"class_path": "mystyle_pl.tuning.ExportPrior",
+                                              "init_args": {"dirpath": str(prior)}}]  # fmt: skip
+
+
 @pytest.mark.parametrize("quality", ["quick", "full"])
 def test_fit_stacks_parse_with_the_demo_paths(tmp_path, generator_file, quality):
     """The fit recipe of each quality + the demo's run config instantiate (paths, device, album)."""
@@ -252,7 +276,7 @@ def test_evaluate_stage_passes_the_demo_settings(tmp_path, monkeypatch):
 def test_qualities_name_presets_and_fit_the_cpu_budget():
     """--quality quick projects with the quick preset, --quality full with the full one; the quick demo's
     evaluation stays at 4 projections of one photo (about 5 minutes on a 2-core CPU)."""
-    from mystyle_pl.evaluate import expand_tasks, methods_for
+    from mystyle_pl.evaluation import expand_tasks, methods_for
     from mystyle_pl.evaluation.inputs import condition_kind
 
     assert QUALITIES["quick"].preset == "quick" and QUALITIES["full"].preset == "full"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from mystyle_pl.data.anchors_io import Anchors
 from mystyle_pl.data.io import write_image
-from mystyle_pl.evaluate import (
+from mystyle_pl.evaluation import (
     EYES_BOX,
     BlindDegradation,
     box_mask,
@@ -220,7 +220,7 @@ def test_fidelity_figures_come_from_one_projection(tiny, tmp_path, monkeypatch):
     """personal and personal-raw are the two outputs of ONE projection per photo; consistency, steps and
     seconds per record; the bicubic baseline's consistency and PSNR match a computation by hand."""
     from mystyle_pl.data.io import read_image, to_tensor
-    from mystyle_pl.evaluate import bicubic
+    from mystyle_pl.evaluation import bicubic
     from mystyle_pl.metrics.image import psnr
     from mystyle_pl.tasks.consistency import consistency_psnr
     from mystyle_pl.tasks.superres import SuperResolve, area_downsample
@@ -267,7 +267,7 @@ def test_fidelity_figures_come_from_one_projection(tiny, tmp_path, monkeypatch):
 
 
 def test_input_dependence():
-    from mystyle_pl.evaluate import input_dependence
+    from mystyle_pl.evaluation import input_dependence
 
     g = torch.Generator().manual_seed(0)
     truths = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1
@@ -420,7 +420,7 @@ def test_argument_parsing(tmp_path):
 
 
 def test_cli_help_and_arguments(monkeypatch, capsys, tmp_path):
-    import mystyle_pl.evaluate as module
+    import mystyle_pl.evaluation as module
     from mystyle_pl.cli import main
 
     with pytest.raises(SystemExit) as exit_info:

@@ -406,7 +406,7 @@ def test_sigterm_mid_run_writes_the_summary_and_exits_143(prior_dir, tmp_path):
 
 
 def test_evaluate_records_unusable_photos_in_failed_json(prior_dir, tmp_path):
-    from mystyle_pl.evaluate import evaluate
+    from mystyle_pl.evaluation import evaluate
     from mystyle_pl.losses import LPIPS
     from mystyle_pl.metrics import IdentityScorer
 

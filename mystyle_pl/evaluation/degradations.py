@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..data.io import to_tensor, to_uint8
-from ..tasks.superres import area_downsample, gaussian_blur
+from ..imaging import area_downsample
+from ..imaging import bicubic as bicubic_resize
+from ..tasks.superres import gaussian_blur
 
 # Holes in FFHQ-aligned coordinates, fractions of the side (x0, y0, x1, y1). The 68 dlib landmarks of
 # the shared albums' aligned photos put the eyes within x 0.31..0.68, y 0.44..0.49 and the mouth
@@ -65,8 +67,7 @@ class BlindDegradation:
         buffer = io.BytesIO()
         Image.fromarray(to_uint8(x)[0]).save(buffer, format="JPEG", quality=p["jpeg_quality"])
         x = to_tensor(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")))
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
-        return x, p
+        return bicubic_resize(x, size), p
 
 
 def _box_pixels(box: Sequence[float], size: int) -> tuple[int, int, int, int]:
@@ -122,10 +123,11 @@ def irregular_mask(size: int, seed: int = 0, coverage: float = 0.2) -> torch.Ten
 
 
 def bicubic(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bicubic resize of ``[B, 3, h, h]`` to ``size`` (clamped to ``[-1, 1]``)."""
+    """The bicubic baseline: :func:`mystyle_pl.imaging.bicubic` of ``[B, 3, h, h]`` to ``size`` (clamped to
+    ``[-1, 1]``); the input itself (not clamped) when it is already ``size`` px."""
     if images.shape[-1] == size:
         return images
-    return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
+    return bicubic_resize(images, size)
 
 
 def _nearest(images: torch.Tensor, size: int) -> torch.Tensor:

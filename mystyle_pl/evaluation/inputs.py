@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..imaging import IMAGE_SUFFIXES
 from ..tasks import Colorize, Inpaint, Invert, SuperResolve
 
-log = logging.getLogger("mystyle_pl.evaluate")  # the public module's logger: the CLI sets its level
+log = logging.getLogger(__name__)  # under "mystyle_pl.evaluation", whose level the CLI sets
 
 TASK_GROUPS: dict[str, tuple[str, ...]] = {
     "invert": ("invert",),
@@ -168,6 +168,15 @@ def parse_betas(betas) -> list[float | None]:
                 raise ValueError(f"beta must be >= 0 (or 'none'), got {value}")
             out.append(value)
     return out
+
+
+
+def parse_beta(text) -> float | None:
+    """One beta (``--beta``): a number >= 0, or ``none`` (the affine hull); ``ValueError`` otherwise."""
+    values = parse_betas(text)
+    if len(values) != 1:
+        raise ValueError(f"--beta takes one value, got {text!r}")
+    return values[0]
 
 
 def _load_photos(files: list[Path], size: int, align: str, skipped: dict) -> list[Photo]:

@@ -47,10 +47,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.align import AlignTransform, align_face, paste_back
 from ..data.io import read_image, to_tensor, to_uint8
+from ..imaging import resize_square
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +198,7 @@ class TaskPhoto:
 
 def _resize_square(image: np.ndarray, size: int) -> torch.Tensor:
     """``uint8 [S', S', 3]`` -> ``[3, size, size]`` in [-1, 1] (area when shrinking, bicubic when growing)."""
-    x = to_tensor(image)
-    if x.shape[-1] == size:
-        return x[0]
-    if x.shape[-1] > size:
-        x = F.interpolate(x, size=(size, size), mode="area")
-    else:
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
-    return x[0]
+    return resize_square(to_tensor(image), size)[0]
 
 
 def load_task_photo(

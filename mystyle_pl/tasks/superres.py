@@ -14,18 +14,13 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ..imaging import area_downsample  # D's down-sampling (also importable from here)
 from .base import Batch, Output, ProjectingTask, check_images
 from .consistency import BACK_PROJECTION_ITERATIONS, back_project, consistency_psnr
 from .projection import ProjectionResult
 
 MIN_FACTOR, MAX_FACTOR = 2, 32
 LPIPS_MIN_SIZE = 32  # LPIPS (AlexNet) needs inputs of at least 31 pixels
-
-
-def area_downsample(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Area (box-average) down-sampling of ``[B, C, H, W]`` to ``size`` (``h`` or ``(h, w)``)."""
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    return F.interpolate(images, size=size, mode="area")
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:

@@ -17,7 +17,7 @@ def test_a_preset_name_gives_the_same_settings_everywhere(preset, monkeypatch):
     from dataclasses import replace
 
     from mystyle_pl.demo import QUALITIES, demo_projection_settings, tiny_prior
-    from mystyle_pl.evaluate import projection_settings
+    from mystyle_pl.evaluation import projection_settings
     from mystyle_pl.tasks.inpaint import Inpaint
     from mystyle_pl.tasks.invert import Invert
     from mystyle_pl.tasks.presets import task_settings

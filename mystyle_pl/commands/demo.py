@@ -1,0 +1,27 @@
+"""``mystyle-pl demo``: the whole method end to end (:func:`mystyle_pl.demo.run_demo`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import check_paths
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="outputs/demo", help="output folder; re-running resumes (default: outputs/demo)")
+    parser.add_argument("--album", default=None, metavar="DIR",
+                        help="a folder of your own photos of one person (only read); default: synthesise a demo person")
+    parser.add_argument("--quality", default="quick", choices=["quick", "full"],
+                        help="quick: minutes (default); full: the paper's budgets (~100 photos, 1000 passes; a GPU)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--seed", type=int, default=1, help="the demo person, the held-out split and the samples (default: 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    check_paths(inputs={"--album": [args.album]}, outputs={"--out": args.out})
+    run_demo(args.out, album=args.album, quality=args.quality, device=args.device, seed=args.seed,
+             progress=not args.no_progress)  # fmt: skip
+    return 0
