@@ -479,8 +479,9 @@ def load_photo_faces(
     warnings = [src.warning] if src.warning else []
     if len(selection.faces) > 1:
         listing = "; ".join(f.describe() for f in selection.faces)
-        warnings.append(f"{src.label}: {len(selection.faces)} faces found ({listing}); processing {selection.note}; "
-                        "every other face is kept as it was (--data.faces all|largest, or --data.face N for one face)")  # fmt: skip
+        kept = "; every other face is kept as it was" if len(selection.selected) < len(selection.faces) else ""
+        warnings.append(f"{src.label}: {len(selection.faces)} faces found ({listing}); processing {selection.note}{kept} "
+                        "(--data.faces person|all|largest, or --data.face N for one face)")  # fmt: skip
     for w in warnings:
         log.warning("%s", w)
     return GroupPhoto(name=src.stem, path=src.path, image=crops[0], photo=src.image, transform=transforms[0],
@@ -611,6 +612,30 @@ def task_runner(
                                                            "inside": res.inside[:, 0].tolist()}),
                           extra={"projected": res.projected})  # fmt: skip
     return run, (lambda faces: r), 1
+
+
+def run_photo(
+    prior,  # a PersonalPrior
+    source: Any,  # the whole photo: a file path, PIL image or uint8 array [H, W, 3]
+    task: str = "restore",  # one of TASKS
+    faces: str = "person",  # "person" | "all" | "largest"
+    threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # largest distance to the identity that is the person
+    identity: Sequence[float] | np.ndarray | None = None,  # the person's identity centre [D]; None = the prior's own
+    analyzer=None,  # a FaceAnalyzer; None = dlib's default one
+    label: str | None = None,  # the photo in messages
+    max_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on the output's pixels
+    **kw,  # task_runner's arguments: preset=, factor=, hole=, direction=, strength=, steps=, ...
+) -> GroupResult:
+    """One of the prior's tasks on the person's face(s) of a whole photo (the Python side of
+    ``predict --data.faces`` and the app): :func:`task_runner` + :func:`process_photo`, with the
+    identity from :meth:`~mystyle_pl.prior.PersonalPrior.identity_centre` unless given.
+
+    Raises what :func:`process_photo` raises (:class:`NoFaceError`, :class:`NoPersonError`, ...)."""
+    if identity is None:
+        identity, _ = prior.identity_centre()
+    run, size, upscale = task_runner(prior, task, **kw)
+    return process_photo(source, run, size, identity=identity, faces=faces, threshold=threshold, upscale=upscale,
+                         analyzer=analyzer, label=label, max_pixels=max_pixels)  # fmt: skip
 
 
 def _metrics(result) -> dict[str, Any]:

@@ -180,3 +180,14 @@ def test_real_group_photo_only_the_person_changes(shared_data, tmp_path):
     out = predict("invert", prior, tmp_path / "all", "--data.inputs", str(group), "--data.faces", "all")
     diff = changed(read_image(out / "group" / "photo.png"), photo)
     assert all(diff[:, 240 * k : 240 * (k + 1)].any() for k in range(3))
+
+
+def test_run_photo_from_python(tmp_path):
+    """``mystyle_pl.run_photo``: the Python side of --data.faces (identity from the prior)."""
+    from mystyle_pl import run_photo
+
+    prior = PersonalPrior.load(tiny_prior(tmp_path / "prior", identity=[0.05] * 4))
+    photo = np.random.default_rng(1).integers(0, 255, (160, 360, 3), dtype=np.uint8)
+    result = run_photo(prior, photo, "invert", analyzer=ThreeFaces(), steps=1, lpips_weight=0.0)
+    assert [f.selected for f in result.faces] == [False, True, False]
+    assert np.array_equal(result.photo[~result.changed], photo[~result.changed]) and result.changed[:, 120:240].any()
