@@ -5,6 +5,7 @@ The small public API::
     from mystyle_pl import PersonalPrior, SuperResolve, load_generator
     prior = PersonalPrior.load("outputs/.../prior")
     result = prior.super_resolve("face_32px.png")             # or SuperResolve(blind=True).run(prior, img)
+    result = run_photo(prior, "group.jpg", "restore")         # a whole photo: only the person's face(s) change
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from . import assets  # noqa: E402
 from .generators import Generator, StyleGAN2Generator, save_generator  # noqa: E402
 from .generators import load_generator as load_checkpoint  # noqa: E402
 from .prior import PersonalPrior  # noqa: E402
+from .group import run_photo  # noqa: E402  (a task on the person's face(s) of a whole photo)
 from .tasks import (  # noqa: E402  (importing the tasks registers them for the prior's shortcuts)
     Colorize,
     Edit,
@@ -58,6 +60,7 @@ __all__ = [
     "Task",
     "__version__",
     "load_generator",
+    "run_photo",
     "save_generator",
     "task_settings",
 ]

@@ -31,6 +31,7 @@ face(s) the task's result.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -44,7 +45,18 @@ from PIL import Image
 
 from .data.align import AlignTransform, align_face, face_mask, paste_back
 from .data.io import read_image, to_tensor, to_uint8
-from .tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, DEFAULT_MAX_PHOTO_PIXELS, NoFaceError, NotThePersonError, pasted_size
+from .tasks.pasteback import (
+    DEFAULT_IDENTITY_THRESHOLD,
+    DEFAULT_MAX_PHOTO_PIXELS,
+    NoFaceError,
+    NotThePersonError,
+    TaskPhoto,
+    pasted_size,
+    read_task_source,
+    resize_square,
+)
+
+log = logging.getLogger(__name__)
 
 FACE_MODES = ("person", "all", "largest")
 
@@ -320,42 +332,160 @@ def process_photo(
     if label is None:
         label = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "photo"
     photo = source if isinstance(source, np.ndarray) and source.dtype == np.uint8 and source.ndim == 3 else read_image(source, name=label)
+    selection = find_faces(photo, label, identity=identity, faces=faces, threshold=threshold, analyzer=analyzer,
+                           detected=detected)  # fmt: skip
+    chosen = selection.selected
+    size = int(crop_size(chosen) if callable(crop_size) else crop_size)
+    batch, transforms = align_selected(photo, selection, size, label)
+    output = task(FaceWork(crops=batch, transforms=transforms, photo=photo))
+    if output.images.ndim != 4 or output.images.shape[0] != len(chosen) or output.images.shape[1] != 3:
+        raise ValueError(f"the task returned images {tuple(output.images.shape)}, expected [{len(chosen)}, 3, R, R]")
+    masks = [None if output.paste_masks is None else output.paste_masks[k] for k in range(len(chosen))]
+    out, changed, regions = paste_faces(photo, list(output.images), transforms, masks, upscale=upscale,
+                                        max_pixels=max_pixels, feather=feather)  # fmt: skip
+    for f, region in zip(chosen, regions):
+        f.region = region
+    return GroupResult(photo=out, source=photo, selection=selection, crops=batch, output=output,
+                       changed=changed, upscale=upscale)  # fmt: skip
+
+
+def find_faces(
+    photo: np.ndarray,  # uint8 [H, W, 3]
+    label: str,  # the photo, for messages
+    identity: Sequence[float] | np.ndarray | None = None,  # the prior's identity centre [D]; None = unknown
+    faces: str = "person",  # "person" | "all" | "largest"
+    threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # largest distance to `identity` that is the person
+    analyzer=None,  # a FaceAnalyzer; None = dlib's default one
+    detected: Sequence | None = None,  # faces already found (FaceAnalyzer.analyze's list); None = analyse here
+) -> FaceSelection:
+    """Every face of ``photo``, its distance to ``identity`` and which ones to process
+    (:func:`select_faces`). Raises :class:`NoFaceError` (no face, the message says how large a
+    face must be) and :class:`NoPersonError` (``faces="person"``, none is the person)."""
     found = list(detected) if detected is not None else analyse(photo, analyzer, describe=identity is not None)
     if not found:
         height, width = photo.shape[:2]
         raise NoFaceError(f"{label}: no face found ({width}x{height} px); a face must be at least ~40 px wide and roughly frontal")
-    selection = select_faces(found, label, identity=identity, mode=faces, threshold=threshold)
-    chosen = selection.selected
-    size = int(crop_size(chosen) if callable(crop_size) else crop_size)
+    return select_faces(found, label, identity=identity, mode=faces, threshold=threshold)
+
+
+def align_selected(
+    photo: np.ndarray, selection: FaceSelection, size: int, label: str = "photo", source_file: str | None = None
+) -> tuple[torch.Tensor, list[AlignTransform]]:
+    """The selected faces of ``photo`` (uint8 [H, W, 3]) aligned the FFHQ way at ``size`` px ->
+    ``(crops [K, 3, size, size] in [-1, 1], transforms)``; each face's ``transform`` is set too.
+    Raises ``ValueError`` for a non-positive ``size`` or a selected face without landmarks."""
     if size < 1:
         raise ValueError(f"crop_size must be positive, got {size}")
     crops, transforms = [], []
-    for f in chosen:
+    for f in selection.selected:
         if f.landmarks is None:
             raise ValueError(f"{label}: face {f.index} has no landmarks to align it")
-        aligned, transform = align_face(photo, f.landmarks, size)
+        aligned, transform = align_face(photo, f.landmarks, size, source_file=source_file)
         f.transform = transform
         crops.append(aligned)
         transforms.append(transform)
-    batch = to_tensor(crops)
-    output = task(FaceWork(crops=batch, transforms=transforms, photo=photo))
-    if output.images.ndim != 4 or output.images.shape[0] != len(chosen) or output.images.shape[1] != 3:
-        raise ValueError(f"the task returned images {tuple(output.images.shape)}, expected [{len(chosen)}, 3, R, R]")
+    return to_tensor(crops), transforms
 
+
+def paste_faces(
+    photo: np.ndarray,  # uint8 [H, W, 3]: the input photo (not modified)
+    results: Sequence[torch.Tensor],  # one [3, R, R] (or [1, 3, R, R]) result in [-1, 1] per face, any R
+    transforms: Sequence[AlignTransform],  # each result's geometry in `photo`
+    masks: Sequence[torch.Tensor | None] | None = None,  # per face [1, R', R'] (1 = take the result) or None = face ellipse
+    upscale: int = 1,  # the photo is enlarged this many times first (super-resolution)
+    max_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on the output's pixels (tasks.pasteback.pasted_size)
+    feather: float = 0.06,  # seam of the default face-ellipse paste
+) -> tuple[np.ndarray, np.ndarray, list[list[int] | None]]:
+    """Paste every result into ``photo`` -> ``(photo uint8 [H', W', 3], changed bool [H', W'],
+    regions)``, ``(H', W') = pasted_size(H, W, upscale, max_pixels)``, ``regions``: per face the
+    ``[x0, y0, x1, y1)`` box of the pixels it changed (None: none). Outside ``changed`` every pixel is
+    the input's (at ``upscale=1``) or its bicubic enlargement, byte for byte (:func:`paste_face`).
+    Raises ``ValueError`` when the lists differ in length."""
+    if len(results) != len(transforms) or (masks is not None and len(masks) != len(results)):
+        raise ValueError(f"{len(results)} results, {len(transforms)} transforms and "
+                         f"{'no' if masks is None else len(masks)} masks: one of each per face")  # fmt: skip
     height, width = photo.shape[:2]
     out_h, out_w = pasted_size(height, width, upscale, max_pixels)
     out = photo if (out_h, out_w) == (height, width) else np.asarray(
         Image.fromarray(photo).resize((out_w, out_h), Image.Resampling.BICUBIC))  # fmt: skip
     changed = np.zeros((out_h, out_w), dtype=bool)
-    for k, f in enumerate(chosen):
-        t = f.transform if (out_h, out_w) == (height, width) else _scaled(f.transform, out_w / width, out_h / height, (out_w, out_h))
-        mask = None if output.paste_masks is None else output.paste_masks[k]
-        out, region = paste_face(out, output.images[k].cpu(), t, mask=mask, feather=feather)
+    regions: list[list[int] | None] = []
+    for k, (result, transform) in enumerate(zip(results, transforms)):
+        t = transform if (out_h, out_w) == (height, width) else _scaled(transform, out_w / width, out_h / height, (out_w, out_h))
+        mask = None if masks is None else masks[k]
+        out, region = paste_face(out, result.detach().float().cpu(), t, mask=mask, feather=feather)
         changed |= region
         ys, xs = np.nonzero(region)
-        f.region = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else None
-    return GroupResult(photo=np.ascontiguousarray(out), source=photo, selection=selection, crops=batch, output=output,
-                       changed=changed, upscale=upscale)  # fmt: skip
+        regions.append([int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else None)
+    return np.ascontiguousarray(out), changed, regions
+
+
+# ----------------------------------------------------------------------------------------
+# whole photos in predict
+
+
+@dataclass
+class GroupPhoto(TaskPhoto):
+    """A photo for ``predict`` whose selected face(s) were aligned here (``data.faces``): a
+    :class:`~mystyle_pl.tasks.pasteback.TaskPhoto` whose ``image`` / ``transform`` are the first
+    selected face's, plus every selected face (``crops``, ``transforms``) and every face found
+    (``selection``: distances, what is done to each)."""
+
+    selection: FaceSelection | None = None  # every face found, left to right, and which ones are processed
+    crops: torch.Tensor | None = None  # [K, 3, S, S] in [-1, 1]: the selected faces' aligned crops
+    transforms: list[AlignTransform] = field(default_factory=list)  # one per crop
+    masks: torch.Tensor | None = None  # [K, 1, S, S] known-masks (1 = known, 0 = hole) when the task needs one
+
+    def keep(self, k: int, action: str) -> None:
+        """Leave the ``k``-th selected face as it is (``action``: why, recorded), e.g. a mask without a
+        hole on it. Raises ``ValueError`` when no selected face would be left."""
+        chosen = self.selection.selected
+        if len(chosen) == 1:
+            raise ValueError(f"{self.name}: {action}")
+        chosen[k].selected, chosen[k].action, chosen[k].transform = False, f"kept as it was: {action}", None
+        keep = [i for i in range(len(chosen)) if i != k]
+        self.crops = self.crops[keep]
+        self.transforms = [self.transforms[i] for i in keep]
+        if self.masks is not None:
+            self.masks = self.masks[keep]
+        self.image, self.transform = self.crops[0], self.transforms[0]
+
+
+def load_photo_faces(
+    source: str | os.PathLike | np.ndarray | Any,  # an image file, a PIL image or a numpy array (data.io.read_image)
+    size: int,  # side of the aligned crops the task runs on (px)
+    align: str = "auto",  # "auto" | "always" | "never": what is an aligned crop (tasks.pasteback module docstring)
+    analyzer=None,  # a FaceAnalyzer; None = dlib's default one
+    name: str | None = None,  # output stem; None = the file stem
+    identity: Sequence[float] | np.ndarray | None = None,  # the prior's identity centre [D]; None = unknown
+    faces: str = "person",  # "person" | "all" | "largest" (module docstring)
+    threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # largest distance to `identity` that is the person
+) -> TaskPhoto:
+    """The input of one ``predict`` photo: an aligned crop as a plain
+    :class:`~mystyle_pl.tasks.pasteback.TaskPhoto` (one face, resized to ``size``), or a photo whose
+    selected faces are aligned here as a :class:`GroupPhoto` (with a warning when it holds several
+    faces, kept in ``warnings``).
+
+    Raises :class:`~mystyle_pl.data.io.ImageReadError` (unreadable), :class:`NoFaceError` (no face)
+    and :class:`NoPersonError` (``faces="person"`` and none is the person); each names the file."""
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    src = read_task_source(source, align=align, analyzer=analyzer, name=name)
+    if not src.align_here:
+        return TaskPhoto(name=src.stem, path=src.path, image=resize_square(src.image, size), photo=None, transform=None)
+    selection = find_faces(src.image, src.label, identity=identity, faces=faces, threshold=threshold, analyzer=analyzer)
+    crops, transforms = align_selected(src.image, selection, size, src.label,
+                                       source_file=str(src.path) if src.path is not None else None)  # fmt: skip
+    warnings = [src.warning] if src.warning else []
+    if len(selection.faces) > 1:
+        listing = "; ".join(f.describe() for f in selection.faces)
+        kept = "; every other face is kept as it was" if len(selection.selected) < len(selection.faces) else ""
+        warnings.append(f"{src.label}: {len(selection.faces)} faces found ({listing}); processing {selection.note}{kept} "
+                        "(--data.faces person|all|largest, or --data.face N for one face)")  # fmt: skip
+    for w in warnings:
+        log.warning("%s", w)
+    return GroupPhoto(name=src.stem, path=src.path, image=crops[0], photo=src.image, transform=transforms[0],
+                      warnings=warnings, selection=selection, crops=crops, transforms=transforms)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------
@@ -482,6 +612,30 @@ def task_runner(
                                                            "inside": res.inside[:, 0].tolist()}),
                           extra={"projected": res.projected})  # fmt: skip
     return run, (lambda faces: r), 1
+
+
+def run_photo(
+    prior,  # a PersonalPrior
+    source: Any,  # the whole photo: a file path, PIL image or uint8 array [H, W, 3]
+    task: str = "restore",  # one of TASKS
+    faces: str = "person",  # "person" | "all" | "largest"
+    threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # largest distance to the identity that is the person
+    identity: Sequence[float] | np.ndarray | None = None,  # the person's identity centre [D]; None = the prior's own
+    analyzer=None,  # a FaceAnalyzer; None = dlib's default one
+    label: str | None = None,  # the photo in messages
+    max_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on the output's pixels
+    **kw,  # task_runner's arguments: preset=, factor=, hole=, direction=, strength=, steps=, ...
+) -> GroupResult:
+    """One of the prior's tasks on the person's face(s) of a whole photo (the Python side of
+    ``predict --data.faces`` and the app): :func:`task_runner` + :func:`process_photo`, with the
+    identity from :meth:`~mystyle_pl.prior.PersonalPrior.identity_centre` unless given.
+
+    Raises what :func:`process_photo` raises (:class:`NoFaceError`, :class:`NoPersonError`, ...)."""
+    if identity is None:
+        identity, _ = prior.identity_centre()
+    run, size, upscale = task_runner(prior, task, **kw)
+    return process_photo(source, run, size, identity=identity, faces=faces, threshold=threshold, upscale=upscale,
+                         analyzer=analyzer, label=label, max_pixels=max_pixels)  # fmt: skip
 
 
 def _metrics(result) -> dict[str, Any]:

@@ -57,9 +57,11 @@ def main() -> None:
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
         driver.get(f"http://127.0.0.1:{port}")
-        time.sleep(3)
-        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(Path(photo).resolve()))
         end = time.time() + args.timeout
+        while not driver.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"):  # a loaded machine: wait for the page
+            assert time.time() < end, "the page did not load in time"
+            time.sleep(2)
+        driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(Path(photo).resolve()))
         while "found" not in driver.find_element(By.CSS_SELECTOR, "#message").text and "Problem" not in driver.find_element(By.CSS_SELECTOR, "#message").text:
             assert time.time() < end, "no faces marked in time"
             time.sleep(1)

@@ -157,16 +157,16 @@ def test_predict_pastes_the_person_not_the_stranger(prior_dir, tmp_path, stub_fa
     noise_photo(folder / "group.png", 64, 160, seed=1)
     noise_photo(folder / "strangers.png", 64, 120, seed=2)
     out = predict("invert", prior_dir, tmp_path / "out", "--data.inputs", str(folder), *FAST)
-    record = json.loads((out / "group" / "record.json").read_text())
-    assert record["face"]["index"] == 0 and record["face"]["reason"] == "closest to the prior's identity"
-    assert [f["distance"] for f in record["face"]["faces"]] == [pytest.approx(0.1414, abs=1e-3), pytest.approx(2.8284, abs=1e-3)]
+    record = json.loads((out / "group" / "record.json").read_text())  # data.faces person (the default)
+    assert [f["selected"] for f in record["faces"]] == [True, False] and record["faces_mode"] == "person"
+    assert [f["distance"] for f in record["faces"]] == [pytest.approx(0.1414, abs=1e-3), pytest.approx(2.8284, abs=1e-3)]
     assert any("2 faces found" in w for w in record["warnings"])
     photo, source = png(out / "group" / "photo.png"), read_image(folder / "group.png")
     changed = np.abs(photo.astype(int) - source).max(axis=2) > 0
     assert changed[:, :80].any() and not changed[:, 85:].any()  # the left face was replaced, the stranger kept
     (failed,) = json.loads((out / "failed.json").read_text())
     assert failed["name"] == "strangers" and str(folder / "strangers.png") in failed["error"]
-    assert "none of the 2 face(s) found is the prior's person" in failed["error"]
+    assert "no face of the person: closest 2.83, threshold 0.58" in failed["error"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_done"] == 1 and summary["num_failed"] == 1 and summary["identity"].startswith("prior.json")
     assert [w["name"] for w in summary["warnings"]] == ["group"]
@@ -451,12 +451,12 @@ def test_a_photo_of_two_real_people_takes_the_priors_person(shared_data, tmp_pat
     out = predict("invert", tiny_prior(tmp_path / "p27", centre_of("00027")), tmp_path / "out",
                   "--data.inputs", str(photo), *FAST)  # fmt: skip
     record = json.loads((out / "pair" / "record.json").read_text())
-    assert record["face"]["index"] == 1 and record["face"]["reason"] == "closest to the prior's identity"
-    distances = [f["distance"] for f in record["face"]["faces"]]
+    assert [f["selected"] for f in record["faces"]] == [False, True]
+    distances = [f["distance"] for f in record["faces"]]
     assert distances[1] < 0.58 <= distances[0]
     changed = np.abs(png(out / "pair" / "photo.png").astype(int) - read_image(photo)).max(axis=2) > 0
     assert changed[:, 520:].any() and not changed[:, :400].any()
     # A prior of someone else in neither: refused, not pasted over either of them.
-    with pytest.raises(NoUsableInputError, match="none of the 2 face"):
+    with pytest.raises(NoUsableInputError, match="no face of the person: closest 0"):
         predict("invert", tiny_prior(tmp_path / "p49", centre_of("00049")), tmp_path / "out49",
                 "--data.inputs", str(photo), *FAST)  # fmt: skip

@@ -11,10 +11,14 @@ mask of the wrong size, a super-resolution input larger than the generator, out 
 does not stop the run: its item carries an ``error`` that names the file, the writer logs and
 records it (``failed.json``) and the run goes on; only when every input failed is the run an error.
 
-A photo with several faces: the face closest to the prior's identity is used (``face: auto``,
-see :func:`~mystyle_pl.tasks.pasteback.choose_face`), with a warning listing the faces and their
-distances (also in the input's ``record.json``); a photo in which no face is the person is
-refused; ``--data.face N`` picks the N-th face from the left.
+A photo with several faces (``--data.faces``, :mod:`mystyle_pl.group`): every face is found and
+matched against the prior's identity; with ``person`` (the default) the person's face(s) are
+processed and pasted back and every other face and the background stay byte for byte as they
+were; ``all`` processes every face, ``largest`` the largest. The input's ``record.json`` lists each
+face found (box, distance to the person, what was done to it). A photo in which no face is the
+person is reported ("no face of the person: closest 0.71, threshold 0.58") and skipped (in
+``failed.json``); the run goes on. ``--data.face N`` processes only the N-th face from the left
+(:func:`~mystyle_pl.tasks.pasteback.choose_face`).
 
 Under DDP each rank takes inputs ``rank, rank + world_size, ...`` (:class:`RankShardSampler`):
 every input goes to exactly one rank, none is repeated, and a rank may get none (Lightning's own
@@ -45,9 +49,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.io import read_image_size
 from ..errors import describe_error
+from ..group import FACE_MODES, GroupPhoto, load_photo_faces
 from ..tasks.base import Output
 from ..tasks.inpaint import mask_from_boxes, mask_from_png
-from ..tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, DEFAULT_MAX_PHOTO_PIXELS, load_task_photo
+from ..tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, DEFAULT_MAX_PHOTO_PIXELS, TaskPhoto, load_task_photo
 from ..tasks.superres import MAX_FACTOR, MIN_FACTOR
 
 log = logging.getLogger(__name__)
@@ -78,7 +83,8 @@ class TaskItem:
     source: str | None = None  # the input file (None for samples)
     image: torch.Tensor | None = None  # [3, S, S] in [-1, 1]: the face crop the task runs on
     mask: torch.Tensor | None = None  # [1, S, S] inpainting mask, 1 = known pixel, 0 = hole
-    photo: object | None = None  # the TaskPhoto (full photo + AlignTransform when aligned here)
+    photo: object | None = None  # the TaskPhoto (full photo + AlignTransform when aligned here); a group.GroupPhoto
+    # under data.faces: every face found and the selected faces' crops (the model runs each, the writer pastes all)
     factor: int | None = None  # super-resolution factor R / S
     seed: int | None = None  # sample: the seed of this sample
     error: str | None = None  # why this input cannot be used (names the file); None = usable
@@ -97,6 +103,7 @@ class Prediction(Output):
 
     item: TaskItem | None = None  # the input (name, source, crop, photo + transform)
     error: str | None = None  # the input could not be used (names the file); nothing but the record is written
+    faces: list | None = None  # data.faces: the processed faces to paste (predict.faces.PastedFace); None = one face, item.photo's
 
     @classmethod
     def of(cls, item: TaskItem, output: Output) -> Prediction:
@@ -111,6 +118,9 @@ class Prediction(Output):
         self.latents = {k: v.detach().float().cpu().contiguous() for k, v in self.latents.items()}
         if self.paste_mask is not None:
             self.paste_mask = self.paste_mask.detach().float().cpu()
+        for face in self.faces or []:
+            if face.paste_mask is not None:
+                face.paste_mask = face.paste_mask.detach().float().cpu()
         for attr in ("image", "mask"):
             value = getattr(self.item, attr)
             if value is not None:
@@ -278,8 +288,10 @@ class PhotoDataset(Dataset):
         face: int | str = "auto",  # see TaskInputs
         identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # see TaskInputs
         output_resolution: int | None = None,  # see TaskInputs
+        faces: str = "person",  # see TaskInputs (used when face is "auto")
     ) -> None:
         self.paths, self.names, self.req = list(paths), list(names), requirements
+        self.faces = faces
         self.output_resolution = output_resolution
         self.align, self.factor, self.mask, self.boxes, self.strict = align, factor, mask, boxes, strict
         self.identity = None if identity is None else np.asarray(identity, dtype=np.float64)
@@ -345,14 +357,38 @@ class PhotoDataset(Dataset):
     def load(self, index: int) -> TaskItem:
         path, name = self.paths[index], self.names[index]
         size, factor = self.crop_size(path)
-        photo = load_task_photo(path, size, align=self.align, name=name, identity=self.identity, face=self.face,
-                                identity_threshold=self.identity_threshold)  # fmt: skip
+        if self.face == "auto":  # every face matched against the identity; data.faces picks (mystyle_pl.group)
+            photo = load_photo_faces(path, size, align=self.align, name=name, identity=self.identity, faces=self.faces,
+                                     threshold=self.identity_threshold)  # fmt: skip
+        else:
+            photo = load_task_photo(path, size, align=self.align, name=name, identity=self.identity, face=self.face,
+                                    identity_threshold=self.identity_threshold)  # fmt: skip
         image = photo.image
         if tuple(image.shape) != (3, size, size):
             raise ValueError(f"{path}: prepared crop has shape {tuple(image.shape)}, expected (3, {size}, {size})")
-        mask = self.load_mask(path, photo, size)[0] if self.req.needs_mask else None
+        mask = None
+        if self.req.needs_mask and isinstance(photo, GroupPhoto):
+            self.load_group_masks(path, photo, size)
+            image, mask = photo.image, photo.masks[0]
+        elif self.req.needs_mask:
+            mask = self.load_mask(path, photo, size)[0]
         return TaskItem(index=index, name=name, source=str(path), image=image, mask=mask, photo=photo, factor=factor,
                         warnings=list(photo.warnings))  # fmt: skip
+
+    def load_group_masks(self, path: Path, photo: GroupPhoto, size: int) -> None:
+        """``photo.masks`` ``[K, 1, size, size]``: the mask on each selected face's crop; a face the
+        mask leaves without a hole is kept as it was (recorded); none with a hole is a ``ValueError``."""
+        masks, k = [], 0
+        for transform in list(photo.transforms):
+            one = TaskPhoto(name=photo.name, path=photo.path, image=photo.crops[k], photo=photo.photo, transform=transform)
+            try:
+                masks.append(self.load_mask(path, one, size))
+                k += 1
+            except ValueError as e:
+                if "marks no hole pixel" not in str(e):
+                    raise
+                photo.keep(k, "the mask has no hole on this face")  # the last face left raises e's message
+        photo.masks = torch.cat(masks)
 
     def mask_file(self, path: Path) -> Path:
         mask = Path(self.mask)
@@ -501,7 +537,10 @@ class TaskInputs(_ShardedPredictData):
         | None = None,  # inpaint: PNG, white = hole, on the input or its aligned crop; or a folder of <stem>.png
         boxes: list[str] | None = None,  # inpaint: holes "x0,y0,x1,y1" in the input's pixels (x1, y1 exclusive)
         strict: bool = False,  # stop at the first unusable input instead of skipping it
-        face: int | str = "auto",  # photos with several faces: "auto" = the one closest to the prior's identity; N = N-th from the left
+        faces: str | None = None,  # photos aligned here: which faces are processed and pasted back: "person" (None: the default) = the
+        # face(s) within identity_threshold of the prior's identity (a photo without the person is skipped), "all", "largest";
+        # every other face and the background stay byte for byte as they were (mystyle_pl.group)
+        face: int | str = "auto",  # "auto" = as data.faces says; N = only the N-th face from the left (not with data.faces)
         identity_threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # max descriptor distance to the prior's identity that is the person (prepare's rule)
         max_photo_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on photo.png (paste-back) in pixels; larger is written smaller, with a warning; null = no cap
         requirements: TaskRequirements | None = None,  # what the task needs from its inputs: linked from the model
@@ -520,6 +559,10 @@ class TaskInputs(_ShardedPredictData):
             face = int(face)
         if isinstance(face, int) and face < 0:
             raise ValueError(f"data.face must be 'auto' or a face number 0, 1, ... (from the left), got {face}")
+        if faces is not None and faces not in FACE_MODES:
+            raise ValueError(f"data.faces must be one of {', '.join(FACE_MODES)}, got {faces!r}")
+        if faces is not None and face != "auto":
+            raise ValueError(f"give data.faces ({faces}) or data.face ({face}), not both: data.face N processes only the N-th face")
         if identity_threshold <= 0:
             raise ValueError(f"data.identity_threshold must be positive, got {identity_threshold}")
         if max_photo_pixels is not None and max_photo_pixels < 1:
@@ -535,6 +578,7 @@ class TaskInputs(_ShardedPredictData):
         self.align, self.factor, self.mask, self.boxes, self.strict = align, factor, mask, boxes, strict
         self.output_resolution = output_resolution
         self.face, self.identity_threshold, self.max_photo_pixels = face, identity_threshold, max_photo_pixels
+        self.faces = faces if faces is not None else "person"
         self.requirements: TaskRequirements | None = requirements
         self.files: list[Path] = []
         self.names: list[str] = []
@@ -617,7 +661,7 @@ class TaskInputs(_ShardedPredictData):
             self.files, self.names, replace(self.requirements, identity=None), align=self.align, factor=self.factor,
             output_resolution=self.output_resolution,
             mask=self.mask, boxes=self.boxes, strict=self.strict, identity=self.identity, face=self.face,
-            identity_threshold=self.identity_threshold,
+            identity_threshold=self.identity_threshold, faces=self.faces,
         )  # fmt: skip
 
     def predict_dataloader(self) -> DataLoader:

@@ -26,6 +26,7 @@ from lightning.pytorch import LightningModule
 from .._version import __version__
 from ..prior import PersonalPrior
 from ..tasks.base import Batch, Task
+from . import faces
 from .data import Prediction, TaskBatch, TaskItem, TaskRequirements, input_error, is_out_of_memory
 from .writer import TaskWriter
 
@@ -97,16 +98,23 @@ class PersonalPredictor(LightningModule):
             raise RuntimeError("the tasks optimise latents and need gradients: set trainer.inference_mode: false")
         out: dict[int, Prediction] = {}
         groups: dict[tuple, list[TaskItem]] = {}
+        owner: dict[int, TaskItem] = {}  # id(face item) -> its photo's item (several faces: predict.faces)
         for item in batch.items:
             if item.error is not None:
                 out[item.index] = Prediction(item=item, error=item.error)
-            else:
-                shape = tuple(item.image.shape) if item.image is not None else ()
-                groups.setdefault(shape, []).append(item)
+                continue
+            for sub in faces.expand(item):
+                owner[id(sub)] = item
+                shape = tuple(sub.image.shape) if sub.image is not None else ()
+                groups.setdefault(shape, []).append(sub)
         settings = self.task.config()
+        parts: dict[int, list[Prediction]] = {}
         for items in groups.values():
             for pred in self._predict_group(items):
-                out[pred.item.index] = pred
+                parts.setdefault(owner[id(pred.item)].index, []).append(pred)
+        for item in batch.items:
+            if item.index in parts:  # a photo's faces are one group, in expand's order
+                out[item.index] = faces.merge(item, parts[item.index], shared=list(self._record(item, settings)))
         for pred in out.values():
             if pred.error is not None:
                 pred.record = {**self._record(pred.item, settings), "error": pred.error}

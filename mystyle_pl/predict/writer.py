@@ -50,7 +50,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from ..data.io import write_bytes_atomic, write_folder_atomic, write_image
 from ..errors import ensure_writable_dir
 from ..generators.fileutil import save_safetensors_atomic
-from . import stop
+from . import faces, stop
 from .data import Prediction, input_error, is_out_of_memory
 
 
@@ -335,8 +335,11 @@ class TaskWriter(BasePredictionWriter):
         pred.record["photo_scale"] = round(out_w / w, 4)
         for stem, key in pred.paste.items():
             try:
-                image = paste_into_photo(item.photo, pred.images[key], upscale=pred.upscale, mask=pred.paste_mask,
-                                         max_pixels=self._cap)  # fmt: skip
+                if getattr(pred, "faces", None):  # data.faces: every processed face; other pixels the photo's (predict.faces)
+                    image = faces.paste_faces(pred, key, self._cap)
+                else:
+                    image = paste_into_photo(item.photo, pred.images[key], upscale=pred.upscale, mask=pred.paste_mask,
+                                             max_pixels=self._cap)  # fmt: skip
             except (MemoryError, RuntimeError, ValueError) as e:
                 if isinstance(e, RuntimeError) and not is_out_of_memory(e):
                     raise

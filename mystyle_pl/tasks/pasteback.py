@@ -196,7 +196,7 @@ class TaskPhoto:
         return self.transform is not None
 
 
-def _resize_square(image: np.ndarray, size: int) -> torch.Tensor:
+def resize_square(image: np.ndarray, size: int) -> torch.Tensor:
     """``uint8 [S', S', 3]`` -> ``[3, size, size]`` in [-1, 1] (area when shrinking, bicubic when growing)."""
     return resize_square(to_tensor(image), size)[0]
 
@@ -222,24 +222,13 @@ def load_task_photo(
     when alignment is needed and no face is found and :class:`NotThePersonError` when no face is
     the prior's person; each names the file.
     """
-    if align not in ALIGN_MODES:
-        raise ValueError(f"align must be one of {ALIGN_MODES}, got {align!r}")
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
-    path = Path(source) if isinstance(source, (str, os.PathLike)) else None
-    label = str(path) if path is not None else (name or "image")
-    image = read_image(source, name=label)
-    stem = name or (path.stem if path is not None else "image")
+    src = read_task_source(source, align=align, analyzer=analyzer, name=name)
+    image, path, label, stem, unaligned = src.image, src.path, src.label, src.stem, src.warning
     height, width = image.shape[:2]
-    square = height == width
-    if align == "never" and not square:
-        raise ValueError(
-            f"{label}: {width}x{height} is not a square aligned face crop; "
-            "use align='auto' (or --data.align auto) to detect and align the face"
-        )
-    unaligned = _unaligned_square(image, analyzer, label) if align == "auto" and square else None
-    if align == "never" or (align == "auto" and square and unaligned is None):
-        return TaskPhoto(name=stem, path=path, image=_resize_square(image, size), photo=None, transform=None)
+    if not src.align_here:
+        return TaskPhoto(name=stem, path=path, image=resize_square(image, size), photo=None, transform=None)
 
     if analyzer is None:
         from ..data.faces import FaceAnalyzer
@@ -263,6 +252,47 @@ def load_task_photo(
     aligned, transform = align_face(image, picked.landmarks, size, source_file=str(path) if path else None)
     return TaskPhoto(name=stem, path=path, image=to_tensor(aligned)[0], photo=image, transform=transform,
                      choice=choice, warnings=warnings)  # fmt: skip
+
+
+@dataclass
+class TaskSource:
+    """An input read for a task, and whether its face must be detected and aligned here."""
+
+    image: np.ndarray  # uint8 [H, W, 3] as read_image returns it (EXIF orientation applied)
+    path: Path | None  # the source file (None for in-memory input)
+    label: str  # the input in messages (the file, or the name given)
+    stem: str  # output stem (the name given, or the file stem)
+    align_here: bool  # True: a photo whose face is detected and aligned here; False: an aligned crop
+    warning: str | None = None  # a square image of align="auto" found not to be an aligned crop, or None
+
+
+def read_task_source(
+    source: str | os.PathLike | np.ndarray | Any,  # an image file, a PIL image or a numpy array (data.io.read_image)
+    align: str = "auto",  # "auto" | "always" | "never" (see the module docstring)
+    analyzer=None,  # a FaceAnalyzer for the aligned-crop check of square images; None = dlib's default one
+    name: str | None = None,  # output stem; None = the file stem
+) -> TaskSource:
+    """Read ``source`` and decide, by ``align``'s rules, whether it is an aligned crop or a photo to
+    align (the first half of :func:`load_task_photo`; :mod:`mystyle_pl.group` shares it).
+
+    Raises :class:`~mystyle_pl.data.io.ImageReadError` for an unreadable file and ``ValueError`` for
+    a non-square image under ``align="never"`` or an unknown ``align``; both name the file."""
+    if align not in ALIGN_MODES:
+        raise ValueError(f"align must be one of {ALIGN_MODES}, got {align!r}")
+    path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    label = str(path) if path is not None else (name or "image")
+    image = read_image(source, name=label)
+    stem = name or (path.stem if path is not None else "image")
+    height, width = image.shape[:2]
+    square = height == width
+    if align == "never" and not square:
+        raise ValueError(
+            f"{label}: {width}x{height} is not a square aligned face crop; "
+            "use align='auto' (or --data.align auto) to detect and align the face"
+        )
+    unaligned = _unaligned_square(image, analyzer, label) if align == "auto" and square else None
+    crop = align == "never" or (align == "auto" and square and unaligned is None)
+    return TaskSource(image=image, path=path, label=label, stem=stem, align_here=not crop, warning=unaligned)
 
 
 def _unaligned_square(image: np.ndarray, analyzer, label: str) -> str | None:
