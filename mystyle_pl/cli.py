@@ -482,6 +482,28 @@ def _check_paths(inputs: dict[str, list], outputs: dict[str, str | None]) -> Non
             ensure_writable_dir(folder, f"output folder ({option})", f"choose another with {option}")
 
 
+def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to check")
+    parser.add_argument("--json", action="store_true", help="one JSON report per file (a JSON list) instead of one line each")
+    parser.add_argument("--no-faces", action="store_true", help="read the watermark only as an aligned crop (no face search: faster)")
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    """One line (or JSON record) per file; a bad file is its own line and the next one is still checked.
+    Exit status 0 when every file could be read, 1 when some could not."""
+    from .provenance.verify import verify
+
+    reports = []
+    for path in args.images:
+        report = verify(path, search_faces=not args.no_faces)
+        reports.append(report)
+        if not args.json:
+            print(report.verdict, flush=True)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2, default=str))
+    return 1 if any(r.error for r in reports) else 0
+
+
 TOOL_COMMANDS: dict[str, ToolCommand] = {
     "assets": ToolCommand("list, fetch and locate named weights (generators, LPIPS backbones)", _add_assets_arguments, _run_assets),
     "convert": ToolCommand("convert a generator checkpoint to the native safetensors format", _add_convert_arguments, _run_convert),
@@ -490,6 +512,7 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
     "prepare": ToolCommand("raw photos -> curated, FFHQ-aligned album (images/ + manifest.json)", _add_prepare_arguments, _run_prepare),
     "evaluate": ToolCommand("held-out photos -> personal vs generic prior vs baseline: metrics, report.md", _add_evaluate_arguments, _run_evaluate),
     "demo": ToolCommand("the whole method on a synthesised person (or --album DIR): prepare, fit, tasks, evaluate", _add_demo_arguments, _run_demo),
+    "verify": ToolCommand("what an image says about itself: Content Credentials, IPTC XMP, the watermark", _add_verify_arguments, _run_verify),
     "serve": ToolCommand("the browser app on a prior (needs mystyle-pl[app]): restore, super-resolve, inpaint, edit, sample", _add_serve_arguments, _run_serve),
 }
 
