@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mystyle_pl.data.io import read_image, to_tensor  # noqa: E402
 from mystyle_pl.provenance.keys import signing_key  # noqa: E402
 from mystyle_pl.provenance.label import labelled_bytes  # noqa: E402
-from mystyle_pl.provenance.manifest import Label  # noqa: E402
+from mystyle_pl.provenance.manifest import Label, sha256_bytes  # noqa: E402
 from mystyle_pl.provenance.watermark import MARK_BOX, find_watermark, mark_crop, payload_bits, read_crop  # noqa: E402
 from mystyle_pl.tasks.pasteback import load_task_photo, paste_into_photo  # noqa: E402
 
@@ -103,7 +103,9 @@ def main() -> None:
             crop = read_image(ref)
             t = time.perf_counter()
             marked = mark_crop(crop, RUN_ID)
-            data = labelled_bytes(marked, "png", Label("edited", "bench", ingredient_sha256="0" * 64), key, "crop.png")
+            original = ref.read_bytes()
+            data = labelled_bytes(marked, "png", Label("edited", "bench", ingredient_sha256=sha256_bytes(original)), key,
+                                  "crop.png", ingredient=original)  # fmt: skip
             cost.append(time.perf_counter() - t)
             x0, y0, x1, y1 = (round(f * crop.shape[0]) for f in MARK_BOX)
             psnrs["crop"].append(psnr(marked[y0:y1, x0:x1], crop[y0:y1, x0:x1]))
@@ -113,7 +115,9 @@ def main() -> None:
         t = time.perf_counter()
         marked_crop = mark_crop(crop8, RUN_ID)
         pasted = paste_into_photo(task_photo, to_tensor(marked_crop)[0])
-        data = labelled_bytes(pasted, "png", Label("edited", "bench", ingredient_sha256="0" * 64), key, "photo.png")
+        original = (album / "gt.png").read_bytes()
+        data = labelled_bytes(pasted, "png", Label("edited", "bench", ingredient_sha256=sha256_bytes(original)), key,
+                              "photo.png", ingredient=original)  # fmt: skip
         cost.append(time.perf_counter() - t)
         plain = paste_into_photo(task_photo, to_tensor(crop8)[0])
         face = np.abs(plain.astype(int) - photo).max(axis=2) > 0

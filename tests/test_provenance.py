@@ -49,9 +49,11 @@ def prior_dir(tmp_path_factory) -> Path:
 def face_like(size: int = 256, seed: int = 0) -> np.ndarray:
     """A smooth, textured uint8 RGB image (the watermark needs no real face when read as a crop)."""
     rng = np.random.default_rng(seed)
-    small = rng.integers(40, 215, (size // 16, size // 16, 3), dtype=np.uint8)
-    img = np.asarray(Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)).astype(np.int16)
-    return np.clip(img + rng.integers(-12, 12, img.shape), 0, 255).astype(np.uint8)
+    shade = rng.uniform(0.55, 1.1, (size // 16, size // 16)).astype(np.float32)  # light and shadow
+    shade = np.asarray(Image.fromarray(shade, mode="F").resize((size, size), Image.Resampling.BICUBIC))
+    skin = np.array([205, 160, 135], np.float32) + rng.uniform(-20, 20, 3)  # one skin tone: faces' colour is smooth
+    img = shade[..., None] * skin + rng.integers(-3, 4, (size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def edit_one_pixel(png: bytes) -> bytes:

@@ -57,8 +57,9 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def manifest_definition(label: Label, title: str) -> dict[str, Any]:
-    """The manifest (c2pa-rs JSON) for ``label``; ``title`` is the written file's name."""
+def manifest_definition(label: Label, title: str, with_ingredient: bool = False) -> dict[str, Any]:
+    """The manifest (c2pa-rs JSON) for ``label``; ``title`` is the written file's name;
+    ``with_ingredient``: the user's photo is added as the ingredient the "opened" action names."""
     from .. import __version__
 
     action: dict[str, Any] = {
@@ -74,9 +75,9 @@ def manifest_definition(label: Label, title: str) -> dict[str, Any]:
         ours["ingredient_sha256"] = label.ingredient_sha256
     if label.kind == "edited":
         # C2PA 2: the first action is "created" or "opened"; the user's photo is opened, then edited.
-        opened = {"action": "c2pa.opened"}
-        if label.ingredient_sha256:
-            opened["parameters"] = {"ingredientIds": [INGREDIENT_ID]}
+        if not with_ingredient:
+            raise ValueError("an edited picture is signed with its original photo as the ingredient (none was given)")
+        opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": [INGREDIENT_ID]}}
         actions = [opened, action]
     return {
         "claim_generator_info": [{"name": CLAIM_GENERATOR, "version": __version__}],
@@ -104,7 +105,7 @@ def sign(data: bytes, fmt: str, label: Label, key: SigningKey, title: str,
     import c2pa  # lazy: see the module docstring
 
     mime = MIME[fmt.lower()]
-    definition = manifest_definition(label, title)
+    definition = manifest_definition(label, title, with_ingredient=ingredient is not None)
     # No thumbnails: the user's photo must not travel inside the result, and they would multiply
     # the file's size (a 12 kB PNG became 560 kB with them).
     settings = {"builder": {"thumbnail": {"enabled": False}}}
