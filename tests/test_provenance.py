@@ -165,8 +165,12 @@ def test_bad_files_are_one_line_each(tmp_path, capsys):
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good[: len(good) // 3])
     forged = tmp_path / "forged.png"
-    at = good.find(b"caBX") + 200  # inside the C2PA chunk: the manifest's bytes, not the pixels'
-    forged.write_bytes(good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1:])
+    start = good.find(b"caBX") - 4  # the C2PA chunk: a manifest byte changed, the chunk's CRC made right again
+    (length,) = struct.unpack(">I", good[start:start + 4])
+    body = bytearray(good[start + 8:start + 8 + length])
+    body[length // 2] ^= 0xFF
+    chunk = struct.pack(">I", length) + b"caBX" + bytes(body) + struct.pack(">I", zlib.crc32(b"caBX" + bytes(body)))
+    forged.write_bytes(good[:start] + chunk + good[start + 12 + length:])
     files = [text, truncated, tmp_path / "missing.png", tmp_path, forged]
     assert dispatch(["verify", "--no-faces", *map(str, files)]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
