@@ -36,6 +36,7 @@ from .commands.demo import _add_demo_arguments, _run_demo
 from .commands.evaluate import _add_evaluate_arguments, _run_evaluate
 from .commands.prepare import _add_prepare_arguments, _run_prepare
 from .commands.serve import _add_serve_arguments, _run_serve
+from .commands.verify import _add_verify_arguments, _run_verify
 from .errors import PredictInterrupted, UserError, describe_error
 
 LIGHTNING_COMMANDS = {
@@ -61,6 +62,7 @@ TOOL_COMMANDS: dict[str, ToolCommand] = {
     "prepare": ToolCommand("raw photos -> curated, FFHQ-aligned album (images/ + manifest.json)", _add_prepare_arguments, _run_prepare),
     "evaluate": ToolCommand("held-out photos -> personal vs generic prior vs baseline: metrics, report.md", _add_evaluate_arguments, _run_evaluate),
     "demo": ToolCommand("the whole method on a synthesised person (or --album DIR): prepare, fit, tasks, evaluate", _add_demo_arguments, _run_demo),
+    "verify": ToolCommand("what an image says about itself: Content Credentials, IPTC XMP, the watermark", _add_verify_arguments, _run_verify),
     "serve": ToolCommand("the browser app on a prior (needs mystyle-pl[app]): restore, super-resolve, inpaint, edit, sample", _add_serve_arguments, _run_serve),
 }
 

@@ -50,6 +50,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from ..data.io import write_bytes_atomic, write_folder_atomic, write_image
 from ..errors import ensure_writable_dir
 from ..generators.fileutil import save_safetensors_atomic
+from ..provenance.writing import Provenance
 from . import faces, stop
 from .data import Prediction, input_error, is_out_of_memory
 
@@ -89,6 +90,9 @@ class TaskWriter(BasePredictionWriter):
         save_photo: bool = True,  # write photo*.png (the result pasted into the full photo) for photos aligned here
         compress_level: int = 6,  # PNG compression 0..9 (higher: smaller files, slower)
         max_photo_pixels: int | None = None,  # cap on photo*.png in pixels; None = the data's data.max_photo_pixels (64 MP; null there = no cap)
+        provenance: bool = True,  # label every result (C2PA manifest, IPTC XMP, watermark); false only for research runs (written into record.json)
+        provenance_cert: str | None = None,  # PEM certificate chain that signs; None = $MYSTYLE_C2PA_CERT, else this install's own key
+        provenance_key: str | None = None,  # PEM private key of provenance_cert; None = $MYSTYLE_C2PA_KEY
     ) -> None:
         super().__init__(write_interval="batch")
         if max_photo_pixels is not None and max_photo_pixels < 1:
@@ -96,6 +100,7 @@ class TaskWriter(BasePredictionWriter):
         self.output_dir = output_dir
         self.save_input, self.save_photo, self.compress_level = save_input, save_photo, compress_level
         self.max_photo_pixels = max_photo_pixels
+        self.provenance = Provenance(provenance, provenance_cert, provenance_key)
         self.root: Path | None = None
         self._done: list[dict[str, Any]] = []
         self._failed: list[dict[str, Any]] = []
@@ -291,18 +296,23 @@ class TaskWriter(BasePredictionWriter):
     def _write_folder(self, folder: Path, fill) -> None:
         write_folder_atomic(folder, fill)  # a re-run replaces the folder whole (no stale files)
 
-    def _png(self, folder: Path, stem: str, image, files: list[str]) -> None:
-        write_image(folder / f"{stem}.png", image, compress_level=self.compress_level)
+    def _png(self, folder: Path, stem: str, image, files: list[str], labelled: bool = False) -> None:
+        if labelled and self.provenance.enabled:
+            self.provenance.write(folder / f"{stem}.png", image, compress_level=self.compress_level)
+        else:
+            write_image(folder / f"{stem}.png", image, compress_level=self.compress_level)
         files.append(f"{stem}.png")
 
     def _write_files(self, folder: Path, pred: Prediction, rank: int) -> None:
         item, files = pred.item, []
+        # The one place images leave predict: results are watermarked (in the face) and labelled here.
+        pred.record["provenance"] = self.provenance.begin(pred)
         if self.save_input and item.image is not None:
             self._png(folder, "input", item.image, files)
         for key, image in pred.images.items():
-            self._png(folder, key, image, files)
+            self._png(folder, key, image, files, labelled=key in self.provenance.labelled_keys(pred))
         if pred.strip:
-            self._png(folder, "strip", torch.cat([pred.images[k] for k in pred.strip], dim=-1), files)
+            self._png(folder, "strip", torch.cat([pred.images[k] for k in pred.strip], dim=-1), files, labelled=True)
         if self.save_photo and item.aligned_here and pred.paste:
             self._paste(folder, pred, files)
         if pred.latents:
@@ -345,7 +355,7 @@ class TaskWriter(BasePredictionWriter):
                     raise
                 raise _WriteError(e, "paste-back") from e
             try:
-                self._png(folder, stem, image, files)
+                self._png(folder, stem, image, files, labelled=True)
             except (MemoryError, RuntimeError) as e:
                 if isinstance(e, RuntimeError) and not is_out_of_memory(e):
                     raise

@@ -1,0 +1,179 @@
+"""Provenance: manifests of predict's results, the altered-file check, the watermark, verify's one-liners."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mystyle_pl.cli import dispatch
+from mystyle_pl.data.align import AlignTransform, paste_back
+from mystyle_pl.data.anchors_io import Anchors
+from mystyle_pl.data.io import read_image, to_tensor, to_uint8, write_image
+from mystyle_pl.prior import PersonalPrior
+from mystyle_pl.provenance import manifest, verify
+from mystyle_pl.provenance.watermark import find_watermark, mark_crop, payload_bits, read_crop
+from mystyle_pl.provenance.xmp import COMPOSITE, read_xmp, source_type_of
+
+from .helpers import REPO_ROOT, make_tiny_stylegan2
+
+R = 32
+
+
+@pytest.fixture(autouse=True)
+def fresh_home(monkeypatch, tmp_path):
+    """Each test its own MYSTYLE_HOME: the install key is made in it (no order, no cache)."""
+    monkeypatch.setenv("MYSTYLE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MYSTYLE_C2PA_CERT", raising=False)
+    monkeypatch.delenv("MYSTYLE_C2PA_KEY", raising=False)
+    monkeypatch.setattr("sys.argv", ["mystyle-pl"])
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory) -> Path:
+    generator = make_tiny_stylegan2(resolution=R, seed=0)
+    with torch.no_grad():
+        w = generator.mapping(torch.randn(4, generator.z_dim, generator=torch.Generator().manual_seed(0)))
+    return PersonalPrior(generator, Anchors(w=w, names=[f"{i}.png" for i in range(4)])).save(
+        tmp_path_factory.mktemp("prior") / "prior"
+    )
+
+
+def face_like(size: int = 256, seed: int = 0) -> np.ndarray:
+    """A smooth, textured uint8 RGB image (the watermark needs no real face when read as a crop)."""
+    rng = np.random.default_rng(seed)
+    shade = rng.uniform(0.55, 1.1, (size // 16, size // 16)).astype(np.float32)  # light and shadow
+    shade = np.asarray(Image.fromarray(shade, mode="F").resize((size, size), Image.Resampling.BICUBIC))
+    skin = np.array([205, 160, 135], np.float32) + rng.uniform(-20, 20, 3)  # one skin tone: faces' colour is smooth
+    img = shade[..., None] * skin + rng.integers(-3, 4, (size, size, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def edit_one_pixel(png: bytes) -> bytes:
+    """Change one pixel of a PNG and keep every other chunk (the C2PA one included) as it was."""
+    chunks, pos = [], 8
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos:pos + 4])
+        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        chunks.append((kind, body))
+        pos += 12 + length
+    raw = bytearray(zlib.decompress(b"".join(b for k, b in chunks if k == b"IDAT")))
+    raw[1] ^= 0x01  # row 0, first byte after the filter byte: pixel (0, 0), red
+    out, wrote = [png[:8]], False
+    for kind, body in chunks:
+        if kind == b"IDAT":
+            if wrote:
+                continue
+            body, wrote = zlib.compress(bytes(raw)), True
+        out.append(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)))
+    return b"".join(out)
+
+
+def test_predict_output_carries_manifest_xmp_and_ingredient_hash(prior_dir, tmp_path):
+    src = tmp_path / "in" / "face.png"
+    src.parent.mkdir()
+    write_image(src, face_like(R, seed=1))
+    out = tmp_path / "out"
+    assert dispatch([
+        "predict", "--config", str(REPO_ROOT / "configs" / "predict" / "invert.yaml"), "--model.prior", str(prior_dir),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.default_root_dir", str(out),
+        "--trainer.enable_progress_bar", "false", "--data.inputs", str(src), "--data.num_workers", "0",
+        "--model.task.steps", "3", "--model.task.lpips_weight", "0",
+    ]) == 0  # fmt: skip
+    crop = (out / "face" / "crop.png").read_bytes()
+    report = manifest.read(crop, "png")
+    assert report.state == "valid" and report.install_key and not report.trusted
+    assert report.actions == ["c2pa.opened", "c2pa.edited"] and report.source_type == COMPOSITE
+    assert report.ingredient_sha256 == manifest.sha256_bytes(src.read_bytes())
+    assert report.generation["task"] == "invert" and "settings" in report.generation
+    assert "face.png" not in json.dumps(report.generation)  # never the album's or the user's file names
+    assert source_type_of(read_xmp(Image.open(io.BytesIO(crop)))) == COMPOSITE
+    record = json.loads((out / "face" / "record.json").read_text())
+    assert record["provenance"]["enabled"] is True and record["provenance"]["signer"] == "install"
+    # The user's input is written as it came: not labelled as made by the model.
+    assert manifest.read((out / "face" / "input.png").read_bytes(), "png").state == "absent"
+
+    # One pixel changed after writing: the manifest says the file was altered.
+    edited = tmp_path / "edited.png"
+    edited.write_bytes(edit_one_pixel(crop))
+    assert not np.array_equal(read_image(edited), read_image(out / "face" / "crop.png"))
+    assert verify(edited).manifest["state"] == "altered"
+    assert "ALTERED" in verify(edited).verdict
+
+
+def test_sample_is_created_with_trained_source_type(tmp_path):
+    from mystyle_pl.provenance.keys import signing_key
+    from mystyle_pl.provenance.label import labelled_bytes
+
+    label = manifest.Label(kind="created", task="sample", settings={"n": 1})
+    data = labelled_bytes(face_like(64), "png", label, signing_key(), "sample.png")
+    report = manifest.read(data, "png")
+    assert report.state == "valid" and report.actions == ["c2pa.created"]
+    assert report.source_type.endswith("/trainedAlgorithmicMedia") and report.ingredient_sha256 is None
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def test_watermark_survives_jpeg_and_resize_and_is_absent_from_unmarked():
+    crop = face_like(512, seed=2)
+    marked = mark_crop(crop, 0x5A17C3)
+    x0, y0, x1, y1 = round(0.31 * 512), round(0.39 * 512), round(0.69 * 512), round(0.77 * 512)
+    outside = np.ones(crop.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(marked[outside], crop[outside])  # only the mark box changes
+    half = np.asarray(Image.fromarray(marked).resize((256, 256), Image.Resampling.BICUBIC))
+    for attacked in (marked, jpeg(marked, 75), half):
+        found = find_watermark(attacked, search_faces=False)
+        assert found.found and found.run_id == "5a17c3"
+    assert not find_watermark(crop, search_faces=False).found
+    assert not find_watermark(face_like(512, seed=3), search_faces=False).found
+    decoded, votes = read_crop(marked)
+    assert decoded.corrected == 0 and np.array_equal(votes > 0.5, payload_bits(0x5A17C3).astype(bool))
+
+
+def test_pasted_photo_is_unchanged_outside_the_face():
+    rng = np.random.default_rng(4)
+    photo = rng.integers(0, 256, (300, 360, 3), dtype=np.uint8)
+    quad = np.array([[80, 40], [80, 280], [320, 280], [320, 40]], dtype=float)  # TL, BL, BR, TR
+    transform = AlignTransform(quad=quad, source_size=(360, 300), resolution=256)
+    marked = mark_crop(face_like(256, seed=5), 0x000042)
+    pasted, weight = paste_back(to_tensor(photo), to_tensor(marked), transform)
+    out = to_uint8(pasted)[0]
+    outside = weight[0, 0].numpy() == 0
+    assert outside.mean() > 0.5 and np.array_equal(out[outside], photo[outside])
+    assert not np.array_equal(out, photo)
+
+
+def test_bad_files_are_one_line_each(tmp_path, capsys):
+    from mystyle_pl.provenance.keys import signing_key
+    from mystyle_pl.provenance.label import labelled_bytes
+
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    good = labelled_bytes(face_like(64), "png", manifest.Label("created", "sample"), signing_key(), "s.png")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good[: len(good) // 3])
+    forged = tmp_path / "forged.png"
+    start = good.find(b"caBX") - 4  # the C2PA chunk: a manifest byte changed, the chunk's CRC made right again
+    (length,) = struct.unpack(">I", good[start:start + 4])
+    body = bytearray(good[start + 8:start + 8 + length])
+    body[length // 2] ^= 0xFF
+    chunk = struct.pack(">I", length) + b"caBX" + bytes(body) + struct.pack(">I", zlib.crc32(b"caBX" + bytes(body)))
+    forged.write_bytes(good[:start] + chunk + good[start + 12 + length:])
+    files = [text, truncated, tmp_path / "missing.png", tmp_path, forged]
+    assert dispatch(["verify", "--no-faces", *map(str, files)]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(files) and all(line.startswith(str(f)) for line, f in zip(lines, files))
+    assert "cannot check" in lines[0] and "cannot check" in lines[1] and "cannot check" in lines[2]
+    assert "ALTERED" in lines[4] or "INVALID" in lines[4]
