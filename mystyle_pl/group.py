@@ -51,9 +51,9 @@ from .tasks.pasteback import (
     NoFaceError,
     NotThePersonError,
     TaskPhoto,
+    crop_tensor,
     pasted_size,
     read_task_source,
-    resize_square,
 )
 
 log = logging.getLogger(__name__)
@@ -472,7 +472,7 @@ def load_photo_faces(
         raise ValueError(f"size must be positive, got {size}")
     src = read_task_source(source, align=align, analyzer=analyzer, name=name)
     if not src.align_here:
-        return TaskPhoto(name=src.stem, path=src.path, image=resize_square(src.image, size), photo=None, transform=None)
+        return TaskPhoto(name=src.stem, path=src.path, image=crop_tensor(src.image, size), photo=None, transform=None)
     selection = find_faces(src.image, src.label, identity=identity, faces=faces, threshold=threshold, analyzer=analyzer)
     crops, transforms = align_selected(src.image, selection, size, src.label,
                                        source_file=str(src.path) if src.path is not None else None)  # fmt: skip

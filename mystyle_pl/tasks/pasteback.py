@@ -196,8 +196,9 @@ class TaskPhoto:
         return self.transform is not None
 
 
-def resize_square(image: np.ndarray, size: int) -> torch.Tensor:
-    """``uint8 [S', S', 3]`` -> ``[3, size, size]`` in [-1, 1] (area when shrinking, bicubic when growing)."""
+def crop_tensor(image: np.ndarray, size: int) -> torch.Tensor:
+    """A square crop ``uint8 [S', S', 3]`` -> ``[3, size, size]`` in [-1, 1] (area when shrinking,
+    bicubic when growing: :func:`mystyle_pl.imaging.resize_square`)."""
     return resize_square(to_tensor(image), size)[0]
 
 
@@ -228,7 +229,7 @@ def load_task_photo(
     image, path, label, stem, unaligned = src.image, src.path, src.label, src.stem, src.warning
     height, width = image.shape[:2]
     if not src.align_here:
-        return TaskPhoto(name=stem, path=path, image=resize_square(image, size), photo=None, transform=None)
+        return TaskPhoto(name=stem, path=path, image=crop_tensor(image, size), photo=None, transform=None)
 
     if analyzer is None:
         from ..data.faces import FaceAnalyzer
