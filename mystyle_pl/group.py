@@ -41,156 +41,28 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from .data.align import AlignTransform, align_face, face_mask, paste_back
-from .data.io import read_image, to_tensor, to_uint8
+from .data.align import AlignTransform
+from .data.io import read_image
+from .group_paste import align_selected, paste_face, paste_faces
+from .group_select import FACE_MODES, FaceSelection, GroupFace, NoPersonError, analyse, find_faces, select_faces
 from .tasks.pasteback import (
     DEFAULT_IDENTITY_THRESHOLD,
     DEFAULT_MAX_PHOTO_PIXELS,
     NoFaceError,
-    NotThePersonError,
     TaskPhoto,
     crop_tensor,
-    pasted_size,
     read_task_source,
 )
 
+__all__ = [  # finding / choosing the faces (group_select) and aligning / pasting them (group_paste) re-exported
+    "FACE_MODES", "TASKS", "FaceOutput", "FaceSelection", "FaceTask", "FaceWork", "GroupFace", "GroupPhoto",
+    "GroupResult", "NoFaceError", "NoPersonError", "align_selected", "analyse", "find_faces", "hole_paste_mask",
+    "load_photo_faces", "paste_face", "paste_faces", "photo_hole_to_crop", "process_photo", "restore_factor",
+    "run_photo", "select_faces", "task_runner",
+]  # fmt: skip
+
 log = logging.getLogger(__name__)
-
-FACE_MODES = ("person", "all", "largest")
-
-
-class NoPersonError(NotThePersonError):
-    """Faces were found, none within the threshold of the prior's identity: the photo is skipped.
-    The message reads ``"<label>: no face of the person: closest 0.71, threshold 0.58 (...)"``."""
-
-
-@dataclass
-class GroupFace:
-    """One face of a photo and what was done to it (``index``: position from the left, 0 = leftmost)."""
-
-    index: int  # 0 = the leftmost face
-    box: list[float]  # [left, top, right, bottom] in the input photo's pixels
-    score: float  # the detector's confidence
-    distance: float | None  # descriptor distance to the prior's identity centre; None = unknown
-    person: bool | None  # distance < threshold; None when the identity (or the descriptor) is unknown
-    selected: bool = False  # the task runs on it
-    action: str = ""  # "processed" or why it was kept as it was
-    landmarks: np.ndarray | None = field(default=None, repr=False)  # [68, 2] input pixels
-    transform: AlignTransform | None = None  # crop <-> input photo geometry (selected faces)
-    region: list[int] | None = None  # [x0, y0, x1, y1) of the pixels the paste changed, in the output photo
-
-    @property
-    def size(self) -> float:
-        """The box's larger side (px)."""
-        l, t, r, b = self.box
-        return max(r - l, b - t)
-
-    def describe(self) -> str:
-        l, t, r, b = (int(round(v)) for v in self.box)
-        d = "" if self.distance is None else f", distance {self.distance:.2f}"
-        return f"face {self.index} at x {l}-{r}, y {t}-{b}{d}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index, "box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 3),
-            "distance": None if self.distance is None else round(float(self.distance), 4), "person": self.person,
-            "selected": self.selected, "action": self.action, "region": self.region,
-            "transform": self.transform.to_dict() if self.transform is not None else None,
-        }  # fmt: skip
-
-
-@dataclass
-class FaceSelection:
-    """Every face of a photo (left to right) and which ones the task runs on."""
-
-    faces: list[GroupFace]
-    mode: str  # "person" | "all" | "largest"
-    threshold: float
-    note: str  # one sentence: how the faces were chosen
-
-    @property
-    def selected(self) -> list[GroupFace]:
-        return [f for f in self.faces if f.selected]
-
-
-def select_faces(
-    faces: Sequence,  # Face objects (box, landmarks, descriptor), as FaceAnalyzer.analyze returns them (most confident first)
-    label: str = "photo",  # the photo, for messages
-    identity: Sequence[float] | np.ndarray | None = None,  # the prior's identity centre [D]; None = unknown
-    mode: str = "person",  # "person" | "all" | "largest" (module docstring)
-    threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # largest distance to `identity` that is the person
-) -> FaceSelection:
-    """Order ``faces`` left to right, measure each one's distance to ``identity`` and mark the ones
-    to process.
-
-    Raises :class:`~mystyle_pl.tasks.pasteback.NoFaceError` when ``faces`` is empty,
-    :class:`NoPersonError` (``mode="person"``, identity known) when no face is within ``threshold``,
-    ``ValueError`` for an unknown mode.
-
-    >>> from types import SimpleNamespace as F
-    >>> from mystyle_pl.data.faces import FaceBox
-    >>> a = F(box=FaceBox(200, 0, 300, 100, 2.0), descriptor=np.ones(2), landmarks=None)   # someone else, right
-    >>> b = F(box=FaceBox(0, 0, 100, 100, 1.0), descriptor=np.zeros(2), landmarks=None)    # the person, left
-    >>> s = select_faces([a, b], "group.jpg", identity=[0.1, 0.0])
-    >>> [(f.index, f.selected, round(f.distance, 2)) for f in s.faces]
-    [(0, True, 0.1), (1, False, 1.35)]
-    >>> select_faces([a], "solo.jpg", identity=[0.1, 0.0])
-    Traceback (most recent call last):
-    ...
-    mystyle_pl.group.NoPersonError: solo.jpg: no face of the person: closest 1.35, threshold 0.58 (face 0 at x 200-300, y 0-100, distance 1.35)
-    """
-    if mode not in FACE_MODES:
-        raise ValueError(f"faces must be one of {', '.join(FACE_MODES)}, got {mode!r}")
-    if threshold <= 0:
-        raise ValueError(f"threshold must be positive, got {threshold}")
-    if not faces:
-        raise NoFaceError(f"{label}: no face found")
-    centre = None if identity is None else np.asarray(identity, dtype=np.float64).reshape(-1)
-    order = sorted(range(len(faces)), key=lambda i: ((faces[i].box.left + faces[i].box.right) / 2, i))
-    found: list[GroupFace] = []
-    for pos, i in enumerate(order):
-        f = faces[i]
-        desc = getattr(f, "descriptor", None)
-        dist = None
-        if centre is not None and desc is not None:
-            dist = float(np.linalg.norm(np.asarray(desc, dtype=np.float64).reshape(-1) - centre))
-        b = f.box
-        found.append(GroupFace(
-            index=pos, box=[float(b.left), float(b.top), float(b.right), float(b.bottom)],
-            score=float(getattr(b, "score", 0.0)), distance=dist, person=None if dist is None else dist < threshold,
-            landmarks=getattr(f, "landmarks", None),
-        ))  # fmt: skip
-    listing = "; ".join(f.describe() for f in found)
-    if mode == "all":
-        chosen, note = found, f"every face ({len(found)})"
-    elif mode == "largest":
-        chosen = [max(found, key=lambda f: (f.size, -f.index))]
-        note = f"the largest face (face {chosen[0].index})"
-    elif any(f.distance is not None for f in found):
-        known = [f for f in found if f.distance is not None]
-        chosen = [f for f in known if f.distance < threshold]
-        if not chosen:
-            closest = min(f.distance for f in known)
-            raise NoPersonError(
-                f"{label}: no face of the person: closest {closest:.2f}, threshold {threshold:.2f} ({listing})"
-            )
-        note = (f"the person's face{'s' if len(chosen) > 1 else ''} ({', '.join(str(f.index) for f in chosen)}; "
-                f"distance < {threshold:.2f} to the prior's identity)")  # fmt: skip
-    else:
-        first = faces[0].box  # the analyser lists the most confident face first
-        chosen = [next(f for f in found if f.box == [float(first.left), float(first.top), float(first.right), float(first.bottom)])]
-        note = (f"the prior's identity is unknown: took the most confident face (face {chosen[0].index} of {len(found)})"
-                if len(found) > 1 else "the prior's identity is unknown: took the only face")  # fmt: skip
-    for f in found:
-        if f in chosen:
-            f.selected, f.action = True, "processed"
-        elif mode == "person" and f.distance is not None:
-            f.action = f"kept as it was: not the person (distance {f.distance:.2f} >= {threshold:.2f})"
-        else:
-            f.action = "kept as it was: not selected" + (f" (faces={mode})" if mode != "person" else "")
-    return FaceSelection(found, mode, float(threshold), note)
 
 
 # ----------------------------------------------------------------------------------------
@@ -246,65 +118,6 @@ class GroupResult:
         }  # fmt: skip
 
 
-def _scaled(transform: AlignTransform, sx: float, sy: float, size: tuple[int, int]) -> AlignTransform:
-    """``transform`` in a photo resized by ``(sx, sy)`` (pixel centres map to pixel centres)."""
-    quad = (np.asarray(transform.quad, dtype=np.float64) + 0.5) * np.array([sx, sy]) - 0.5
-    return AlignTransform(quad=quad, source_size=size, resolution=transform.resolution, source_file=transform.source_file)
-
-
-def paste_face(
-    photo: np.ndarray,  # uint8 [H, W, 3]: the photo pasted into (not modified)
-    result: torch.Tensor,  # [3, R, R] or [1, 3, R, R] in [-1, 1]
-    transform: AlignTransform,  # the crop's geometry in `photo` (its source_size = (W, H))
-    mask: torch.Tensor | None = None,  # [1, R', R'] / [1, 1, R', R'] in crop coordinates, 1 = take the result; None = face ellipse
-    feather: float = 0.06,  # seam width of the default face ellipse, as a fraction of the crop
-) -> tuple[np.ndarray, np.ndarray]:
-    """Paste one result into ``photo`` -> ``(new photo uint8 [H, W, 3], changed bool [H, W])``.
-
-    Only the quad's bounding box is blended, and every pixel whose paste weight is 0 is copied
-    from ``photo`` bit for bit (never through a float round trip), so the pixels outside
-    ``changed`` are exactly the input's.
-    """
-    result = result[None] if result.ndim == 3 else result
-    if result.ndim != 4 or result.shape[:2] != (1, 3) or result.shape[2] != result.shape[3]:
-        raise ValueError(f"result must be [3, R, R] or [1, 3, R, R], got {tuple(result.shape)}")
-    if mask is not None:
-        mask = mask[None] if mask.ndim == 3 else mask
-        if mask.ndim != 4 or mask.shape[:2] != (1, 1):
-            raise ValueError(f"mask must be [1, R, R] or [1, 1, R, R] (1 = take the result), got {tuple(mask.shape)}")
-        mask = mask.detach().float().cpu()
-    else:
-        mask = face_mask(result.shape[-1], feather=feather)
-    height, width = photo.shape[:2]
-    out = photo.copy()
-    changed = np.zeros((height, width), dtype=bool)
-    quad = np.asarray(transform.quad, dtype=np.float64)
-    x0, y0 = np.floor(quad.min(axis=0)).astype(int) - 3
-    x1, y1 = np.ceil(quad.max(axis=0)).astype(int) + 4
-    x0, y0, x1, y1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), width), min(int(y1), height)
-    if x1 <= x0 or y1 <= y0:
-        return out, changed
-    local = AlignTransform(quad=quad - np.array([x0, y0]), source_size=(x1 - x0, y1 - y0), resolution=transform.resolution)
-    region = photo[y0:y1, x0:x1]
-    blended, weight = paste_back(to_tensor(region), result.detach().float().cpu(), local, mask=mask)
-    take = weight[0, 0].numpy() > 0
-    out[y0:y1, x0:x1] = np.where(take[..., None], to_uint8(blended)[0], region)
-    changed[y0:y1, x0:x1] = take
-    return out, changed
-
-
-def analyse(photo: np.ndarray, analyzer=None, describe: bool = True) -> list:
-    """Every face of ``photo`` (uint8 [H, W, 3]) -> ``FaceAnalyzer.analyze``'s list (most confident
-    first); ``analyzer=None``: dlib's default analyser, shared by the process. Raises
-    :class:`~mystyle_pl.data.faces.FaceModelsUnavailable` without dlib or its models."""
-    if analyzer is None:
-        from .tasks.pasteback import _default_analyzer
-        from .data.faces import FaceAnalyzer
-
-        analyzer = _default_analyzer(FaceAnalyzer)
-    return analyzer.analyze(photo, describe=describe)
-
-
 def process_photo(
     source: Any,  # a file path, PIL image or uint8 array [H, W, 3] (data.io.read_image: EXIF orientation honoured)
     task: FaceTask,  # runs on the selected faces' crops (task_runner builds one for a prior)
@@ -347,77 +160,6 @@ def process_photo(
         f.region = region
     return GroupResult(photo=out, source=photo, selection=selection, crops=batch, output=output,
                        changed=changed, upscale=upscale)  # fmt: skip
-
-
-def find_faces(
-    photo: np.ndarray,  # uint8 [H, W, 3]
-    label: str,  # the photo, for messages
-    identity: Sequence[float] | np.ndarray | None = None,  # the prior's identity centre [D]; None = unknown
-    faces: str = "person",  # "person" | "all" | "largest"
-    threshold: float = DEFAULT_IDENTITY_THRESHOLD,  # largest distance to `identity` that is the person
-    analyzer=None,  # a FaceAnalyzer; None = dlib's default one
-    detected: Sequence | None = None,  # faces already found (FaceAnalyzer.analyze's list); None = analyse here
-) -> FaceSelection:
-    """Every face of ``photo``, its distance to ``identity`` and which ones to process
-    (:func:`select_faces`). Raises :class:`NoFaceError` (no face, the message says how large a
-    face must be) and :class:`NoPersonError` (``faces="person"``, none is the person)."""
-    found = list(detected) if detected is not None else analyse(photo, analyzer, describe=identity is not None)
-    if not found:
-        height, width = photo.shape[:2]
-        raise NoFaceError(f"{label}: no face found ({width}x{height} px); a face must be at least ~40 px wide and roughly frontal")
-    return select_faces(found, label, identity=identity, mode=faces, threshold=threshold)
-
-
-def align_selected(
-    photo: np.ndarray, selection: FaceSelection, size: int, label: str = "photo", source_file: str | None = None
-) -> tuple[torch.Tensor, list[AlignTransform]]:
-    """The selected faces of ``photo`` (uint8 [H, W, 3]) aligned the FFHQ way at ``size`` px ->
-    ``(crops [K, 3, size, size] in [-1, 1], transforms)``; each face's ``transform`` is set too.
-    Raises ``ValueError`` for a non-positive ``size`` or a selected face without landmarks."""
-    if size < 1:
-        raise ValueError(f"crop_size must be positive, got {size}")
-    crops, transforms = [], []
-    for f in selection.selected:
-        if f.landmarks is None:
-            raise ValueError(f"{label}: face {f.index} has no landmarks to align it")
-        aligned, transform = align_face(photo, f.landmarks, size, source_file=source_file)
-        f.transform = transform
-        crops.append(aligned)
-        transforms.append(transform)
-    return to_tensor(crops), transforms
-
-
-def paste_faces(
-    photo: np.ndarray,  # uint8 [H, W, 3]: the input photo (not modified)
-    results: Sequence[torch.Tensor],  # one [3, R, R] (or [1, 3, R, R]) result in [-1, 1] per face, any R
-    transforms: Sequence[AlignTransform],  # each result's geometry in `photo`
-    masks: Sequence[torch.Tensor | None] | None = None,  # per face [1, R', R'] (1 = take the result) or None = face ellipse
-    upscale: int = 1,  # the photo is enlarged this many times first (super-resolution)
-    max_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on the output's pixels (tasks.pasteback.pasted_size)
-    feather: float = 0.06,  # seam of the default face-ellipse paste
-) -> tuple[np.ndarray, np.ndarray, list[list[int] | None]]:
-    """Paste every result into ``photo`` -> ``(photo uint8 [H', W', 3], changed bool [H', W'],
-    regions)``, ``(H', W') = pasted_size(H, W, upscale, max_pixels)``, ``regions``: per face the
-    ``[x0, y0, x1, y1)`` box of the pixels it changed (None: none). Outside ``changed`` every pixel is
-    the input's (at ``upscale=1``) or its bicubic enlargement, byte for byte (:func:`paste_face`).
-    Raises ``ValueError`` when the lists differ in length."""
-    if len(results) != len(transforms) or (masks is not None and len(masks) != len(results)):
-        raise ValueError(f"{len(results)} results, {len(transforms)} transforms and "
-                         f"{'no' if masks is None else len(masks)} masks: one of each per face")  # fmt: skip
-    height, width = photo.shape[:2]
-    out_h, out_w = pasted_size(height, width, upscale, max_pixels)
-    out = photo if (out_h, out_w) == (height, width) else np.asarray(
-        Image.fromarray(photo).resize((out_w, out_h), Image.Resampling.BICUBIC))  # fmt: skip
-    changed = np.zeros((out_h, out_w), dtype=bool)
-    regions: list[list[int] | None] = []
-    for k, (result, transform) in enumerate(zip(results, transforms)):
-        t = transform if (out_h, out_w) == (height, width) else _scaled(transform, out_w / width, out_h / height, (out_w, out_h))
-        mask = None if masks is None else masks[k]
-        out, region = paste_face(out, result.detach().float().cpu(), t, mask=mask, feather=feather)
-        changed |= region
-        ys, xs = np.nonzero(region)
-        regions.append([int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else None)
-    return np.ascontiguousarray(out), changed, regions
 
 
 # ----------------------------------------------------------------------------------------

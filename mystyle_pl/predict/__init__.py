@@ -15,7 +15,8 @@ first, then the small file of one task. Example::
     mystyle-pl predict --config configs/predict/superres.yaml --model.prior PRIOR --data.inputs PHOTOS/ --data.factor 8
 """
 
-from .data import Prediction, SampleInputs, TaskBatch, TaskInputs, TaskItem, TaskRequirements
+from .data import SampleInputs, TaskInputs
+from .items import Prediction, TaskBatch, TaskItem, TaskRequirements
 from .module import PersonalPredictor
 from .stop import PredictInterrupted
 from .writer import NoUsableInputError, TaskWriter

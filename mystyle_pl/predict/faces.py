@@ -28,7 +28,7 @@ from ..data.align import AlignTransform
 from ..group import GroupPhoto
 from ..group import paste_faces as paste_group_faces
 from ..tasks.pasteback import TaskPhoto
-from .data import Prediction, TaskItem
+from .items import Prediction, TaskItem
 
 
 @dataclass

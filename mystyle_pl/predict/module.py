@@ -27,7 +27,7 @@ from .._version import __version__
 from ..prior import PersonalPrior
 from ..tasks.base import Batch, Task
 from . import faces
-from .data import Prediction, TaskBatch, TaskItem, TaskRequirements, input_error, is_out_of_memory
+from .items import Prediction, TaskBatch, TaskItem, TaskRequirements, input_error, is_out_of_memory
 from .writer import TaskWriter
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,7 @@ from ..errors import ensure_writable_dir
 from ..generators.fileutil import save_safetensors_atomic
 from ..provenance.writing import Provenance
 from . import faces, stop
-from .data import Prediction, input_error, is_out_of_memory
+from .items import Prediction, input_error, is_out_of_memory
 
 
 log = logging.getLogger(__name__)
