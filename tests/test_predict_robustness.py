@@ -255,14 +255,18 @@ def test_out_of_memory_in_paste_back_fails_that_input_only(prior_dir, tmp_path, 
     folder = tmp_path / "in"
     for i, name in enumerate(["a", "b", "c"]):
         noise_photo(folder / f"{name}.png", 48, 64, seed=i)
-    real = pasteback.paste_into_photo
+    from mystyle_pl.predict import faces as predict_faces
 
-    def paste(task_photo, *args, **kwargs):
-        if task_photo.name == "b":
+    # Photos aligned here go through the per-face paste (data.faces, default "person"), which the
+    # writer calls as predict.faces.paste_faces.
+    real = predict_faces.paste_faces
+
+    def paste(pred, *args, **kwargs):
+        if pred.item.name == "b":
             raise MemoryError()  # what numpy raises for a 9.4 GB photo
-        return real(task_photo, *args, **kwargs)
+        return real(pred, *args, **kwargs)
 
-    monkeypatch.setattr(pasteback, "paste_into_photo", paste)
+    monkeypatch.setattr(predict_faces, "paste_faces", paste)
     out = predict("invert", prior_dir, tmp_path / "out", "--data.inputs", str(folder), "--data.batch_size", "1", *FAST)
     (failed,) = json.loads((out / "failed.json").read_text())
     assert failed["name"] == "b" and failed["error"].startswith(f"{folder / 'b.png'}: out of memory (paste-back)")
