@@ -35,3 +35,32 @@ def activate_every_path(generator):
                 param.normal_(0, 0.1)
         generator.mapping.w_avg.normal_()
     return generator.eval()
+
+
+def three_people_photo(shared_data: Path):
+    """Albums 00027, 00001, 00049's held-out faces side by side (uint8 ``[240, 720, 3]``), album
+    00001's identity centre (the mean dlib descriptor of two of its reference photos) and the face
+    analyzer; skips the test when dlib, its models or the albums are missing."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    pytest.importorskip("dlib", reason="face detection needs dlib")
+    from mystyle_pl.data.faces import FaceAnalyzer, FaceModelsUnavailable, check_face_models
+    from mystyle_pl.data.io import read_image
+
+    try:
+        check_face_models()
+    except FaceModelsUnavailable as e:
+        pytest.skip(str(e))
+    albums = shared_data / "albums"
+    if not all((albums / a / "gt.png").is_file() for a in ("00001", "00027", "00049")):
+        pytest.skip(f"albums 00001, 00027 and 00049 are not all in {albums}")
+    analyzer = FaceAnalyzer(refine_iterations=1)
+    refs = sorted((albums / "00001" / "refs").glob("*.png"))[:2]
+    centre = np.mean([analyzer.analyze(read_image(p))[0].descriptor for p in refs], axis=0)
+    photo = np.full((240, 720, 3), 128, np.uint8)
+    for k, album in enumerate(("00027", "00001", "00049")):
+        face = Image.open(albums / album / "gt.png").convert("RGB").resize((240, 240), Image.Resampling.LANCZOS)
+        photo[:, 240 * k : 240 * (k + 1)] = np.asarray(face)
+    return photo, centre, analyzer

@@ -21,7 +21,7 @@ from mystyle_pl.group import FaceOutput, NoPersonError, process_photo, select_fa
 from mystyle_pl.prior import PersonalPrior
 from mystyle_pl.tasks.pasteback import NoFaceError
 
-from .helpers import make_tiny_stylegan2
+from .helpers import make_tiny_stylegan2, three_people_photo
 
 R = 16
 FAST = dict(steps=1, lpips_weight=0.0)
@@ -155,24 +155,7 @@ def test_inpaint_and_super_resolution_in_a_group_photo(prior, group_photo):
 def test_real_group_photo_changes_only_the_person(prior, shared_data, tmp_path):
     """Three real people side by side (albums 00027, 00001, 00049); the prior's identity is album
     00001's (the mean dlib descriptor of two of its reference photos)."""
-    pytest.importorskip("dlib", reason="face detection needs dlib")
-    from mystyle_pl.data.faces import FaceAnalyzer, FaceModelsUnavailable, check_face_models
-    from mystyle_pl.data.io import read_image
-
-    try:
-        check_face_models()
-    except FaceModelsUnavailable as e:
-        pytest.skip(str(e))
-    albums = shared_data / "albums"
-    if not all((albums / a / "gt.png").is_file() for a in ("00001", "00027", "00049")):
-        pytest.skip(f"albums 00001, 00027 and 00049 are not all in {albums}")
-    analyzer = FaceAnalyzer(refine_iterations=1)
-    refs = sorted((albums / "00001" / "refs").glob("*.png"))[:2]
-    centre = np.mean([analyzer.analyze(read_image(p))[0].descriptor for p in refs], axis=0)
-    photo = np.full((240, 720, 3), 128, np.uint8)
-    for k, album in enumerate(("00027", "00001", "00049")):
-        face = Image.open(albums / album / "gt.png").convert("RGB").resize((240, 240), Image.Resampling.LANCZOS)
-        photo[:, 240 * k : 240 * (k + 1)] = np.asarray(face)
+    photo, centre, analyzer = three_people_photo(shared_data)
     run, size, _ = task_runner(prior, "invert", **FAST)
     result = process_photo(photo, run, size, identity=centre, analyzer=analyzer, label="group.png")
     assert [f.selected for f in result.faces] == [False, True, False], result.record()["faces"]

@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mystyle_pl.cli import dispatch
 from mystyle_pl.data.anchors_io import Anchors
@@ -27,7 +26,7 @@ from mystyle_pl.data.io import read_image, write_image
 from mystyle_pl.prior import PersonalPrior
 from mystyle_pl.tasks import pasteback
 
-from .helpers import REPO_ROOT, make_tiny_stylegan2
+from .helpers import REPO_ROOT, make_tiny_stylegan2, three_people_photo
 
 R = 32
 FAST = ["--model.task.steps", "2", "--model.task.lpips_weight", "0"]
@@ -142,24 +141,8 @@ def test_faces_option_is_checked(tmp_path):
 
 def test_real_group_photo_only_the_person_changes(shared_data, tmp_path):
     """Albums 00027, 00001, 00049 side by side; the tiny prior's identity is album 00001's."""
-    pytest.importorskip("dlib", reason="face detection needs dlib")
-    from mystyle_pl.data.faces import FaceAnalyzer, FaceModelsUnavailable, check_face_models
-
-    try:
-        check_face_models()
-    except FaceModelsUnavailable as e:
-        pytest.skip(str(e))
-    albums = shared_data / "albums"
-    if not all((albums / a / "gt.png").is_file() for a in ("00001", "00027", "00049")):
-        pytest.skip(f"albums 00001, 00027 and 00049 are not all in {albums}")
-    refs = sorted((albums / "00001" / "refs").glob("*.png"))[:2]
-    analyzer = FaceAnalyzer(refine_iterations=1)
-    centre = np.mean([analyzer.analyze(read_image(p))[0].descriptor for p in refs], axis=0)
+    photo, centre, _ = three_people_photo(shared_data)
     prior = tiny_prior(tmp_path / "prior", identity=centre)
-    photo = np.full((240, 720, 3), 128, np.uint8)
-    for k, album in enumerate(("00027", "00001", "00049")):
-        face = Image.open(albums / album / "gt.png").convert("RGB").resize((240, 240), Image.Resampling.LANCZOS)
-        photo[:, 240 * k : 240 * (k + 1)] = np.asarray(face)
     folder = tmp_path / "in"
     group = write_image(folder / "group.png", photo)
     write_image(folder / "others.png", np.concatenate([photo[:, :240], photo[:, 480:]], axis=1))
