@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .data.align import AlignTransform
-from .tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, NoFaceError, NotThePersonError
+from .tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, NoFaceError, NotThePersonError, faces_from_left
 
 FACE_MODES = ("person", "all", "largest")
 
@@ -106,21 +106,11 @@ def select_faces(
         raise ValueError(f"threshold must be positive, got {threshold}")
     if not faces:
         raise NoFaceError(f"{label}: no face found")
-    centre = None if identity is None else np.asarray(identity, dtype=np.float64).reshape(-1)
-    order = sorted(range(len(faces)), key=lambda i: ((faces[i].box.left + faces[i].box.right) / 2, i))
-    found: list[GroupFace] = []
-    for pos, i in enumerate(order):
-        f = faces[i]
-        desc = getattr(f, "descriptor", None)
-        dist = None
-        if centre is not None and desc is not None:
-            dist = float(np.linalg.norm(np.asarray(desc, dtype=np.float64).reshape(-1) - centre))
-        b = f.box
-        found.append(GroupFace(
-            index=pos, box=[float(b.left), float(b.top), float(b.right), float(b.bottom)],
-            score=float(getattr(b, "score", 0.0)), distance=dist, person=None if dist is None else dist < threshold,
-            landmarks=getattr(f, "landmarks", None),
-        ))  # fmt: skip
+    found = [
+        GroupFace(index=pos, box=box, score=score, distance=dist, person=None if dist is None else dist < threshold,
+                  landmarks=getattr(f, "landmarks", None))
+        for pos, (_, f, box, score, dist) in enumerate(faces_from_left(faces, identity))
+    ]  # fmt: skip
     listing = "; ".join(f.describe() for f in found)
     if mode == "all":
         chosen, note = found, f"every face ({len(found)})"

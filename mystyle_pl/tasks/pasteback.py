@@ -105,6 +105,27 @@ def _face_list(faces: Sequence[str]) -> str:
     return "; ".join(faces)
 
 
+def faces_from_left(faces: Sequence[Any], centre: Any | None = None) -> list[tuple[int, Any, list[float], float, float | None]]:
+    """Detected faces (objects with ``box``, optionally ``descriptor``) numbered from the left:
+    ``(index in faces, face, box [left, top, right, bottom], detector score, distance of the
+    descriptor to centre or None)``, in order of the box centres' x (ties: detection order).
+
+    >>> from types import SimpleNamespace as F
+    >>> from mystyle_pl.data.faces import FaceBox
+    >>> [(i, d) for i, _, _, _, d in faces_from_left([F(box=FaceBox(9, 0, 12, 3)), F(box=FaceBox(0, 0, 3, 3))])]
+    [(1, None), (0, None)]
+    """
+    c = None if centre is None else np.asarray(centre, dtype=np.float64).reshape(-1)
+    order = sorted(range(len(faces)), key=lambda i: ((faces[i].box.left + faces[i].box.right) / 2, i))
+    out = []
+    for i in order:
+        f, b = faces[i], faces[i].box
+        desc = getattr(f, "descriptor", None)
+        dist = None if c is None or desc is None else float(np.linalg.norm(np.asarray(desc, dtype=np.float64).reshape(-1) - c))
+        out.append((i, f, [float(b.left), float(b.top), float(b.right), float(b.bottom)], float(getattr(b, "score", 0.0)), dist))
+    return out
+
+
 def choose_face(
     faces: Sequence,  # Face objects (box, landmarks, descriptor) as FaceAnalyzer.analyze returns them, most confident first
     label: str,  # the file, for messages
@@ -125,21 +146,13 @@ def choose_face(
     >>> c = choose_face([a, b], "group.jpg", centre=[0.1, 0.0])
     >>> c.index, c.reason, [round(f.distance, 2) for f in c.faces]
     (0, "closest to the prior's identity", [0.1, 1.35])
+    >>> c = choose_face([a, b], "group.jpg")   # identity unknown: the analyser's first (most confident) face
+    >>> c.index, c.reason
+    (1, 'most confident')
     """
     if not faces:
         raise NoFaceError(f"{label}: no face found")
-    centre_v = None if centre is None else np.asarray(centre, dtype=np.float64).reshape(-1)
-    order = sorted(range(len(faces)), key=lambda i: ((faces[i].box.left + faces[i].box.right) / 2, i))
-    found = []
-    for pos, i in enumerate(order):
-        f = faces[i]
-        desc = getattr(f, "descriptor", None)
-        dist = None
-        if centre_v is not None and desc is not None:
-            dist = float(np.linalg.norm(np.asarray(desc, dtype=np.float64).reshape(-1) - centre_v))
-        box = f.box
-        found.append(FoundFace(pos, [float(box.left), float(box.top), float(box.right), float(box.bottom)],
-                               float(getattr(box, "score", 0.0)), dist, i))  # fmt: skip
+    found = [FoundFace(pos, box, score, dist, i) for pos, (i, _, box, score, dist) in enumerate(faces_from_left(faces, centre))]
     listing = _face_list([f.describe() for f in found])
     n = len(found)
     if not (face == "auto" or (isinstance(face, int) and not isinstance(face, bool))):
@@ -171,7 +184,7 @@ def choose_face(
             warning = (f"{label}: {n} faces found ({listing}); using face {best.index}, the closest to the prior's "
                        "identity (pick another with --data.face N)")  # fmt: skip
         return FaceChoice(best.index, found, "closest to the prior's identity" if n > 1 else "only face", warning)
-    best = found[order.index(0)]  # the analyser's first face: the most confident
+    best = next(f for f in found if f.source == 0)  # the analyser's first face: the most confident
     warning = None
     if n > 1:
         warning = (f"{label}: {n} faces found ({listing}) and the prior's identity is unknown; using face "
