@@ -17,22 +17,12 @@ torch.Size([2, 4, 8])
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from ..generators import Generator
-from .projection import (
-    EarlyStopping,
-    ProjectionResult,
-    ProjectionSettings,
-    Projector,
-    base_lrs,
-    lr_factor,
-    make_optimizer,
-)
+from .projection import BestState, ProjectionResult, ProjectionSettings, Projector, base_lrs, make_optimizer, run_steps
 
 
 class WPlusProjector(Projector):
@@ -83,45 +73,18 @@ class WPlusProjector(Projector):
         def losses(ws: torch.Tensor) -> torch.Tensor:
             return self.per_image_loss(g.synthesis(ws, noise_mode=s.noise_mode), y, degrade, mask) + self.penalty(ws)
 
-        trace: list[float] = []
-        seconds: list[float] = []
-        start = time.perf_counter()
-        stopping, steps_used = EarlyStopping(s.patience, s.min_delta), 0
-        best_loss = torch.full((batch,), float("inf"), device=device)
-        best_ws = ws.detach().clone()
+        best = BestState(batch, device, ws)
 
-        def closure() -> torch.Tensor:
-            # Once per step with Adam, several times with L-BFGS's line search: every state
-            # evaluated competes for the best one.
-            nonlocal best_loss
+        def objective() -> tuple[torch.Tensor, torch.Tensor]:
             per_image = losses(ws)
-            improved = per_image.detach() < best_loss
-            best_loss = torch.where(improved, per_image.detach(), best_loss)
-            best_ws[improved] = ws.detach()[improved]
-            evaluated.append(per_image.detach().mean().item())
-            optimizer.zero_grad(set_to_none=True)
-            total = per_image.sum()  # each image's ws gets its own loss's gradient
-            total.backward()
-            return total.detach()
+            best.offer(per_image, ws)
+            return per_image, per_image.sum()  # each image's ws gets its own loss's gradient
 
-        bar = tqdm(range(s.steps), desc=self.description, leave=False, disable=not s.progress)
-        for step in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
-            evaluated: list[float] = []
-            optimizer.step(closure)
-            steps_used += 1
-            value = evaluated[0]  # the loss at the step's start
-            trace.append(value)
-            seconds.append(time.perf_counter() - start)
-            bar.set_postfix(loss=f"{value:.4f}")
-            if stopping.stop(value):
-                break
+        trace, seconds = run_steps(optimizer, [lr], s, objective, self.description)
         with torch.no_grad():
             if s.keep_best:
-                improved = losses(ws) < best_loss
-                best_ws[improved] = ws.detach()[improved]
-                ws = best_ws
+                best.offer(losses(ws), ws)
+                (ws,) = best.states
             ws = ws.detach()
             images = g.synthesis(ws, noise_mode=s.noise_mode)
             final = self.per_image_loss(images, y, degrade, mask) + self.penalty(ws)
@@ -130,7 +93,7 @@ class WPlusProjector(Projector):
             ws=ws.contiguous(),
             coefficients=self.coefficients_of(ws),
             trace=trace,
-            steps_used=steps_used,
+            steps_used=len(trace),
             final_loss=final,
             raw_coefficients=None,
             trace_seconds=seconds,

@@ -171,6 +171,62 @@ def lr_factor(step: int, steps: int, rampdown: float, rampup: float = 0.0) -> fl
     return factor * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - start) / rampdown)))
 
 
+class BestState:
+    """Per image of a batch, the lowest loss seen and the state that gave it: the loss can rise
+    before it falls (e.g. at tiny observation sizes), and early stopping must not return a worse
+    state. ``states``: the optimised tensors (``[B, ...]`` each; None entries are skipped)."""
+
+    def __init__(self, batch: int, device: torch.device, *states: torch.Tensor | None) -> None:
+        self.loss = torch.full((batch,), float("inf"), device=device)
+        self.states = [None if t is None else t.detach().clone() for t in states]
+
+    def offer(self, loss: torch.Tensor, *states: torch.Tensor | None) -> None:
+        """Keep ``states`` for the images whose ``loss [B]`` is below their best so far."""
+        improved = loss.detach() < self.loss
+        self.loss = torch.where(improved, loss.detach(), self.loss)
+        for best, t in zip(self.states, states):
+            if best is not None:
+                best[improved] = t.detach()[improved]
+
+
+def run_steps(
+    optimizer: torch.optim.Optimizer,
+    lrs: list[float],  # each param group's lr before the ramps (base_lrs)
+    settings: ProjectionSettings,  # steps, ramps, patience, min_delta, progress
+    objective: Callable[[], tuple[torch.Tensor, torch.Tensor]],  # -> (per-image loss [B], the scalar to differentiate)
+    desc: str,  # the progress bar's label
+    after_step: Callable[[], None] | None = None,  # e.g. the proximal step of the offsets' penalty
+) -> tuple[list[float], list[float]]:
+    """The step loop both projectors share: the lr ramps (:func:`lr_factor`), ``optimizer.step``
+    with a closure (called once per step by Adam, several times by L-BFGS's line search), early
+    stopping on the batch mean loss. Returns ``(trace, seconds)``: the batch mean loss at each
+    step's start and the seconds since the loop began at each step's end."""
+    s, trace, seconds, evaluated = settings, [], [], []
+    stopping, start = EarlyStopping(s.patience, s.min_delta), time.perf_counter()
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        per_image, total = objective()
+        evaluated.append(per_image.detach().mean().item())
+        total.backward()
+        return total.detach()
+
+    bar = tqdm(range(s.steps), desc=desc, leave=False, disable=not s.progress)
+    for step in bar:
+        for group, lr in zip(optimizer.param_groups, lrs):
+            group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
+        evaluated.clear()
+        optimizer.step(closure)
+        if after_step is not None:
+            after_step()
+        trace.append(evaluated[0])
+        seconds.append(time.perf_counter() - start)
+        bar.set_postfix(loss=f"{trace[-1]:.4f}")
+        if stopping.stop(trace[-1]):
+            break
+    return trace, seconds
+
+
 @dataclass
 class ProjectionResult:
     """What the projection loop returns, and the base of every projecting task's result (tasks add
@@ -354,63 +410,31 @@ class Projector:
             differentiable = recon + space.penalties(raw, delta, delta_weight=0.0, sum_weight=s.sum_penalty)
             return differentiable, s.delta_penalty * delta[:, :coarse].detach().norm(dim=-1).sum(dim=1)
 
-        trace: list[float] = []
-        seconds: list[float] = []
-        start = time.perf_counter()
-        stopping, steps_used = EarlyStopping(s.patience, s.min_delta), 0
-        # Per image, the lowest loss seen and the state that gave it: the loss can rise before it
-        # falls (e.g. at tiny observation sizes), and early stopping must not return a worse state.
-        best_loss = torch.full((batch,), float("inf"), device=device)
-        best_alpha = alpha.detach().clone()
-        best_delta = delta.detach().clone() if delta is not None else None
-        bar = tqdm(range(s.steps), desc="projecting", leave=False, disable=not s.progress)
-        def closure() -> torch.Tensor:
-            # Called once per step by Adam, several times by L-BFGS's line search: every state it
-            # evaluates competes for the best one.
-            nonlocal best_loss
+        best = BestState(batch, device, alpha, delta)
+
+        def objective() -> tuple[torch.Tensor, torch.Tensor]:
             differentiable, prox_part = losses(alpha, delta, split=True)
             per_image = differentiable if prox_part is None else differentiable + prox_part
-            improved = per_image.detach() < best_loss
-            best_loss = torch.where(improved, per_image.detach(), best_loss)
-            best_alpha[improved] = alpha.detach()[improved]
-            if best_delta is not None:
-                best_delta[improved] = delta.detach()[improved]
-            evaluated.append(per_image.detach().mean().item())
-            optimizer.zero_grad(set_to_none=True)
+            best.offer(per_image, alpha, delta)
             # Sum, not mean: each image's coefficients get the gradient of its own loss only.
-            total = differentiable.sum()
-            total.backward()
-            return total.detach()
+            return per_image, differentiable.sum()
 
-        for step in bar:
-            for group, lr in zip(optimizer.param_groups, lrs):
-                group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
-            evaluated: list[float] = []
-            optimizer.step(closure)
-            if prox:
-                # Group soft-threshold of each penalised layer's offsets: the proximal step of
-                # delta_penalty * ||delta_l|| at the offsets' step size. Adam moves every coordinate by
-                # about its lr whatever the gradient, so through the gradient the non-smooth penalty
-                # keeps the offsets jittering at that scale (and the objective far above its minimum:
-                # at short budgets the official loop never gets below its starting point).
-                with torch.no_grad():
-                    tau = optimizer.param_groups[1]["lr"] * s.delta_penalty
-                    d = delta[:, :coarse]
-                    d.mul_((1 - tau / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp_min(0))
-            steps_used += 1
-            value = evaluated[0]  # the loss at the step's start
-            trace.append(value)
-            seconds.append(time.perf_counter() - start)
-            bar.set_postfix(loss=f"{value:.4f}")
-            if stopping.stop(value):
-                break
+        def prox_step() -> None:
+            # Group soft-threshold of each penalised layer's offsets: the proximal step of
+            # delta_penalty * ||delta_l|| at the offsets' step size. Adam moves every coordinate by
+            # about its lr whatever the gradient, so through the gradient the non-smooth penalty
+            # keeps the offsets jittering at that scale (and the objective far above its minimum:
+            # at short budgets the official loop never gets below its starting point).
+            with torch.no_grad():
+                tau = optimizer.param_groups[1]["lr"] * s.delta_penalty
+                d = delta[:, :coarse]
+                d.mul_((1 - tau / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp_min(0))
+
+        trace, seconds = run_steps(optimizer, lrs, s, objective, "projecting", prox_step if prox else None)
         with torch.no_grad():
             if s.keep_best:  # the state after the last step competes with the best one seen
-                improved = losses(alpha, delta) < best_loss
-                best_alpha[improved] = alpha.detach()[improved]
-                if best_delta is not None:
-                    best_delta[improved] = delta.detach()[improved]
-                alpha, delta = best_alpha, best_delta
+                best.offer(losses(alpha, delta), alpha, delta)
+                alpha, delta = best.states
             raw = self._raw(alpha, delta).detach()
             coeffs = space.coefficients(raw)
             ws = space.to_ws(coeffs)
@@ -424,7 +448,7 @@ class Projector:
             ws=ws.contiguous(),
             coefficients=coeffs,
             trace=trace,
-            steps_used=steps_used,
+            steps_used=len(trace),
             final_loss=final.detach(),
             raw_coefficients=raw,
             trace_seconds=seconds,
