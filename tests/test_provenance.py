@@ -177,3 +177,29 @@ def test_bad_files_are_one_line_each(tmp_path, capsys):
     assert len(lines) == len(files) and all(line.startswith(str(f)) for line, f in zip(lines, files))
     assert "cannot check" in lines[0] and "cannot check" in lines[1] and "cannot check" in lines[2]
     assert "ALTERED" in lines[4] or "INVALID" in lines[4]
+
+
+def _install_pair(_):
+    from mystyle_pl.provenance.keys import install_key
+
+    k = install_key()
+    return k.cert_pem, k.key_pem
+
+
+def test_processes_making_the_install_key_at_once_agree_on_one_pair():
+    """The ranks of a DDP predict on a new install all ask for the key at once (a stranger's CI run
+    once signed with one process's certificate and another's key): every process gets the same
+    certificate and key, and the key is the certificate's."""
+    import multiprocessing
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pairs = pool.map(_install_pair, range(8))
+    assert len(set(pairs)) == 1
+    cert_pem, key_pem = pairs[0]
+    cert = x509.load_pem_x509_certificates(cert_pem)[0]
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert cert.public_key().public_bytes(*der) == key.public_key().public_bytes(*der)

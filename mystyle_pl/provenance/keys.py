@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,15 +83,30 @@ def signing_key(cert: str | os.PathLike | None = None, key: str | os.PathLike | 
 
 
 def install_key() -> SigningKey:
-    """This install's key under :func:`provenance_dir` (made, with its local root, on first use)."""
-    folder = provenance_dir()
-    cert_path, key_path = folder / "install-cert.pem", folder / "install-key.pem"
+    """This install's key under :func:`provenance_dir` (``install/``: made, with its local root, on
+    first use).
+
+    Several processes may ask at once on a new install (e.g. the ranks of a DDP predict): each makes
+    a pair in a folder of its own and renames it into place; the first rename wins and the others
+    read the winner's pair, so a certificate never meets another process's key."""
+    folder = provenance_dir() / "install"
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     if not (cert_path.is_file() and key_path.is_file()):
-        _make_install_key(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".install-", dir=folder.parent))
+        _make_install_key(tmp)
+        try:
+            os.rename(tmp, folder)  # atomic; fails when another process's pair is already in place
+        except OSError:
+            if not cert_path.is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     return SigningKey(cert_path.read_bytes(), key_path.read_bytes(), "es256", "install", str(cert_path))
 
 
 def _make_install_key(folder: Path) -> None:
+    """A local root and a signing key + certificate issued by it, written into ``folder`` (which
+    exists): ``root.pem``, ``key.pem`` (mode 600), ``cert.pem`` (the chain)."""
     # cryptography (already installed with c2pa-python's and lightning's dependencies) makes the
     # keys; lazy so that importing the package does not load it.
     from cryptography import x509
@@ -97,7 +114,6 @@ def _make_install_key(folder: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
     until = now + datetime.timedelta(days=3650)
 
@@ -129,11 +145,10 @@ def _make_install_key(folder: Path) -> None:
     )  # fmt: skip
     pem = serialization.Encoding.PEM
     key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    write_bytes_atomic(folder / "install-root.pem", root.public_bytes(pem))
-    write_bytes_atomic(folder / "install-key.pem", key_pem)
-    os.chmod(folder / "install-key.pem", 0o600)
-    # The certificate last: its presence marks the pair complete.
-    write_bytes_atomic(folder / "install-cert.pem", cert.public_bytes(pem) + root.public_bytes(pem))
+    write_bytes_atomic(folder / "root.pem", root.public_bytes(pem))
+    write_bytes_atomic(folder / "key.pem", key_pem)
+    os.chmod(folder / "key.pem", 0o600)
+    write_bytes_atomic(folder / "cert.pem", cert.public_bytes(pem) + root.public_bytes(pem))
 
 
 __all__ = ["ALG_ENV", "CERT_ENV", "KEY_ENV", "SigningKey", "install_key", "provenance_dir", "signing_key"]
