@@ -64,7 +64,9 @@ def projection_settings(
     base = task_settings(preset) if settings is None else settings
     task_settings(preset, **overrides)  # unknown fields fail here, with the list of known ones
     values = {k: v for k, v in overrides.items() if v is not None}
-    return replace(base, **values, progress=bool(progress))
+    # a value given here wins over the preset's per-task value of that field (as in task_settings)
+    per_task = {task: {k: v for k, v in f.items() if k not in values} for task, f in base.per_task.items()}
+    return replace(base, **values, per_task=per_task, progress=bool(progress))
 
 
 def evaluate(
@@ -86,7 +88,7 @@ def evaluate(
     o = replace(options if options is not None else EvaluateSettings(), **overrides)
     tasks, out, pairs, methods, generic, generic_tasks = o.tasks, o.out, o.pairs, o.methods, o.generic, o.generic_tasks
     resolution, preset, steps, patience, lr, generic_lr = o.resolution, o.preset, o.steps, o.patience, o.lr, o.generic_lr
-    lr_rampdown, delta_prox, loss_resolution = o.lr_rampdown, o.delta_prox, o.loss_resolution
+    lr_rampdown, delta_prox, loss_resolution, pivotal_steps = o.lr_rampdown, o.delta_prox, o.loss_resolution, o.pivotal_steps
     beta, betas, sweep_task, seed, blind_factor = o.beta, o.betas, o.sweep_task, o.seed, o.blind_factor
     batch_size, max_photos, album_refs, lpips_net, align = o.batch_size, o.max_photos, o.album_refs, o.lpips_net, o.align
     device, progress, max_strips = o.device, o.progress, o.max_strips
@@ -116,7 +118,7 @@ def evaluate(
 
     settings = projection_settings(
         preset, settings, progress=progress, steps=steps, patience=patience, lr=lr, lr_rampdown=lr_rampdown,
-        delta_prox=delta_prox, resolution=loss_resolution,
+        delta_prox=delta_prox, resolution=loss_resolution, pivotal_steps=pivotal_steps,
     )  # fmt: skip
     projecting = {"personal", "personal-raw", "generic"} & set(methods)
     if lpips is None and settings.lpips_weight > 0 and projecting:

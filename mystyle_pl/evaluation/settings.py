@@ -93,6 +93,11 @@ class EvaluateSettings:
         default=None,
         metadata=option("compute the projection loss at this size in px", "the preset's; 0 = as observed", type=int),
     )
+    pivotal_steps: int | None = field(
+        default=None,
+        metadata=option("pivotal tuning (PTI) steps of a generator copy per photo after the projection, 0 = off",
+                        "the preset's: inversion and editing only", type=int),
+    )  # fmt: skip
     beta: float | None = field(
         default=DEFAULT_BETA,
         metadata=option("dilation of the personal space for the comparison ('none' = affine hull)", type=parse_beta),

@@ -201,6 +201,8 @@ class ProjectingTask(Task):
         loss_resolution: int | None = None,  # compute the loss at this size (area-downsampled); 0 = as given [0]
         delta_prox: bool | None = None,  # "pplus": the offsets' penalty by a proximal step [False]
         lr_rampdown: float | None = None,  # cosine lr decay over this final fraction of the steps [0: constant]
+        pivotal_steps: int | None = None,  # pivotal tuning (PTI) of a generator copy per photo after the projection;
+        # 0 = off [official: off]; the presets tune for inversion and editing only (tasks.pivotal)
         progress: bool | None = None,  # a progress bar per projection (steps, loss); None = the caller's choice
         # (predict: shown; Python, evaluate, the demo: their own option)
         projection: ProjectionSettings | None = None,  # full settings instead of a preset (the overrides still apply)
@@ -221,6 +223,9 @@ class ProjectingTask(Task):
         self.l2_weight, self.lpips_weight, self.lpips_net = l2_weight, lpips_weight, lpips_net
         self.delta_penalty, self.sum_penalty = delta_penalty, sum_penalty
         self.loss_resolution, self.delta_prox, self.lr_rampdown = loss_resolution, delta_prox, lr_rampdown
+        if pivotal_steps is not None and pivotal_steps < 0:
+            raise ValueError(f"pivotal_steps must be >= 0 (0 = off), got {pivotal_steps}")
+        self.pivotal_steps = pivotal_steps
         self.progress, self.projection, self.overrides = progress, projection, dict(overrides)
         self.projection_settings()  # an unknown value fails here, before any input is read
 
@@ -235,7 +240,7 @@ class ProjectingTask(Task):
             face_weight=self.face_weight, start=self.start, plus=self.plus, l2_weight=self.l2_weight,
             lpips_weight=self.lpips_weight, delta_penalty=self.delta_penalty, sum_penalty=self.sum_penalty,
             patience=self.patience, min_delta=self.min_delta, resolution=self.loss_resolution,
-            delta_prox=self.delta_prox, lr_rampdown=self.lr_rampdown,
+            delta_prox=self.delta_prox, lr_rampdown=self.lr_rampdown, pivotal_steps=self.pivotal_steps,
             progress=bar,
         )  # fmt: skip
         values = {**self.overrides, **{k: v for k, v in explicit.items() if v is not None}}
@@ -287,6 +292,7 @@ class ProjectingTask(Task):
             record={
                 "steps_used": int(result.steps_used),
                 "final_loss": float(result.final_loss[i]),
+                **({"pivotal_steps": len(result.pivotal_traces[i])} if result.pivotal_traces is not None else {}),
                 **{
                     key: round(float(getattr(result, key)[i]), 2)
                     for key in ("consistency", "raw_consistency")

@@ -7,6 +7,9 @@ into the span of the anchors (:meth:`PersonalSpace.project_direction`, the direc
 affine hull) and applied at a list of strengths. When an edit leaves ``P_beta`` the edge policy
 decides: ``continue`` (apply as is), ``stop`` (clamp the strength at the boundary of ``P_beta``,
 found by bisection), ``project`` (replace the edited point by its nearest point in ``P_beta``).
+The policies act on the projection's nearest point in ``P_beta``; the projection's residual outside
+it (a W+ projection's detail of the photo) is added back to every edit. With pivotal tuning
+(:mod:`.pivotal`) each photo's edits are rendered by its own tuned generator.
 """
 
 from __future__ import annotations
@@ -250,7 +253,14 @@ class Edit(ProjectingTask):
         d = self.resolve_direction(direction)
         if projection is None:
             projection = self.projector.project(images.to(self.device))
-        base = projection.ws.detach()  # [B, num_ws, w_dim]
+        pivot = projection.ws.detach()  # [B, num_ws, w_dim]
+        # A W+ pivot (the quick preset's projection) lies outside P_beta by its residual: the photo's own
+        # detail. The edge policies act on the pivot's nearest point in P_beta and the residual rides along,
+        # so strength 0 is the projection itself and an edit moves this photo, not the album's nearest face.
+        # (A P+ pivot lies inside: its residual is 0 and the policies act on it as in the paper.)
+        base, _ = self.space.nearest(pivot)
+        base = base.to(pivot.dtype)
+        residual = pivot - base
         step = self._layer_mask() * d  # [num_ws, w_dim]
         out_ws, applied, inside = [], [], []
         for s in strengths:
@@ -269,15 +279,17 @@ class Edit(ProjectingTask):
             elif policy == "project" and not ins.all():
                 nearest, _ = self.space.nearest(ws)
                 ws = torch.where(ins[:, None, None], ws, nearest)
-            out_ws.append(ws)
+            out_ws.append(ws + residual)
             applied.append(amount)
             inside.append(ins)
         ws = torch.stack(out_ws, dim=1)  # [B, S, num_ws, w_dim]
         b, n_s = ws.shape[:2]
+        noise_mode = self.projector.settings.noise_mode
         with torch.no_grad():
-            imgs = self.generator.synthesis(
-                ws.reshape(b * n_s, *ws.shape[2:]), noise_mode=self.projector.settings.noise_mode
-            )
+            if projection.generators is None:
+                imgs = self.generator.synthesis(ws.reshape(b * n_s, *ws.shape[2:]), noise_mode=noise_mode)
+            else:  # pivotal tuning: each photo's edits by its own tuned generator (PTI), so they keep its details
+                imgs = torch.cat([g.synthesis(ws[i], noise_mode=noise_mode) for i, g in enumerate(projection.generators)])
         return EditResult(
             images=imgs.reshape(b, n_s, *imgs.shape[1:]),
             ws=ws,
@@ -314,6 +326,7 @@ class Edit(ProjectingTask):
                     record={
                         "steps_used": int(proj.steps_used),
                         "final_loss": float(proj.final_loss[i]),
+                        **({"pivotal_steps": len(proj.pivotal_traces[i])} if proj.pivotal_traces is not None else {}),
                         "strengths": list(result.strengths),
                         "applied": [float(a) for a in result.applied[i]],
                         "inside": [bool(b) for b in result.inside[i]],

@@ -6,9 +6,12 @@ the demo and Python share.
   whose back-projection takes the background from the input); about a minute per image on a
   2-core CPU with MobileStyleGAN (~1 s per step; 63 s for x8 on album 00001, where 100 steps
   took 106 s for LPIPS 0.346 against 0.356 and dlib 0.302 against 0.326: docs/fidelity.md).
-* ``full``: the same method, 400 steps (a GPU budget).
+  Inversion and editing then tune a copy of the generator on the photo for 50 steps (pivotal tuning,
+  :mod:`.pivotal`), so the result and its edits keep the photo's details.
+* ``full``: the same method, 400 steps, and 200 pivotal-tuning steps (a GPU budget).
 * ``pplus``: the paper's P+ (anchors' coefficients per layer) at a CPU budget: 300 steps with early
   stopping, proximal offsets, lr ramp-down (what ``predict`` shipped before the W+ method).
+  Inversion and editing tune the generator on the photo afterwards, as in ``quick``.
 * ``official``: google/mystyle's projection exactly (``reconstruct/hyperparams.py``): P+, 1000 Adam
   steps at lr 5e-3, LPIPS-alex + MSE at full resolution, no early stopping.
 
@@ -28,19 +31,30 @@ from dataclasses import fields, replace
 
 from .projection import ProjectionSettings
 
+QUICK_PIVOTAL, FULL_PIVOTAL = 50, 200  # pivotal tuning steps of inversion and editing in "quick" and "full"
 PRESETS: dict[str, dict] = {
     "official": dict(method="pplus", steps=1000, lr=5e-3, patience=None, resolution=0, lr_rampdown=0.0, delta_prox=False),
-    "pplus": dict(method="pplus", steps=300, lr=5e-3, patience=50, resolution=256, lr_rampdown=0.25, delta_prox=True),
+    "pplus": dict(method="pplus", steps=300, lr=5e-3, patience=50, resolution=256, lr_rampdown=0.25, delta_prox=True,
+                  per_task={"invert": dict(pivotal_steps=QUICK_PIVOTAL), "edit": dict(pivotal_steps=QUICK_PIVOTAL)}),
     "quick": dict(
         method="wplus", steps=60, w_lr=0.05, lr_rampup=0.05, lr_rampdown=0.25, patience=None, resolution=256,
         face_weight=0.1, face_weight_consistent=0.0, pull=(0.03, 0.03, 0.0), pull_target="hull", start="scan",
         # Held-out inversion (D = identity: the whole photo is observed) fits all of it, free of the pull:
         # on album 00001 (60 steps) 21.7 dB / LPIPS-VGG 0.328, against 16.3 / 0.389 with the face
         # weighting and the pull, and 18.8 / 0.372 with the pull alone (docs/fidelity.md).
-        per_task={"invert": dict(face_weight=None, pull=(0.0, 0.0, 0.0))},
+        # Inversion and editing then tune a copy of the generator on the photo (pivotal tuning, tasks.pivotal):
+        # QUICK_PIVOTAL steps (docs/fidelity.md, "Pivotal tuning").
+        per_task={
+            "invert": dict(face_weight=None, pull=(0.0, 0.0, 0.0), pivotal_steps=QUICK_PIVOTAL),
+            "edit": dict(pivotal_steps=QUICK_PIVOTAL),
+        },
     ),  # fmt: skip
 }
-PRESETS["full"] = {**PRESETS["quick"], "steps": 400}
+PRESETS["full"] = {
+    **PRESETS["quick"],
+    "steps": 400,
+    "per_task": {task: {**values, "pivotal_steps": FULL_PIVOTAL} for task, values in PRESETS["quick"]["per_task"].items()},
+}
 DEFAULT_PRESET = "quick"
 
 

@@ -19,19 +19,18 @@ optional mask for the loss (1 = known pixel, 0 = hole).
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..imaging import downsample_to
 from ..data.align import face_mask
 from ..generators import Generator
 from ..space import PersonalSpace
+from .pivotal import pivotal_tune
+from .steps import BestState, EarlyStopping, lr_factor, run_steps  # noqa: F401  (EarlyStopping, lr_factor: re-exported)
 
 Degradation = Callable[[torch.Tensor], torch.Tensor]
 OPTIMIZERS = ("adam", "lbfgs")  # ProjectionSettings.optimizer (make_optimizer)
@@ -78,10 +77,15 @@ class ProjectionSettings:
     # one line search and curvature history, so an image's result depends on its batch (use batch size 1).
     delta_smooth: float | None = None  # P+: the offsets' norm penalty smoothed as sqrt(||d||^2 + e^2) - e with
     # e = delta_smooth (PersonalSpace.penalties); None = 0 (the exact norm, official) with Adam, 1e-3 with L-BFGS.
+    pivotal_steps: int = 0  # pivotal tuning (PTI, :mod:`.pivotal`) after the projection: Adam steps on a copy of the
+    # generator's weights per image, the pivot ws fixed; 0 = off (official MyStyle: the generator is never tuned per photo).
+    pivotal_lr: float = 3e-3  # its Adam learning rate (official PTI 3e-4 at 350 steps; 3e-3 measured for 50-200 steps).
     per_task: dict = field(default_factory=dict)  # task name ("invert", "superres", "inpaint", "edit") -> fields
     # that task uses instead (a preset's measured per-task values; see for_task and tasks.presets).
 
     def __post_init__(self) -> None:
+        if self.pivotal_steps < 0:
+            raise ValueError(f"pivotal_steps must be >= 0 (0 = off), got {self.pivotal_steps}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
@@ -128,105 +132,6 @@ def base_lrs(optimizer: torch.optim.Optimizer, lrs: list[float]) -> list[float]:
     return [1.0] * len(optimizer.param_groups) if isinstance(optimizer, torch.optim.LBFGS) else lrs
 
 
-class EarlyStopping:
-    """``stop(value)`` is True once the batch mean loss has not improved by ``min_delta`` for
-    ``patience`` consecutive steps (``patience=None``: never)."""
-
-    def __init__(self, patience: int | None, min_delta: float) -> None:
-        self.patience, self.min_delta = patience, min_delta
-        self.best, self.since_best = float("inf"), 0
-
-    def stop(self, value: float) -> bool:
-        if self.patience is None:
-            return False
-        if value < self.best - self.min_delta:
-            self.best, self.since_best = value, 0
-        else:
-            self.since_best += 1
-        return self.since_best >= self.patience
-
-
-def lr_factor(step: int, steps: int, rampdown: float, rampup: float = 0.0) -> float:
-    """Learning-rate multiplier at ``step`` of ``steps``: a linear warm-up over the first ``rampup``
-    fraction, 1, then a cosine ramp to 0 over the last ``rampdown`` fraction (StyleGAN2's projector,
-    NVlabs/stylegan2-ada-pytorch ``projector.py``: rampup 0.05, rampdown 0.25). Fractions of the
-    budget, so the schedule follows the number of steps. Adam moves every coordinate by about
-    ``lr`` per step whatever its gradient, so with the non-smooth ``||delta_l||`` penalty the
-    offsets keep jittering at the scale of ``lr``; the ramp lets them settle.
-
-    >>> [round(lr_factor(i, 10, 0.5, 0.2), 3) for i in (0, 1, 2, 5, 9)]
-    [0.5, 1.0, 1.0, 1.0, 0.095]
-    """
-    if steps <= 0:
-        return 1.0
-    t = step / steps
-    factor = 1.0
-    if rampup > 0:
-        factor = min(1.0, (step + 1) / max(1.0, rampup * steps))
-    if rampdown <= 0:
-        return factor
-    start = 1.0 - rampdown
-    if t <= start:
-        return factor
-    return factor * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (t - start) / rampdown)))
-
-
-class BestState:
-    """Per image of a batch, the lowest loss seen and the state that gave it: the loss can rise
-    before it falls (e.g. at tiny observation sizes), and early stopping must not return a worse
-    state. ``states``: the optimised tensors (``[B, ...]`` each; None entries are skipped)."""
-
-    def __init__(self, batch: int, device: torch.device, *states: torch.Tensor | None) -> None:
-        self.loss = torch.full((batch,), float("inf"), device=device)
-        self.states = [None if t is None else t.detach().clone() for t in states]
-
-    def offer(self, loss: torch.Tensor, *states: torch.Tensor | None) -> None:
-        """Keep ``states`` for the images whose ``loss [B]`` is below their best so far."""
-        improved = loss.detach() < self.loss
-        self.loss = torch.where(improved, loss.detach(), self.loss)
-        for best, t in zip(self.states, states):
-            if best is not None:
-                best[improved] = t.detach()[improved]
-
-
-def run_steps(
-    optimizer: torch.optim.Optimizer,
-    lrs: list[float],  # each param group's lr before the ramps (base_lrs)
-    settings: ProjectionSettings,  # steps, ramps, patience, min_delta, progress
-    objective: Callable[[], tuple[torch.Tensor, torch.Tensor]],  # -> (per-image loss [B], the scalar to differentiate)
-    desc: str,  # the progress bar's label
-    after_step: Callable[[], None] | None = None,  # e.g. the proximal step of the offsets' penalty
-) -> tuple[list[float], list[float]]:
-    """The step loop both projectors share: the lr ramps (:func:`lr_factor`), ``optimizer.step``
-    with a closure (called once per step by Adam, several times by L-BFGS's line search), early
-    stopping on the batch mean loss. Returns ``(trace, seconds)``: the batch mean loss at each
-    step's start and the seconds since the loop began at each step's end."""
-    s, trace, seconds, evaluated = settings, [], [], []
-    stopping, start = EarlyStopping(s.patience, s.min_delta), time.perf_counter()
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        per_image, total = objective()
-        evaluated.append(per_image.detach().mean().item())
-        total.backward()
-        return total.detach()
-
-    bar = tqdm(range(s.steps), desc=desc, leave=False, disable=not s.progress)
-    for step in bar:
-        for group, lr in zip(optimizer.param_groups, lrs):
-            group["lr"] = lr * lr_factor(step, s.steps, s.lr_rampdown, s.lr_rampup)
-        evaluated.clear()
-        optimizer.step(closure)
-        if after_step is not None:
-            after_step()
-        trace.append(evaluated[0])
-        seconds.append(time.perf_counter() - start)
-        bar.set_postfix(loss=f"{trace[-1]:.4f}")
-        if stopping.stop(trace[-1]):
-            break
-    return trace, seconds
-
-
 @dataclass
 class ProjectionResult:
     """What the projection loop returns, and the base of every projecting task's result (tasks add
@@ -241,6 +146,9 @@ class ProjectionResult:
     raw_coefficients: torch.Tensor | None = field(repr=False, default=None)  # [B, N] or [B, num_ws, N] final raw
     # coefficients (None for the W+ projectors)
     trace_seconds: list[float] = field(repr=False, default_factory=list)  # seconds since the loop began, per trace entry
+    generators: list[Generator] | None = field(repr=False, default=None)  # per image, the generator that pivotal
+    # tuning (settings.pivotal_steps > 0) made for it and that rendered ``images``; None = the prior's generator
+    pivotal_traces: list[list[float]] | None = field(repr=False, default=None)  # per image, pivotal tuning's loss per step
 
     @classmethod
     def extend(cls, result: ProjectionResult, **extra):
@@ -354,10 +262,22 @@ class Projector:
         flags = [p.requires_grad for p in self.generator.parameters()]
         self.generator.requires_grad_(False)  # only the coefficients are optimised; restored below
         try:
-            return self._project(y, degrade, mask, init)
+            result = self._project(y, degrade, mask, init)
         finally:
             for p, flag in zip(self.generator.parameters(), flags):
                 p.requires_grad_(flag)
+        if self.settings.pivotal_steps <= 0:
+            return result
+        tuned = pivotal_tune(
+            self.generator, result.ws, y, mask, lambda synth, y_i, m_i: self.per_image_loss(synth, y_i, degrade, m_i),
+            self.settings,
+        )  # fmt: skip
+        with torch.no_grad():  # the returned loss: the tuned render's reconstruction + the pivot's penalties (unchanged)
+            before, after = (self.per_image_loss(images, y, degrade, mask) for images in (result.images, tuned.images))
+        final = result.final_loss - before + after
+        return replace(
+            result, images=tuned.images, generators=tuned.generators, pivotal_traces=tuned.traces, final_loss=final
+        )
 
     def _raw(self, alpha: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
         return alpha if delta is None else alpha.unsqueeze(1) + delta

@@ -49,3 +49,21 @@ def test_direction_files_and_principal_directions(tmp_path, prior):
     result = Edit(principal_samples=200, **FAST).bind(prior)(y, tmp_path / "d.pt", [1.0])
     assert result.images.shape == (1, 1, 3, R, R)
     assert Edit(principal_samples=200, **FAST).bind(prior)(y, 0, [1.0]).direction.shape == (32,)
+
+
+def test_edits_of_a_wplus_projection_keep_its_residual(prior):
+    """A W+ projection (the quick preset) lies outside P_beta; the edge policies act on its nearest point
+    there and carry the rest along, so strength 0 is the projection itself (before: the album's nearest face)."""
+    y, _ = _render(prior, A_STAR)
+    y = (y + torch.linspace(-0.3, 0.3, R).view(1, 1, 1, -1)).clamp(-1, 1)  # off the generator's manifold
+    task = Edit(preset="quick", steps=8, lpips_weight=0.0, pivotal_steps=0, policy="project").bind(prior)
+    space = prior.space(beta=0.03)
+    direction = prior.w[0] - prior.w[1]
+    result = task(y, direction, [0.0, 3.0])
+    pivot = result.projection.ws
+    assert not space.contains(pivot[0], tol=1e-3).all()  # the case under test: a pivot outside the space
+    assert torch.allclose(result.ws[:, 0], pivot, atol=1e-4)
+    assert torch.allclose(result.images[:, 0], result.projection.images, atol=1e-4)
+    inside, _ = space.nearest(pivot)
+    moved, _ = space.nearest(inside + 3.0 * task._layer_mask() * result.direction)
+    assert torch.allclose(result.ws[:, 1] - pivot, moved - inside, atol=1e-4)  # the motion stays in P_beta
