@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from mystyle_pl.cli import dispatch
 from mystyle_pl.data.anchors_io import Anchors
@@ -25,6 +26,7 @@ from mystyle_pl.data.faces import FaceBox
 from mystyle_pl.data.io import read_image, write_image
 from mystyle_pl.prior import PersonalPrior
 from mystyle_pl.tasks import pasteback
+from mystyle_pl.tasks.edit import strength_key
 
 from .helpers import REPO_ROOT, make_tiny_stylegan2, three_people_photo
 
@@ -174,3 +176,46 @@ def test_run_photo_from_python(tmp_path):
     result = run_photo(prior, photo, "invert", analyzer=ThreeFaces(), steps=1, lpips_weight=0.0)
     assert [f.selected for f in result.faces] == [False, True, False]
     assert np.array_equal(result.photo[~result.changed], photo[~result.changed]) and result.changed[:, 120:240].any()
+
+def group_and_strangers(tmp_path: Path, monkeypatch) -> tuple[Path, Path, np.ndarray]:
+    """The stand-in analyser's photos (``in/group.png``: three faces, the person in the middle;
+    ``in/strangers.png``: two strangers) and the tiny prior -> (prior, input folder, group photo)."""
+    monkeypatch.setattr(pasteback, "_ANALYZER", {"default": ThreeFaces()})
+    prior = tiny_prior(tmp_path / "prior", identity=[0.05] * 4)
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    group = rng.integers(0, 255, (160, 360, 3), dtype=np.uint8)
+    write_image(folder / "group.png", group)
+    write_image(folder / "strangers.png", rng.integers(0, 255, (160, 240, 3), dtype=np.uint8))
+    return prior, folder, group
+
+
+def test_save_input_false_writes_no_crop_of_any_face(tmp_path, monkeypatch):
+    """``save_input false``: no ``input.png``, and with several faces no ``input_face<N>.png`` either."""
+    prior, folder, _ = group_and_strangers(tmp_path, monkeypatch)
+    no_input = "--trainer.callbacks.save_input=false"
+    group = str(folder / "group.png")
+    out = predict("invert", prior, tmp_path / "all", "--data.inputs", group, "--data.faces", "all", no_input)
+    files = set(json.loads((out / "group" / "record.json").read_text())["files"])
+    assert {p.name for p in (out / "group").iterdir()} == files and {f"crop_face{i}.png" for i in range(3)} <= files
+    assert not [f for f in files if f.startswith("input")], sorted(files)
+
+
+def test_edit_of_several_faces_writes_a_strip_per_face(tmp_path, monkeypatch):
+    """Edit on every face: each face gets its strengths side by side (``strip_face<N>.png``, as
+    ``strip.png`` for one face) and its latents (the direction, shared by the faces, under each)."""
+    prior, folder, _ = group_and_strangers(tmp_path, monkeypatch)
+    group, strengths = str(folder / "group.png"), ["--model.task.strengths", "[-1.0, 1.0]"]
+    out = predict("edit", prior, tmp_path / "edit", "--data.inputs", group, "--data.faces", "all", *strengths)
+    record = json.loads((out / "group" / "record.json").read_text())
+    assert {f"strip_face{i}.png" for i in range(3)} | {f"input_face{i}.png" for i in range(3)} <= set(record["files"])
+    for i in range(3):
+        strip = read_image(out / "group" / f"strip_face{i}.png")
+        tiles = [read_image(out / "group" / f"{k}_face{i}.png") for k in (strength_key(-1.0), strength_key(1.0))]
+        assert np.array_equal(strip, np.concatenate(tiles, axis=1))  # the face's strengths, side by side, left to right
+    latents = load_file(out / "group" / "latents.safetensors")
+    assert torch.equal(latents["direction_face0"], latents["direction_face2"]) and latents["ws_face1"].shape[0] == 2
+
+    out = predict("edit", prior, tmp_path / "one", "--data.inputs", group, *strengths)
+    files = set(json.loads((out / "group" / "record.json").read_text())["files"])
+    assert {"strip.png", "input.png"} <= files and not [f for f in files if "_face" in f]  # one face: the usual names

@@ -10,9 +10,9 @@ byte for byte.
 
 Files of a photo with one processed face are those of any input (``crop.png``, ``photo.png``,
 ...); with several, each face's images carry its number from the left (``crop_face0.png``,
-``input_face2.png``, ...) and ``photo.png`` has them all. ``record.json`` lists every face found
-(``faces``: box, distance to the person, ``action``, the pasted ``region``; with several processed
-faces each one's task figures under ``result``).
+``input_face2.png``, ``strip_face1.png``, ...) and ``photo.png`` has them all. ``record.json``
+lists every face found (``faces``: box, distance to the person, ``action``, the pasted ``region``;
+with several processed faces each one's task figures under ``result``).
 """
 
 from __future__ import annotations
@@ -77,20 +77,22 @@ def merge(item: TaskItem, parts: Sequence[Prediction], shared: Sequence[str] = (
         pred.item = item
         pred.faces = [PastedFace("", photo.transforms[0], pred.paste_mask, position[id(chosen[0])])]
     else:
-        pred = Prediction(item=item, paste=dict(parts[0].paste), upscale=parts[0].upscale, record=dict(parts[0].record))
+        pred = Prediction(item=item, paste=dict(parts[0].paste), strip=list(parts[0].strip), upscale=parts[0].upscale,
+                          record=dict(parts[0].record))  # fmt: skip
         pred.faces = []
         for face, part in zip(chosen, parts):
             suffix = f"_face{face.index}"
             pred.images.update({f"{key}{suffix}": image for key, image in part.images.items()})
-            pred.images[f"input{suffix}"] = part.item.image
-            pred.latents.update({f"{key}{suffix}": value for key, value in part.latents.items()})
+            pred.face_inputs[f"input{suffix}"] = part.item.image
+            # own copies: latents the faces share (edit's direction) cannot be saved under several names
+            pred.latents.update({f"{key}{suffix}": value.clone() for key, value in part.latents.items()})
             result = {k: v for k, v in part.record.items() if k not in shared and k not in ("batch_size", "seconds")}
             faces[position[id(face)]]["result"] = result
             pred.faces.append(PastedFace(suffix, part.item.photo.transform, part.paste_mask, position[id(face)]))
         for key in set(parts[0].record) - set(shared) - {"batch_size", "seconds"}:
             pred.record.pop(key, None)  # each face's own figures are under faces[i]["result"]
         pred.record["seconds"] = round(sum(float(p.record.get("seconds", 0.0)) for p in parts), 3)
-        item.image = None  # the writer writes input_face<N>.png instead of input.png
+        item.image = None  # the crops the task ran on are pred.face_inputs (input_face<N>.png)
     pred.record.update({"faces_mode": selection.mode, "identity_threshold": selection.threshold,
                         "selection": selection.note, "faces": faces})  # fmt: skip
     return pred
