@@ -24,6 +24,7 @@ from mystyle_pl.cli import dispatch
 from mystyle_pl.data.anchors_io import Anchors
 from mystyle_pl.data.faces import FaceBox
 from mystyle_pl.data.io import read_image, write_image
+from mystyle_pl.predict.writer import NoUsableInputError
 from mystyle_pl.prior import PersonalPrior
 from mystyle_pl.tasks import pasteback
 from mystyle_pl.tasks.edit import strength_key
@@ -177,6 +178,7 @@ def test_run_photo_from_python(tmp_path):
     assert [f.selected for f in result.faces] == [False, True, False]
     assert np.array_equal(result.photo[~result.changed], photo[~result.changed]) and result.changed[:, 120:240].any()
 
+
 def group_and_strangers(tmp_path: Path, monkeypatch) -> tuple[Path, Path, np.ndarray]:
     """The stand-in analyser's photos (``in/group.png``: three faces, the person in the middle;
     ``in/strangers.png``: two strangers) and the tiny prior -> (prior, input folder, group photo)."""
@@ -219,3 +221,58 @@ def test_edit_of_several_faces_writes_a_strip_per_face(tmp_path, monkeypatch):
     out = predict("edit", prior, tmp_path / "one", "--data.inputs", group, *strengths)
     files = set(json.loads((out / "group" / "record.json").read_text())["files"])
     assert {"strip.png", "input.png"} <= files and not [f for f in files if "_face" in f]  # one face: the usual names
+
+
+def failing_on_faces(real, fail: dict[str, set[int]]):
+    """``PersonalPredictor.predict_items`` that runs out of memory on several items at once (so each
+    face is retried alone) and on the faces ``fail[photo name]`` (numbered in :func:`expand`'s order)."""
+    seen: dict[str, int] = {}
+
+    def predict_items(module, items):
+        if len(items) == 1:
+            name = items[0].name
+            k = seen[name] = seen.get(name, -1) + 1
+            if k not in fail.get(name, ()):
+                return real(module, items)
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    return predict_items
+
+
+def test_records_list_every_face_on_success_partial_failure_and_skip(tmp_path, monkeypatch):
+    """One face failing (out of memory) keeps it as it was and processes the others; the record (and
+    for a photo that failed or was skipped, its ``failed.json`` entry) lists every face with what
+    was done: processed, kept (not the person) or failed (the reason)."""
+    from mystyle_pl.predict import PersonalPredictor
+
+    prior, folder, group = group_and_strangers(tmp_path, monkeypatch)
+    real = PersonalPredictor.predict_items
+    monkeypatch.setattr(PersonalPredictor, "predict_items",
+                        failing_on_faces(real, {"group": {1}, "strangers": {0, 1}}))  # fmt: skip
+    out = predict("invert", prior, tmp_path / "all", "--data.inputs", str(folder), "--data.faces", "all")
+    record = json.loads((out / "group" / "record.json").read_text())
+    faces = record["faces"]
+    assert [f["index"] for f in faces] == [0, 1, 2]
+    assert all(len(f["box"]) == 4 and f["distance"] is not None for f in faces)
+    assert [f["action"].split(":")[0] for f in faces] == ["processed", "failed", "processed"], faces
+    assert "out of memory (projection)" in faces[1]["action"] and str(folder) not in faces[1]["action"]
+    assert faces[1]["region"] is None and "result" not in faces[1]
+    assert {"crop_face0.png", "crop_face2.png"} <= set(record["files"]) and "crop_face1.png" not in record["files"]
+    diff = changed(read_image(out / "group" / "photo.png"), group)
+    assert diff[:, 40:80].any() and diff[:, 280:320].any()
+    assert not diff[:, 150:210].any()  # the failed face is kept as it was (the others' regions end before it)
+    summary = json.loads((out / "summary.json").read_text())
+    assert any("face 1" in w["warning"] and "out of memory" in w["warning"] for w in summary["warnings"])
+    (failed,) = json.loads((out / "failed.json").read_text())  # every face of strangers.png failed: the photo fails
+    assert failed["name"] == "strangers"
+    assert [f["action"].split(":")[0] for f in failed["faces"]] == ["failed", "failed"]
+
+    # No failure; the person only: strangers.png is skipped.
+    monkeypatch.setattr(PersonalPredictor, "predict_items", real)
+    out = predict("invert", prior, tmp_path / "person", "--data.inputs", str(folder))
+    faces = json.loads((out / "group" / "record.json").read_text())["faces"]
+    assert [f["action"].split(":")[0] for f in faces] == ["kept as it was", "processed", "kept as it was"]
+    (skipped,) = json.loads((out / "failed.json").read_text())
+    assert skipped["name"] == "strangers" and "no face of the person" in skipped["error"]
+    assert [(f["index"], f["distance"]) for f in skipped["faces"]] == [(0, pytest.approx(1.9)), (1, pytest.approx(2.1))]
+    assert all(f["action"].startswith("kept as it was: not the person") for f in skipped["faces"])

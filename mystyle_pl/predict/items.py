@@ -44,6 +44,8 @@ class TaskItem:
     seed: int | None = None  # sample: the seed of this sample
     error: str | None = None  # why this input cannot be used (names the file); None = usable
     warnings: list[str] = field(default_factory=list)  # what the user was warned about (several faces, ...)
+    record: dict[str, Any] = field(default_factory=dict)  # fields of its record known before the task ran
+    # (a photo skipped for want of the person: every face found, group_select.FaceSelection.record)
 
     @property
     def aligned_here(self) -> bool:

@@ -288,9 +288,10 @@ class TaskWriter(BasePredictionWriter):
                 )
                 return folder
         log.error("skipped: %s", pred.error)
-        self._failed.append(
-            {"index": item.index, "name": item.name, "source": item.source, "error": pred.error, "rank": rank}
-        )
+        entry = {"index": item.index, "name": item.name, "source": item.source, "error": pred.error, "rank": rank}
+        if "faces" in pred.record:  # a photo of data.faces: every face found and what was done to it
+            entry["faces"] = pred.record["faces"]
+        self._failed.append(entry)
         return None
 
     def _write_folder(self, folder: Path, fill) -> None:
