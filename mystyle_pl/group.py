@@ -110,8 +110,7 @@ class GroupResult:
     def record(self) -> dict[str, Any]:
         """A JSON-serialisable record: every face found, its distance to the person, what was done."""
         return {
-            "faces_mode": self.selection.mode, "identity_threshold": self.selection.threshold,
-            "selection": self.selection.note, "faces": [f.to_dict() for f in self.faces],
+            **self.selection.record(),
             "input_size": [int(self.source.shape[1]), int(self.source.shape[0])],
             "output_size": [int(self.photo.shape[1]), int(self.photo.shape[0])], "upscale": self.upscale,
             "changed_pixels": int(self.changed.sum()), **({"task": self.output.record} if self.output.record else {}),

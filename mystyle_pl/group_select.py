@@ -22,7 +22,10 @@ FACE_MODES = ("person", "all", "largest")
 
 class NoPersonError(NotThePersonError):
     """Faces were found, none within the threshold of the prior's identity: the photo is skipped.
-    The message reads ``"<label>: no face of the person: closest 0.71, threshold 0.58 (...)"``."""
+    The message reads ``"<label>: no face of the person: closest 0.71, threshold 0.58 (...)"``;
+    ``selection`` (a :class:`FaceSelection`, none selected) lists every face and why it was kept."""
+
+    selection: FaceSelection | None = None
 
 
 @dataclass
@@ -73,6 +76,12 @@ class FaceSelection:
     def selected(self) -> list[GroupFace]:
         return [f for f in self.faces if f.selected]
 
+    def record(self) -> dict[str, Any]:
+        """The fields of a photo's record: ``faces_mode``, ``identity_threshold``, ``selection`` (the
+        note) and ``faces`` (:meth:`GroupFace.to_dict` of every face, left to right)."""
+        return {"faces_mode": self.mode, "identity_threshold": self.threshold, "selection": self.note,
+                "faces": [f.to_dict() for f in self.faces]}  # fmt: skip
+
 
 def select_faces(
     faces: Sequence,  # Face objects (box, landmarks, descriptor), as FaceAnalyzer.analyze returns them (most confident first)
@@ -122,9 +131,13 @@ def select_faces(
         chosen = [f for f in known if f.distance < threshold]
         if not chosen:
             closest = min(f.distance for f in known)
-            raise NoPersonError(
+            error = NoPersonError(
                 f"{label}: no face of the person: closest {closest:.2f}, threshold {threshold:.2f} ({listing})"
             )
+            _set_actions(found, [], mode, threshold)
+            note = f"no face of the person (threshold {threshold:.2f})"
+            error.selection = FaceSelection(found, mode, float(threshold), note)
+            raise error
         note = (f"the person's face{'s' if len(chosen) > 1 else ''} ({', '.join(str(f.index) for f in chosen)}; "
                 f"distance < {threshold:.2f} to the prior's identity)")  # fmt: skip
     else:
@@ -132,6 +145,12 @@ def select_faces(
         chosen = [next(f for f in found if f.box == [float(first.left), float(first.top), float(first.right), float(first.bottom)])]
         note = (f"the prior's identity is unknown: took the most confident face (face {chosen[0].index} of {len(found)})"
                 if len(found) > 1 else "the prior's identity is unknown: took the only face")  # fmt: skip
+    _set_actions(found, chosen, mode, threshold)
+    return FaceSelection(found, mode, float(threshold), note)
+
+
+def _set_actions(found: list[GroupFace], chosen: list[GroupFace], mode: str, threshold: float) -> None:
+    """Mark ``chosen`` selected ("processed") and say why each other face of ``found`` is kept."""
     for f in found:
         if f in chosen:
             f.selected, f.action = True, "processed"
@@ -139,7 +158,6 @@ def select_faces(
             f.action = f"kept as it was: not the person (distance {f.distance:.2f} >= {threshold:.2f})"
         else:
             f.action = "kept as it was: not selected" + (f" (faces={mode})" if mode != "person" else "")
-    return FaceSelection(found, mode, float(threshold), note)
 
 
 def analyse(photo: np.ndarray, analyzer=None, describe: bool = True) -> list:

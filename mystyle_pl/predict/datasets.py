@@ -148,7 +148,9 @@ class PhotoDataset(Dataset):
             message = input_error(path, e)
             if self.strict:
                 raise ValueError(message) from e
-            return TaskItem(index=index, name=name, source=str(path), error=message)
+            selection = getattr(e, "selection", None)  # group_select.NoPersonError: the faces found, none the person's
+            return TaskItem(index=index, name=name, source=str(path), error=message,
+                            record={} if selection is None else selection.record())  # fmt: skip
 
     def crop_size(self, path: Path) -> tuple[int, int | None]:
         """``(side of the crop the task runs on, super-resolution factor or None)`` for ``path``.

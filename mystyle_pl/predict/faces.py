@@ -10,9 +10,10 @@ byte for byte.
 
 Files of a photo with one processed face are those of any input (``crop.png``, ``photo.png``,
 ...); with several, each face's images carry its number from the left (``crop_face0.png``,
-``input_face2.png``, ...) and ``photo.png`` has them all. ``record.json`` lists every face found
-(``faces``: box, distance to the person, ``action``, the pasted ``region``; with several processed
-faces each one's task figures under ``result``).
+``input_face2.png``, ``strip_face1.png``, ...) and ``photo.png`` has them all. ``record.json`` lists
+every face found (``faces``: box, distance to the person, ``action``: "processed", "kept as it
+was: <why>" or "failed: <reason>", the pasted ``region``; with several processed faces each one's
+task figures under ``result``); so does the ``failed.json`` entry of a photo that failed or was skipped.
 """
 
 from __future__ import annotations
@@ -60,40 +61,59 @@ def merge(item: TaskItem, parts: Sequence[Prediction], shared: Sequence[str] = (
     """The predictions of ``item``'s faces (in :func:`expand`'s order) -> one prediction of the photo.
 
     ``shared``: the record keys every input has (the rest of a part's record is its face's task
-    figures). A face that failed fails the photo (its error). Any other input passes through."""
+    figures). A face that failed (out of memory, ...) is kept as it was, its ``action`` in the record
+    ``"failed: <reason>"`` and a warning on ``item``; the photo fails (the first face's error, the
+    faces listed in its record) only when every face failed. Any other input passes through."""
     photo = item.photo
     if not isinstance(photo, GroupPhoto):
         (pred,) = parts
         return pred
-    failed = next((p for p in parts if p.error is not None), None)
-    if failed is not None:
-        return Prediction(item=item, error=failed.error)
     selection = photo.selection
     chosen = selection.selected
-    faces = [f.to_dict() for f in selection.faces]
+    for face, part in zip(chosen, parts):
+        if part.error is not None:
+            label = item.source or item.name
+            reason = _reason(part.error, label)
+            face.action = f"failed: {reason}"
+            if len(parts) > 1:
+                item.warnings.append(f"{label}: {face.describe()} failed ({reason}); it is kept as it was")
+    done = [(face, part) for face, part in zip(chosen, parts) if part.error is None]
+    if not done:
+        return Prediction(item=item, error=parts[0].error, record=selection.record())
     position = {id(f): i for i, f in enumerate(selection.faces)}
+    results: dict[int, dict[str, Any]] = {}
     if len(parts) == 1:
         pred = parts[0]
         pred.item = item
         pred.faces = [PastedFace("", photo.transforms[0], pred.paste_mask, position[id(chosen[0])])]
     else:
-        pred = Prediction(item=item, paste=dict(parts[0].paste), upscale=parts[0].upscale, record=dict(parts[0].record))
+        first = done[0][1]
+        pred = Prediction(item=item, paste=dict(first.paste), strip=list(first.strip), upscale=first.upscale,
+                          record=dict(first.record))  # fmt: skip
         pred.faces = []
-        for face, part in zip(chosen, parts):
+        for face, part in done:
             suffix = f"_face{face.index}"
             pred.images.update({f"{key}{suffix}": image for key, image in part.images.items()})
-            pred.images[f"input{suffix}"] = part.item.image
-            pred.latents.update({f"{key}{suffix}": value for key, value in part.latents.items()})
-            result = {k: v for k, v in part.record.items() if k not in shared and k not in ("batch_size", "seconds")}
-            faces[position[id(face)]]["result"] = result
+            pred.face_inputs[f"input{suffix}"] = part.item.image
+            # own copies: latents the faces share (edit's direction) cannot be saved under several names
+            pred.latents.update({f"{key}{suffix}": value.clone() for key, value in part.latents.items()})
+            results[position[id(face)]] = {k: v for k, v in part.record.items()
+                                           if k not in shared and k not in ("batch_size", "seconds")}  # fmt: skip
             pred.faces.append(PastedFace(suffix, part.item.photo.transform, part.paste_mask, position[id(face)]))
-        for key in set(parts[0].record) - set(shared) - {"batch_size", "seconds"}:
+        for key in set(first.record) - set(shared) - {"batch_size", "seconds"}:
             pred.record.pop(key, None)  # each face's own figures are under faces[i]["result"]
-        pred.record["seconds"] = round(sum(float(p.record.get("seconds", 0.0)) for p in parts), 3)
-        item.image = None  # the writer writes input_face<N>.png instead of input.png
-    pred.record.update({"faces_mode": selection.mode, "identity_threshold": selection.threshold,
-                        "selection": selection.note, "faces": faces})  # fmt: skip
+        pred.record["seconds"] = round(sum(float(p.record.get("seconds", 0.0)) for _, p in done), 3)
+        item.image = None  # the crops the task ran on are pred.face_inputs (input_face<N>.png)
+    pred.record.update(selection.record())
+    for i, result in results.items():
+        pred.record["faces"][i]["result"] = result
     return pred
+
+
+def _reason(error: str, source: str) -> str:
+    """A face's error without the photo's name in front (the record is the photo's)."""
+    prefix = f"{source}: "
+    return error[len(prefix):] if error.startswith(prefix) else error
 
 
 def paste_faces(pred: Prediction, key: str, max_pixels: int | None) -> np.ndarray:

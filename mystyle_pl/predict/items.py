@@ -44,6 +44,8 @@ class TaskItem:
     seed: int | None = None  # sample: the seed of this sample
     error: str | None = None  # why this input cannot be used (names the file); None = usable
     warnings: list[str] = field(default_factory=list)  # what the user was warned about (several faces, ...)
+    record: dict[str, Any] = field(default_factory=dict)  # fields of its record known before the task ran
+    # (a photo skipped for want of the person: every face found, group_select.FaceSelection.record)
 
     @property
     def aligned_here(self) -> bool:
@@ -59,6 +61,7 @@ class Prediction(Output):
     item: TaskItem | None = None  # the input (name, source, crop, photo + transform)
     error: str | None = None  # the input could not be used (names the file); nothing but the record is written
     faces: list | None = None  # data.faces: the processed faces to paste (predict.faces.PastedFace); None = one face, item.photo's
+    face_inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # several faces: input_face<N> -> crop [3, S, S]
 
     @classmethod
     def of(cls, item: TaskItem, output: Output) -> Prediction:
@@ -68,9 +71,26 @@ class Prediction(Output):
     def name(self) -> str:
         return self.item.name
 
+    def inputs(self) -> dict[str, torch.Tensor]:
+        """PNG stem -> the crop the task ran on (``[3, S, S]`` in [-1, 1]): ``input``, or with several
+        processed faces of one photo ``input_face<N>`` per face (:mod:`.faces`); the writer writes them
+        only under ``save_input``."""
+        if self.face_inputs:
+            return dict(self.face_inputs)
+        return {} if self.item is None or self.item.image is None else {"input": self.item.image}
+
+    def strips(self) -> dict[str, list[str]]:
+        """PNG stem -> the keys of ``images`` laid side by side (left to right) into it: ``strip``, or
+        with several processed faces of one photo ``strip_face<N>`` per face (its own images)."""
+        if not self.strip:
+            return {}
+        suffixes = [f.suffix for f in self.faces or []] or [""]
+        return {f"strip{s}": [f"{k}{s}" for k in self.strip] for s in suffixes}
+
     def cpu(self) -> Prediction:
         self.images = {k: v.detach().float().cpu() for k, v in self.images.items()}
         self.latents = {k: v.detach().float().cpu().contiguous() for k, v in self.latents.items()}
+        self.face_inputs = {k: v.detach().cpu() for k, v in self.face_inputs.items()}
         if self.paste_mask is not None:
             self.paste_mask = self.paste_mask.detach().float().cpu()
         for face in self.faces or []:

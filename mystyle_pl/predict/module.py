@@ -101,7 +101,7 @@ class PersonalPredictor(LightningModule):
         owner: dict[int, TaskItem] = {}  # id(face item) -> its photo's item (several faces: predict.faces)
         for item in batch.items:
             if item.error is not None:
-                out[item.index] = Prediction(item=item, error=item.error)
+                out[item.index] = Prediction(item=item, error=item.error, record=dict(item.record))
                 continue
             for sub in faces.expand(item):
                 owner[id(sub)] = item
@@ -117,7 +117,7 @@ class PersonalPredictor(LightningModule):
                 out[item.index] = faces.merge(item, parts[item.index], shared=list(self._record(item, settings)))
         for pred in out.values():
             if pred.error is not None:
-                pred.record = {**self._record(pred.item, settings), "error": pred.error}
+                pred.record = {**self._record(pred.item, settings), **pred.record, "error": pred.error}  # + faces found
         return [out[item.index] for item in batch.items]
 
     def _predict_group(self, items: list[TaskItem]) -> list[Prediction]:

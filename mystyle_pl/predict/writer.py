@@ -288,9 +288,10 @@ class TaskWriter(BasePredictionWriter):
                 )
                 return folder
         log.error("skipped: %s", pred.error)
-        self._failed.append(
-            {"index": item.index, "name": item.name, "source": item.source, "error": pred.error, "rank": rank}
-        )
+        entry = {"index": item.index, "name": item.name, "source": item.source, "error": pred.error, "rank": rank}
+        if "faces" in pred.record:  # a photo of data.faces: every face found and what was done to it
+            entry["faces"] = pred.record["faces"]
+        self._failed.append(entry)
         return None
 
     def _write_folder(self, folder: Path, fill) -> None:
@@ -307,12 +308,13 @@ class TaskWriter(BasePredictionWriter):
         item, files = pred.item, []
         # The one place images leave predict: results are watermarked (in the face) and labelled here.
         pred.record["provenance"] = self.provenance.begin(pred)
-        if self.save_input and item.image is not None:
-            self._png(folder, "input", item.image, files)
+        if self.save_input:
+            for stem, image in pred.inputs().items():  # input.png, or input_face<N>.png per face
+                self._png(folder, stem, image, files)
         for key, image in pred.images.items():
             self._png(folder, key, image, files, labelled=key in self.provenance.labelled_keys(pred))
-        if pred.strip:
-            self._png(folder, "strip", torch.cat([pred.images[k] for k in pred.strip], dim=-1), files, labelled=True)
+        for stem, keys in pred.strips().items():  # strip.png, or strip_face<N>.png per face
+            self._png(folder, stem, torch.cat([pred.images[k] for k in keys], dim=-1), files, labelled=True)
         if self.save_photo and item.aligned_here and pred.paste:
             self._paste(folder, pred, files)
         if pred.latents:
