@@ -167,3 +167,21 @@ def test_real_group_photo_changes_only_the_person(prior, shared_data, tmp_path):
     others = np.concatenate([photo[:, :240], photo[:, 480:]], axis=1)
     with pytest.raises(NoPersonError, match=r"others\.png: no face of the person: closest 0\.\d\d, threshold 0\.58"):
         process_photo(others, run, size, identity=centre, analyzer=analyzer, label="others.png")
+
+
+def test_a_blurred_face_just_above_the_threshold_is_taken_when_clearly_the_closest():
+    """Album 00001's real degraded.png beside two other people read 0.62 / 0.83 / 0.83 from the person
+    (threshold 0.58): the closest face is taken when it is within DEGRADED_SLACK above the threshold and
+    DEGRADED_MARGIN closer than every other face; otherwise the photo is refused with a hint."""
+    from mystyle_pl.group_select import DEGRADED_MARGIN, DEGRADED_SLACK
+
+    def face(x: float, distance: float) -> SimpleNamespace:  # identity at the origin: distance = descriptor norm
+        return SimpleNamespace(box=FaceBox(x, 0, x + 100, 100, 1.0), descriptor=np.array([distance, 0.0]), landmarks=None)
+
+    picked = select_faces([face(0, 0.83), face(200, 0.62), face(400, 0.83)], "group.jpg", identity=[0.0, 0.0])
+    assert [f.selected for f in picked.faces] == [False, True, False]
+    assert "closest to the person" in picked.note and "0.21 closer" in picked.note
+    near = 0.58 + DEGRADED_SLACK + 0.01  # just outside the slack
+    for faces in ([face(0, 0.62)], [face(0, 0.62), face(200, 0.62 + DEGRADED_MARGIN - 0.02)], [face(0, near), face(200, 1.2)]):
+        with pytest.raises(NoPersonError, match=r"no face of the person: closest 0\.\d\d, threshold 0\.58 .*--data.identity_threshold"):
+            select_faces(faces, "group.jpg", identity=[0.0, 0.0])
