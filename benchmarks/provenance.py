@@ -11,7 +11,14 @@ marked, then pasted back by the project's own paste-back). Prints one table:
   a 5% crop of the border, metadata stripped (pixels re-encoded without any metadata);
 - false detections on the albums' original (unmarked) photos.
 
-Run: ``python benchmarks/provenance.py [--data ../shared/data] [--refs 2]``
+``--crop-sizes 64,128,170,256``: instead, the smallest crop that carries the mark: each album's
+reference photos resized to each side, marked whatever their size (the minimum is what this
+measures), and read back as crops after PNG, JPEG 90 / 75 and a half-size resize; the mark's PSNR
+in the mark box; false detections on the same crops unmarked. The minimum
+(:data:`~mystyle_pl.provenance.watermark.MIN_CROP_PX`) is the smallest side detected 100% through
+JPEG 75 and the resize.
+
+Run: ``python benchmarks/provenance.py [--data ../shared/data] [--refs 2] [--crop-sizes 64,128,170,256]``
 """
 
 from __future__ import annotations
@@ -84,12 +91,43 @@ def bit_accuracy(image: np.ndarray, where: str) -> float:
     return best
 
 
+SIZE_ATTACKS = ("PNG as written", "JPEG 90", "JPEG 75", "half-size resize")
+
+
+def crop_sizes(albums: list[Path], refs: int, sizes: list[int]) -> None:
+    """The size sweep (see the module docstring): one table row per crop side."""
+    print(f"\nwatermark by crop size: {len(albums)} albums, {refs} reference crop(s) each, read as crops\n")
+    print("| crop side | mark box | " + " | ".join(SIZE_ATTACKS) + " | PSNR (mark box) | false detections |")
+    print("| --- | --- | " + " | ".join("---" for _ in SIZE_ATTACKS) + " | --- | --- |")
+    for size in sizes:
+        found, psnrs, false, n = dict.fromkeys(SIZE_ATTACKS, 0), [], 0, 0
+        x0, y0, x1, y1 = (round(f * size) for f in MARK_BOX)
+        for album in albums:
+            for ref in sorted((album / "refs").glob("*.png"))[:refs]:
+                crop = np.asarray(Image.open(ref).convert("RGB").resize((size, size), Image.Resampling.LANCZOS))
+                marked = mark_crop(crop, RUN_ID, check_size=False)
+                psnrs.append(psnr(marked[y0:y1, x0:x1], crop[y0:y1, x0:x1]))
+                for name in SIZE_ATTACKS:
+                    got = find_watermark(ATTACKS[name](marked), search_faces=False)
+                    found[name] += got.found and got.run_id == f"{RUN_ID:06x}"
+                false += find_watermark(crop, search_faces=False).found
+                n += 1
+        cells = [f"{found[name]}/{n}" for name in SIZE_ATTACKS]
+        print(f"| {size} px | {x1 - x0} px | " + " | ".join(cells) + f" | {np.mean(psnrs):.1f} dB | {false}/{n} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("MYSTYLE_SHARED_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
     parser.add_argument("--refs", type=int, default=2, help="reference photos per album used as crops")
+    parser.add_argument("--crop-sizes", default=None, metavar="SIDES",
+                        help="comma-separated crop sides in px (e.g. 64,128,170,256): measure the smallest crop that "
+                             "carries the mark instead of the main table")  # fmt: skip
     args = parser.parse_args()
     albums = sorted(p for p in (Path(args.data) / "albums").iterdir() if p.is_dir())
+    if args.crop_sizes:
+        crop_sizes(albums, args.refs, [int(v) for v in args.crop_sizes.split(",")])
+        return
     os.environ.setdefault("MYSTYLE_HOME", tempfile.mkdtemp(prefix="mystyle-bench-"))
     key = signing_key()
     rows: dict[str, dict[str, list]] = {}
