@@ -113,7 +113,8 @@ class Provenance:
     ``cert`` / ``key``: the signing certificate and key (PEM paths; None = :func:`~.keys.signing_key`'s
     order); ``prior``: the prior (folder or loaded) whose digest the manifests carry."""
 
-    def __init__(self, enabled: bool = True, cert: str | None = None, key: str | None = None, prior: Any = None) -> None:
+    def __init__(self, enabled: bool = True, cert: str | None = None, key: str | None = None,
+                 prior: Any = None) -> None:  # fmt: skip
         self.enabled, self.cert, self.key, self.prior = bool(enabled), cert, key, prior
         self._key = None
         self._current: ResultLabel | None = None
@@ -133,7 +134,8 @@ class Provenance:
     def mark(self, crop: np.ndarray | torch.Tensor) -> tuple[np.ndarray | torch.Tensor, str]:
         """Watermark an aligned result crop (``uint8 [R, R, 3]``, or a tensor ``[1, 3, R, R]`` /
         ``[3, R, R]`` in [-1, 1]) -> ``(the crop, in the form given, the watermark's state)``: marked,
-        or unchanged with the reason (too small; provenance off)."""
+        or unchanged with the reason (too small; the mark does not read back from it, checked here
+        on every crop; provenance off)."""
         if not self.enabled:
             return crop, OFF
         pixels = as_uint8(crop)
@@ -141,6 +143,8 @@ class Provenance:
         if reason is not None:
             return crop, reason
         marked = mark_crop(pixels, self.run_id)
+        if read_crop(marked)[0] is None:  # e.g. clipped noise (a random test generator's): the mark would be lost
+            return crop, "skipped: the mark does not read back from this image (too saturated or noisy to carry it)"
         if isinstance(crop, torch.Tensor):
             out = to_tensor(marked).to(device=crop.device, dtype=crop.dtype)
             return (out if crop.ndim == 4 else out[0]), self.marked_note
@@ -240,13 +244,13 @@ class Provenance:
         fallback = None if item.image is None else (item.image if item.image.ndim == 4 else item.image[None])
         settings = pred.record.get("settings") or {}
         self._current = self.label(task, settings=settings, source=item.source, fallback=fallback, watermark=crop_note)
-        self._photo = replace(self._current, label=replace(self._current.label, watermark=photo_note,
-                                                           run_id=self._current.label.run_id if photo_note == crop_note else None))  # fmt: skip
+        run_id = self._current.label.run_id if photo_note == crop_note else None  # the photo's mark may be lost
+        self._photo = replace(self._current, label=replace(self._current.label, watermark=photo_note, run_id=run_id))
         key = self.signing_key()
-        out = {"provenance": "on", "watermark": crop_note,
-               "content_credentials": {"run_id": f"{self.run_id:06x}", "watermarked": marked, "kind": self._current.label.kind,
-                                       "signer": key.source, "certificate": key.path,
-                                       "ingredient_sha256": self._current.label.ingredient_sha256}}  # fmt: skip
+        credentials = {"run_id": f"{self.run_id:06x}", "watermarked": marked, "kind": self._current.label.kind,
+                       "signer": key.source, "certificate": key.path,
+                       "ingredient_sha256": self._current.label.ingredient_sha256}  # fmt: skip
+        out = {"provenance": "on", "watermark": crop_note, "content_credentials": credentials}
         if pred.paste and photo_note != crop_note:
             out["watermark_photo"] = photo_note
             log.warning("%s: %s", item.source or item.name, photo_note)

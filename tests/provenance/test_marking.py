@@ -37,6 +37,9 @@ def test_crops_under_the_minimum_are_left_unmarked_and_say_why():
     assert t.shape == (3, MIN_CROP_PX, MIN_CROP_PX) and note.startswith("marked")
     off, note = Provenance(enabled=False).mark(big)
     assert off is big and note == "off"
+    noise = np.random.default_rng(0).integers(0, 256, (MIN_CROP_PX, MIN_CROP_PX, 3), dtype=np.uint8)  # clipped noise
+    same, note = provenance.mark(noise)
+    assert same is noise and note.startswith("skipped: the mark does not read back from this image")
 
 
 S = 256
