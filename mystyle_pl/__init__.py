@@ -6,6 +6,11 @@ The small public API::
     prior = PersonalPrior.load("outputs/.../prior")
     result = prior.super_resolve("face_32px.png")             # or SuperResolve(blind=True).run(prior, img)
     result = run_photo(prior, "group.jpg", "restore")         # a whole photo: only the person's face(s) change
+    result.save("restored.png")                               # labelled: Content Credentials, XMP, watermark
+    save_result("face.png", prior.super_resolve(img).images[:1], "superres", source=img)   # one crop, labelled
+
+Results saved through these carry their provenance labels by default (``provenance=False`` to opt
+out, for research: ``run_photo(..., provenance=False)``, ``save_result(..., provenance=False)``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from .generators import Generator, StyleGAN2Generator, save_generator  # noqa: E
 from .generators import load_generator as load_checkpoint  # noqa: E402
 from .prior import PersonalPrior  # noqa: E402
 from .group import run_photo  # noqa: E402  (a task on the person's face(s) of a whole photo)
+from .provenance.writing import save_result  # noqa: E402  (a result crop written labelled)
 from .tasks import (  # noqa: E402  (importing the tasks registers them for the prior's shortcuts)
     Colorize,
     Edit,
@@ -62,5 +68,6 @@ __all__ = [
     "load_generator",
     "run_photo",
     "save_generator",
+    "save_result",
     "task_settings",
 ]

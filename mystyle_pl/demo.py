@@ -46,7 +46,6 @@ import torch.nn.functional as F
 
 from .data.anchors_io import Anchors
 from .data.dataset import load_photo
-from .data.io import write_image
 from .demo_album import slot_resolutions
 from .demo_settings import HELD_OUT_FILE, QUALITIES, STAGES, DemoResult, DemoSettings, StageRecord, demo_projection_settings
 from .demo_stages import _Demo, _find_report, _image_files, _inside, _write_json, fidelity_lines, resolve_device
@@ -56,6 +55,7 @@ from .imaging import downsample_to
 from .losses import LPIPS
 from .metrics.image import psnr
 from .prior import PersonalPrior
+from .provenance.writing import Provenance
 from .tasks import Colorize, Edit, Inpaint, Invert, Sample, SuperResolve, principal_directions
 from .tasks.colorize import luminance
 from .tasks.consistency import consistency_psnr
@@ -104,11 +104,17 @@ def run_tasks(
     cell: int = 256,  # side of each image in gallery.png, px
     log: Callable[[str], None] | None = print,
     progress: bool = False,  # each projection's progress bar (steps, loss)
+    provenance: bool = True,  # label the PNGs (watermark in the results, XMP, C2PA); False = plain (research)
 ) -> StageRecord:
     """Run every task of the prior on a held-out photo and write ``OUT/{superres,inpaint,edit,samples,
     invert,gallery}.png`` and ``tasks.json`` (settings, timings; per restoration the PSNR to the truth,
     the consistency with the input, the steps used and the seconds). Projections use the preset
-    ``settings.preset`` with ``overrides`` (:func:`demo_projection_settings`)."""
+    ``settings.preset`` with ``overrides`` (:func:`demo_projection_settings`).
+
+    The metrics are computed on the unmarked results; with ``provenance`` the results' cells of the
+    PNGs are then watermarked (cells of at least :data:`~mystyle_pl.provenance.watermark.MIN_CROP_PX`
+    px) and every PNG carries IPTC XMP and a signed C2PA manifest (the held-out photo as the ingredient;
+    ``samples.png`` is ``c2pa.created``); ``tasks.json`` says ``"provenance"`` and the watermark's state."""
     say = log or (lambda msg: None)
     settings = settings or QUALITIES["quick"]
     device = resolve_device(device)
@@ -126,6 +132,15 @@ def run_tasks(
 
     def small(t: torch.Tensor) -> torch.Tensor:
         return downsample_to(t.detach().float().cpu(), cell)
+
+    labels = Provenance(enabled=provenance, prior=prior)
+    watermark: list[str] = []
+
+    def made(t: torch.Tensor) -> torch.Tensor:
+        """A result's cells (the model's pictures, not the inputs or the truth), watermarked."""
+        marked, note, _ = labels.mark_faces(small(t))
+        watermark.append(note)
+        return marked
 
     def dB(v) -> float:
         return round(float(v), 2)
@@ -160,7 +175,7 @@ def run_tasks(
         "steps_used": int(sr.steps_used),
         "seconds": timings["superres"],
     }
-    sr_row = torch.cat([small(lo_up), small(sr.images), small(x)])
+    sr_row = torch.cat([small(lo_up), made(sr.images), small(x)])
 
     # inpainting of a box over the nose and mouth (1 = known pixel, 0 = hole)
     box = (round(0.32 * res), round(0.5 * res), round(0.68 * res), round(0.8 * res))
@@ -169,7 +184,7 @@ def run_tasks(
     record["inpaint"] = {"box": list(box), "psnr_hole": round(float(_masked_psnr(ip.blended, x, 1 - mask)), 2),
                          "psnr": dB(psnr(ip.blended, x)), "consistency": dB(ip.consistency),
                          "steps_used": int(ip.steps_used), "seconds": timings["inpaint"]}  # fmt: skip
-    ip_row = torch.cat([small(x * mask), small(ip.blended), small(x)])
+    ip_row = torch.cat([small(x * mask), made(ip.blended), small(x)])
 
     # inversion, and an edit of it along a principal direction in the coarse layers
     inv = timed("invert", lambda: prior.run(Invert(projection=projection), x, lpips=lpips))
@@ -190,7 +205,7 @@ def run_tasks(
     record["edit"] = {"direction": f"principal direction {settings.edit_direction}", "layers": coarse, "in_span": span,
                       "strengths_sigma": list(settings.edit_strengths), "sigma": round(sigma, 4),
                       "applied": [round(float(a), 4) for a in ed.applied[0]], "inside": [bool(b) for b in ed.inside[0]]}  # fmt: skip
-    edit_row = small(ed.images[0])
+    edit_row = made(ed.images[0])
 
     # colourisation of the photo's luminance (ITU-R BT.601)
     gray = luminance(x)
@@ -198,19 +213,23 @@ def run_tasks(
     record["colorize"] = {"psnr": dB(psnr(col.images, x)), "psnr_raw": dB(psnr(col.raw, x)),
                           "psnr_gray": dB(psnr(gray, x)), "consistency": dB(col.consistency),
                           "steps_used": int(col.steps_used), "seconds": timings["colorize"]}  # fmt: skip
-    col_row = torch.cat([small(gray), small(col.images), small(x)])
+    col_row = torch.cat([small(gray), made(col.images), small(x)])
 
     # new photos of the person
     smp = timed("sample", lambda: prior.run(Sample(), settings.num_samples, seed=seed))
-    sample_row = small(smp.images)
+    sample_row = made(smp.images)
     record["invert"] = {"psnr": dB(psnr(inv.images, x)), "consistency": dB(inv.consistency),
                         "steps_used": int(inv.steps_used), "seconds": timings["invert"]}  # fmt: skip
 
-    rows = {"superres": [sr_row], "inpaint": [ip_row], "invert": [torch.cat([small(x), small(inv.images)])],
+    rows = {"superres": [sr_row], "inpaint": [ip_row], "invert": [torch.cat([small(x), made(inv.images)])],
             "colorize": [col_row], "edit": [edit_row], "samples": [sample_row]}  # fmt: skip
+    record["provenance"], record["watermark"] = labels.state, watermark[0]
     for name, r in rows.items():
-        write_image(out_dir / f"{name}.png", make_grid(r))
-    write_image(out_dir / "gallery.png", make_grid([sr_row, ip_row, col_row, edit_row, sample_row]))
+        label = labels.label(name, kind="created" if name == "samples" else "edited", source=photos[0],
+                             watermark=watermark[0])  # fmt: skip
+        labels.write(out_dir / f"{name}.png", make_grid(r), label)
+    gallery = labels.label("gallery", kind="edited", source=photos[0], watermark=watermark[0])
+    labels.write(out_dir / "gallery.png", make_grid([sr_row, ip_row, col_row, edit_row, sample_row]), gallery)
     record["gallery_rows"] = [
         f"super-resolution x{factor}: input (nearest), result, original",
         "inpainting: input with the hole, result, original",
@@ -240,7 +259,8 @@ def _masked_psnr(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torc
 def _stage_tasks(demo: _Demo) -> StageRecord:
     """:func:`run_tasks` on the held-out photos -> ``OUT/results``."""
     return run_tasks(demo.prior, demo.held_out / "images", demo.results, demo.settings, device=demo.device,
-                     seed=demo.seed, overrides=demo.task_overrides, log=demo.log, progress=demo.progress)  # fmt: skip
+                     seed=demo.seed, overrides=demo.task_overrides, log=demo.log, progress=demo.progress,
+                     provenance=demo.provenance)  # fmt: skip
 
 
 def _stage_evaluate(demo: _Demo) -> StageRecord:
@@ -260,6 +280,7 @@ def _stage_evaluate(demo: _Demo) -> StageRecord:
         seed=demo.seed,
         device=str(demo.device),
         progress=demo.progress,
+        provenance="on" if demo.provenance else "off",
     )
     return StageRecord("evaluate", "done", 0.0, str(result.report), f"report {result.report}")
 
@@ -283,6 +304,7 @@ def run_demo(
     evaluate: bool = True,  # run the evaluate stage (when mystyle_pl.evaluation is available)
     progress: bool = True,  # progress bars
     log: Callable[[str], None] = print,  # where stage messages go
+    provenance: bool = True,  # label the gallery's PNGs and measure the mark in evaluate; False = research runs
 ) -> DemoResult:
     """Run the demo (see the module docstring); returns where things are and each stage's status."""
     start = time.perf_counter()
@@ -297,7 +319,7 @@ def run_demo(
         if _inside(out, user_album) or _inside(user_album, out):
             raise ValueError(f"--out {out} and --album {user_album} must be separate folders (the album is only read)")
     demo = _Demo(out, user_album, quality, settings, resolve_device(device), seed, generator, align, identity,
-                 fit_args, task_overrides or {}, progress, log)  # fmt: skip
+                 fit_args, task_overrides or {}, progress, log, provenance=provenance)  # fmt: skip
     demo.check_state()
     out.mkdir(parents=True, exist_ok=True)
     log(f"[demo] {quality} demo into {out} on {demo.device}" + (f" with the photos of {user_album}" if user_album else ""))

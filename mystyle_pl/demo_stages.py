@@ -121,12 +121,13 @@ class _Demo:
         task_overrides: dict,  # ProjectionSettings fields for the tasks
         progress: bool,  # progress bars
         log: Callable[[str], None],  # stage messages
+        provenance: bool = True,  # label the gallery (mystyle_pl.provenance); recorded in demo.json
     ):
         self.out, self.user_album, self.quality, self.settings = out_dir, album, quality, settings
         self.device, self.seed, self.generator_source = device, seed, generator
         self.align, self.identity = align, identity
         self.fit_args, self.task_overrides = list(fit_args), dict(task_overrides)
-        self.progress, self.log = progress, log
+        self.progress, self.log, self.provenance = progress, log, bool(provenance)
         self.demo_album = out_dir / "demo_album"
         self.album = out_dir / "album"
         self.held_out = out_dir / "held_out"
@@ -145,7 +146,8 @@ class _Demo:
         s = asdict(self.settings)
         s["edit_strengths"] = list(s["edit_strengths"])
         return {"quality": self.quality, "seed": self.seed, "generator": self.generator_source,
-                "album": str(self.user_album.resolve()) if self.user_album else None, "align": self.align, **s}  # fmt: skip
+                "album": str(self.user_album.resolve()) if self.user_album else None, "align": self.align,
+                "provenance": "on" if self.provenance else "off", **s}  # fmt: skip
 
     def check_state(self) -> None:
         path = self.out / STATE_FILE
@@ -163,6 +165,7 @@ class _Demo:
 
     def save_state(self) -> None:
         _write_json(self.out / STATE_FILE, {
+            "provenance": "on" if self.provenance else "off",
             "settings": self.identity_settings,
             "projection": asdict(demo_projection_settings(self.settings, self.task_overrides)),
             "device": str(self.device),

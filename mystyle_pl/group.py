@@ -27,6 +27,10 @@ Images: photos are ``uint8 [H, W, 3]`` RGB (the file edge); crops are float ``[K
 The byte-for-byte guarantee holds at ``upscale=1``; with ``upscale > 1`` (super-resolution of the
 whole photo) the rest of the photo is the bicubic enlargement of the input, and the person's
 face(s) the task's result.
+
+Provenance (on by default, ``provenance=False`` to opt out): the results are watermarked in the
+face before they are pasted, and :meth:`GroupResult.save` writes the photo with its Content
+Credentials (the input photo as the ingredient) and IPTC XMP (:mod:`mystyle_pl.provenance`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +52,7 @@ from .data.io import read_image
 from .group_paste import align_selected, paste_face, paste_faces
 from .group_select import FACE_MODES, FaceSelection, GroupFace, NoPersonError, analyse, find_faces, select_faces
 from .imaging import area_downsample, effective_factor
+from .provenance.writing import OFF, Provenance
 from .tasks.pasteback import (
     DEFAULT_IDENTITY_THRESHOLD,
     DEFAULT_MAX_PHOTO_PIXELS,
@@ -103,10 +109,25 @@ class GroupResult:
     output: FaceOutput  # the task's results
     changed: np.ndarray  # bool [H', W']: the pixels the paste-back may have changed (outside: the input's)
     upscale: int = 1
+    provenance: Provenance | None = None  # how save() labels the photo (None or disabled: written unlabelled)
+    watermark: str = OFF  # the watermark's state in the crops ("marked (run ...)", "skipped: ...", "off")
+    watermark_photo: str = OFF  # ... and in the pasted photo (inpainting pastes only the hole: it may differ)
+    source_file: str | None = None  # the input photo's file, when it was given as one (the manifest's ingredient)
 
     @property
     def faces(self) -> list[GroupFace]:
         return self.selection.faces
+
+    def save(self, path: str | os.PathLike, compress_level: int = 6) -> Path:
+        """Write :attr:`photo` to ``path`` (PNG or JPEG by its suffix, atomically) -> ``path``. With
+        provenance on (the default of :func:`process_photo` / :func:`run_photo`) it carries a signed
+        C2PA manifest (``c2pa.edited``, the input photo as the ingredient, the task and its settings),
+        IPTC XMP and, in the face(s), the watermark; with ``provenance=False`` it is written plain."""
+        prov = self.provenance if self.provenance is not None else Provenance(enabled=False)
+        task = str(self.output.record.get("task") or "photo")
+        label = prov.label(task, settings=self.output.record, source=self.source_file, fallback=self.source,
+                           watermark=self.watermark_photo)  # fmt: skip
+        return prov.write(path, self.photo, label, compress_level=compress_level)
 
     def record(self) -> dict[str, Any]:
         """A JSON-serialisable record: every face found, its distance to the person, what was done."""
@@ -115,6 +136,9 @@ class GroupResult:
             "input_size": [int(self.source.shape[1]), int(self.source.shape[0])],
             "output_size": [int(self.photo.shape[1]), int(self.photo.shape[0])], "upscale": self.upscale,
             "changed_pixels": int(self.changed.sum()), **({"task": self.output.record} if self.output.record else {}),
+            "provenance": "on" if self.provenance is not None and self.provenance.enabled else "off",
+            "watermark": self.watermark,
+            **({"watermark_photo": self.watermark_photo} if self.watermark_photo != self.watermark else {}),
         }  # fmt: skip
 
 
@@ -131,9 +155,12 @@ def process_photo(
     label: str | None = None,  # the photo in messages; None = the file name or "photo"
     max_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on the output's pixels (tasks.pasteback.pasted_size)
     feather: float = 0.06,  # seam of the default face-ellipse paste
+    provenance: bool | Provenance = True,  # watermark the results before pasting, for GroupResult.save's labels; False = not
 ) -> GroupResult:
     """Run ``task`` on the selected face(s) of a whole photo and paste each result back; all other
-    pixels are the input's, byte for byte (at ``upscale=1``).
+    pixels are the input's, byte for byte (at ``upscale=1``). With ``provenance`` (a
+    :class:`~mystyle_pl.provenance.writing.Provenance` or a bool) the results carry the watermark in
+    the face, and :meth:`GroupResult.save` labels the photo.
 
     Raises :class:`~mystyle_pl.data.io.ImageReadError` (unreadable file), :class:`NoFaceError` (no
     face), :class:`NoPersonError` (``faces="person"`` and none is the person), ``ValueError`` for
@@ -153,13 +180,16 @@ def process_photo(
     output = task(FaceWork(crops=batch, transforms=transforms, photo=photo))
     if output.images.ndim != 4 or output.images.shape[0] != len(chosen) or output.images.shape[1] != 3:
         raise ValueError(f"the task returned images {tuple(output.images.shape)}, expected [{len(chosen)}, 3, R, R]")
+    prov = provenance if isinstance(provenance, Provenance) else Provenance(enabled=bool(provenance))
+    output.images, watermark, watermark_photo = prov.mark_faces(output.images, batch, output.paste_masks)
     masks = [None if output.paste_masks is None else output.paste_masks[k] for k in range(len(chosen))]
     out, changed, regions = paste_faces(photo, list(output.images), transforms, masks, upscale=upscale,
                                         max_pixels=max_pixels, feather=feather)  # fmt: skip
     for f, region in zip(chosen, regions):
         f.region = region
-    return GroupResult(photo=out, source=photo, selection=selection, crops=batch, output=output,
-                       changed=changed, upscale=upscale)  # fmt: skip
+    return GroupResult(photo=out, source=photo, selection=selection, crops=batch, output=output, changed=changed,
+                       upscale=upscale, provenance=prov, watermark=watermark, watermark_photo=watermark_photo,
+                       source_file=os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------
@@ -382,18 +412,21 @@ def run_photo(
     analyzer=None,  # a FaceAnalyzer; None = dlib's default one
     label: str | None = None,  # the photo in messages
     max_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS,  # cap on the output's pixels
+    provenance: bool = True,  # the results watermarked and result.save() labelled; False = neither (research)
     **kw,  # task_runner's arguments: preset=, factor=, hole=, direction=, strength=, steps=, ...
 ) -> GroupResult:
     """One of the prior's tasks on the person's face(s) of a whole photo (the Python side of
     ``predict --data.faces`` and the app): :func:`task_runner` + :func:`process_photo`, with the
     identity from :meth:`~mystyle_pl.prior.PersonalPrior.identity_centre` unless given.
+    ``run_photo(prior, "group.jpg").save("restored.png")`` writes it labelled (:meth:`GroupResult.save`).
 
     Raises what :func:`process_photo` raises (:class:`NoFaceError`, :class:`NoPersonError`, ...)."""
     if identity is None:
         identity, _ = prior.identity_centre()
     run, size, upscale = task_runner(prior, task, **kw)
     return process_photo(source, run, size, identity=identity, faces=faces, threshold=threshold, upscale=upscale,
-                         analyzer=analyzer, label=label, max_pixels=max_pixels)  # fmt: skip
+                         analyzer=analyzer, label=label, max_pixels=max_pixels,
+                         provenance=Provenance(enabled=provenance, prior=prior))  # fmt: skip
 
 
 def _metrics(result) -> dict[str, Any]:

@@ -79,6 +79,13 @@ class MyStyleLightningCLI(LightningCLI):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":  # the task's needs go to the data module (the model is PersonalPredictor)
             parser.link_arguments("model.requirements", "data.init_args.requirements", apply_on="instantiate")
+            parser.add_argument(
+                "--provenance", choices=["on", "off"], default=None,
+                help="on (the default): every result carries Content Credentials (a signed C2PA manifest), IPTC XMP "
+                     "and an invisible watermark in the face (see mystyle-pl verify); off: results are written "
+                     "unlabelled, for research runs only. Written into each record.json and summary.json as "
+                     "\"provenance\": \"on\" | \"off\" (the TaskWriter's provenance option)",
+            )  # fmt: skip
         if subcommand == "fit":  # only fit writes a prior
             parser.add_argument(
                 "--overwrite", type=bool, default=False,
@@ -90,6 +97,8 @@ class MyStyleLightningCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.subcommand == "fit":
             resolve_fit_config(self.config["fit"])
+        elif self.subcommand == "predict":
+            apply_provenance_flag(self.config["predict"])
         elif self.subcommand is None and "trainer" in self.config:  # run=False: a trainer to fit from Python
             resolve_fit_config(self.config, new_folder=False)
 
@@ -155,6 +164,20 @@ def _class_of(entry: Any) -> type | None:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         return None
+
+
+def apply_provenance_flag(config: Any) -> None:
+    """``predict --provenance on|off`` -> the ``provenance`` option of every ``TaskWriter`` callback of a
+    parsed ``predict`` config (in place); unset: the writers keep their own (true unless a config says)."""
+    value = config.get("provenance")
+    if value is None:
+        return
+    from .predict.writer import TaskWriter  # lazy like the other predict imports: start-up time of the tool commands
+
+    for callback in _entries(config.trainer.get("callbacks")):
+        cls, args = _class_of(callback), getattr(callback, "init_args", None)
+        if cls is not None and args is not None and issubclass(cls, TaskWriter):
+            args.provenance = value == "on"
 
 
 def resolve_fit_config(config: Any, new_folder: bool = True) -> Path | None:

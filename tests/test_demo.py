@@ -314,7 +314,10 @@ def test_cli_demo_command(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr("mystyle_pl.demo.run_demo", lambda out, **kw: calls.append((out, kw)))
     assert cli.main(["demo", "--out", str(tmp_path / "d"), "--quality", "full", "--seed", "4", "--device", "cpu"]) == 0
-    assert calls == [(str(tmp_path / "d"), {"album": None, "quality": "full", "device": "cpu", "seed": 4, "progress": True})]
+    assert calls == [(str(tmp_path / "d"), {"album": None, "quality": "full", "device": "cpu", "seed": 4, "progress": True,
+                                            "provenance": True})]  # fmt: skip
+    assert cli.main(["demo", "--out", str(tmp_path / "d"), "--provenance", "off"]) == 0
+    assert calls[-1][1]["provenance"] is False
     assert resolve_device("cpu") == torch.device("cpu")
 
 

@@ -6,7 +6,10 @@ Every task goes through :func:`mystyle_pl.group.process_photo` (only the person'
 and the prior's Python API (:class:`~mystyle_pl.prior.PersonalPrior`), as ``predict`` does.
 
 Files: results go to ``out_dir/runs/<run id>/`` (``result.png``, ``record.json``; written
-atomically); nothing is written anywhere else. Uploads are read into memory and never copied;
+atomically); nothing is written anywhere else. Every PNG a user downloads is labelled, always
+(the app has no option to turn it off): the watermark in the face, IPTC XMP and a signed C2PA
+manifest with the upload as the ingredient (:mod:`mystyle_pl.provenance`; ``record.json`` says
+``"provenance": "on"`` and the watermark's state). Uploads are read into memory and never copied;
 the page's own upload cache is ``out_dir/uploads`` (ui.py), emptied when a session closes.
 
 Errors a user can cause (a file that is not an image, a truncated one, a huge one, no face, not
@@ -32,9 +35,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..data.faces import FaceModelsUnavailable
-from ..data.io import ImageReadError, read_image, to_uint8, write_bytes_atomic, write_image
+from ..data.io import ImageReadError, read_image, to_uint8, write_bytes_atomic
 from ..group import NoPersonError, process_photo, select_faces, task_runner
 from ..prior import PersonalPrior, PriorError
+from ..provenance.writing import Provenance
 from ..tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, NoFaceError
 
 log = logging.getLogger(__name__)
@@ -259,8 +263,8 @@ class AppEngine:
                 )  # fmt: skip
                 result = process_photo(upload.photo, run, size, identity=centre, faces=self.faces_mode,
                                        threshold=self.threshold, upscale=upscale, analyzer=self.analyzer,
-                                       detected=upload.faces, label=upload.name,
-                                       max_pixels=DEFAULT_MAX_OUTPUT_PIXELS)  # fmt: skip
+                                       detected=upload.faces, label=upload.name, max_pixels=DEFAULT_MAX_OUTPUT_PIXELS,
+                                       provenance=Provenance(prior=self.prior))  # always on: the app cannot turn it off
             except (NoFaceError, NoPersonError, ValueError) as e:
                 raise AppError(_first_line(e)) from e
         if status:
@@ -268,7 +272,7 @@ class AppEngine:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         folder = self.out_dir / "runs" / run_id
         folder.mkdir(parents=True, exist_ok=False)
-        png = write_image(folder / "result.png", result.photo)
+        png = result.save(folder / "result.png")  # labelled (the upload's pixels are the manifest's ingredient)
         record = {
             "run": run_id, "task": task, "prior": str(self.prior_dir), "upload": upload.name,
             "identity": identity_note, "device": str(self.device), "seconds": round(time.time() - started, 2),
@@ -325,13 +329,17 @@ class AppEngine:
             raise AppError(f"Ask for 1 to 16 photos, not {n}.")
         with self._task_lock:
             res = self.prior.sample(n, seed=seed)
-        images = list(to_uint8(res.images.float().cpu()))
+        provenance = Provenance(prior=self.prior)  # always on: the app cannot turn it off
+        marked = [provenance.mark(image) for image in to_uint8(res.images.float().cpu())]
+        images = [image for image, _ in marked]
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         folder = self.out_dir / "runs" / run_id
         folder.mkdir(parents=True, exist_ok=False)
-        png = write_image(folder / "samples.png", np.concatenate(images, axis=1))
+        watermark = marked[0][1]
+        label = provenance.label("sample", settings={"n": n, "seed": seed}, watermark=watermark)
+        png = provenance.write(folder / "samples.png", np.concatenate(images, axis=1), label)
         record = {"run": run_id, "task": "sample", "prior": str(self.prior_dir), "n": n, "seed": seed,
-                  "coefficients": res.coefficients.tolist()}  # fmt: skip
+                  "coefficients": res.coefficients.tolist(), "provenance": provenance.state, "watermark": watermark}  # fmt: skip
         rec = write_bytes_atomic(folder / "record.json", (json.dumps(record, indent=2) + "\n").encode())
         return images, png, rec
 

@@ -16,6 +16,10 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ... (default: auto)")
     parser.add_argument("--seed", type=int, default=1, help="the demo person, the held-out split and the samples (default: 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--provenance", default="on", choices=["on", "off"],
+                        help="on (default): the gallery's PNGs carry Content Credentials, IPTC XMP and a watermark in "
+                             "the results (mystyle-pl verify), and evaluate reports the mark's PSNR cost; off: research "
+                             "runs, written unlabelled. Recorded in OUT/demo.json as \"provenance\"")  # fmt: skip
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -23,5 +27,5 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     check_paths(inputs={"--album": [args.album]}, outputs={"--out": args.out})
     run_demo(args.out, album=args.album, quality=args.quality, device=args.device, seed=args.seed,
-             progress=not args.no_progress)  # fmt: skip
+             progress=not args.no_progress, provenance=args.provenance == "on")  # fmt: skip
     return 0

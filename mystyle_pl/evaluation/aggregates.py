@@ -25,8 +25,8 @@ def _floats(values) -> list[float | None]:
 
 
 def aggregate(records: list[dict]) -> dict:
-    """Mean/std/min/max/n of LPIPS, PSNR, SSIM, consistency (dB), steps used, seconds per image and the
-    identity summary over a method's records (records as :meth:`_Evaluation.records_for` makes them,
+    """Mean/std/min/max/n of LPIPS, PSNR, SSIM, consistency (dB), steps used, seconds per image, the
+    watermark's PSNR cost (dB; n = 0 when nothing was marked) and the identity summary over a method's records (records as :meth:`_Evaluation.records_for` makes them,
     or as ``metrics.json`` stores them; files of version 1 have no consistency / steps / seconds)."""
     return {
         "n": len(records),
@@ -36,6 +36,7 @@ def aggregate(records: list[dict]) -> dict:
         "consistency": stats([r.get("consistency") for r in records]),
         "steps_used": stats([r.get("steps_used") for r in records]),
         "seconds": stats([r.get("seconds") for r in records]),
+        "mark_psnr": stats([r.get("mark_psnr") for r in records]),
         "identity": summarize([r["_score"] if "_score" in r else _score_of(r) for r in records]),
     }
 

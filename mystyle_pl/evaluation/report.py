@@ -245,11 +245,15 @@ def _dependence_lines(dep: dict, methods: list[str]) -> list[str]:
     return [*lines, ""]
 
 
-def _condition_table(agg: dict, methods: list[str], baseline_names: dict, kind: str, has_centre: bool) -> list[str]:
+def _condition_table(agg: dict, methods: list[str], baseline_names: dict, kind: str, has_centre: bool,
+                     mark: bool = False) -> list[str]:  # fmt: skip
+    """One condition's table; ``mark``: with the watermark's PSNR cost column (provenance on)."""
     head = ["method", "ID cos ↑ (gt)", "ID dist ↓ (gt)", "same person (gt)"]
     if has_centre:
         head += ["ID dist ↓ (centre)", "same person (centre)"]
-    head += ["LPIPS ↓", "PSNR ↑ (dB)", "SSIM ↑", "consistency ↑ (dB)", "steps", "s / image", "faces found", "n"]
+    head += ["LPIPS ↓", "PSNR ↑ (dB)", "SSIM ↑", "consistency ↑ (dB)"]
+    head += ["mark PSNR ↑ (dB)"] if mark else []
+    head += ["steps", "s / image", "faces found", "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         a = agg.get(m)
@@ -260,6 +264,7 @@ def _condition_table(agg: dict, methods: list[str], baseline_names: dict, kind: 
         if has_centre:
             row += [_pm(i["dist_centre"]), _share(i["same_person_centre"])]
         row += [_pm(a["lpips"]), _pm(a["psnr"], 2), _pm(a["ssim"]), _pm(a.get("consistency"), 1)]
+        row += [_pm(a.get("mark_psnr"), 1)] if mark else []
         row += [_mean(a.get("steps_used"), 0), _mean(a.get("seconds"), 1), f"{i['faces_found']}/{i['n']}", str(a["n"])]
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -307,6 +312,12 @@ def write_report(out: Path, metrics: dict, strips: dict[str, list[tuple[str, Pat
         lines += ["Skipped inputs: " + "; ".join(f"`{k}` ({v})" for k, v in metrics["skipped_photos"].items()), ""]
     for note in metrics.get("notes", []):
         lines += [f"> {note}", ""]
+    if metrics.get("provenance") == "on":
+        lines += [f"Provenance on: every metric is computed on the unmarked results; 'mark PSNR' is what the "
+                  f"watermark costs each prior result (marked vs unmarked, in the face's mark box; watermark: "
+                  f"{metrics.get('watermark')}). The strips are labelled (mystyle-pl verify).", ""]  # fmt: skip
+    elif metrics.get("provenance") == "off":
+        lines += ["Provenance off (a research run): nothing was marked or labelled.", ""]
     # summary
     conds = list(metrics["aggregates"])
     if conds:
@@ -322,7 +333,8 @@ def write_report(out: Path, metrics: dict, strips: dict[str, list[tuple[str, Pat
     for c in conds:
         kind = metrics["conditions"][c]["kind"]
         lines += [f"## {c}", "", metrics["conditions"][c]["description"] + ".", ""]
-        lines += _condition_table(metrics["aggregates"][c], methods, baseline_names, kind, has_centre)
+        lines += _condition_table(metrics["aggregates"][c], methods, baseline_names, kind, has_centre,
+                                  mark=metrics.get("provenance") == "on")  # fmt: skip
         lines.append("")
         shown = strips.get(c, [])[:max_strips]
         if shown:

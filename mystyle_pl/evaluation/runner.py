@@ -92,6 +92,8 @@ def evaluate(
     beta, betas, sweep_task, seed, blind_factor = o.beta, o.betas, o.sweep_task, o.seed, o.blind_factor
     batch_size, max_photos, album_refs, lpips_net, align = o.batch_size, o.max_photos, o.album_refs, o.lpips_net, o.align
     device, progress, max_strips = o.device, o.progress, o.max_strips
+    if o.provenance not in ("on", "off"):
+        raise ValueError(f"provenance must be 'on' or 'off', got {o.provenance!r}")
     from ..prior import PersonalPrior
 
     t_start = time.time()
@@ -184,6 +186,7 @@ def evaluate(
         blind_factor=int(blind_factor),
         generic_lr=generic_lr,
         generic_conditions=generic_conditions,
+        provenance=o.provenance == "on",
     )
     plan = [(c, held) for c in conditions] + ([("real", pair_photos)] if pair_photos else [])
     log.info(
@@ -247,8 +250,11 @@ def evaluate(
             "methods": methods,
             "eye_box": EYES_BOX,
             "mouth_box": MOUTH_BOX,
+            "provenance": o.provenance,
         },
         "methods": methods,
+        "provenance": o.provenance,
+        "watermark": run.watermark,
         "generic_note": generic_note,
         "baselines": dict(run.baseline_names),
         "identity": {

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.io import to_uint8, write_image
+from ..data.io import to_uint8
 from ..metrics.identity import IdentityScorer
 from ..metrics.image import lpips_distance, psnr, ssim
+from ..provenance.writing import OFF, Provenance
 from ..tasks.colorize import luminance
 from ..tasks.consistency import consistency_psnr
 from ..tasks.generic import generic_task
@@ -31,6 +32,8 @@ from .inputs import CONDITION_TASKS, CONDITIONS, Condition, Photo, condition_kin
 from .report import _beta_text, _method_label, _pm, _share, make_strip, plot_tradeoff
 
 log = logging.getLogger(__name__)  # under "mystyle_pl.evaluation", whose level the CLI sets
+
+MARKED_METHODS = ("personal", "personal-raw", "generic")  # the methods whose results are a prior's, labelled when written
 
 
 @dataclass
@@ -66,12 +69,15 @@ class _Evaluation:
         blind_factor: int,  # blind/real observation down-sampling
         generic_lr: float | None,  # generic W+ learning rate (None: the settings' w_lr)
         generic_conditions: set[str] | None = None,  # conditions the generic prior runs on; None = all
+        provenance: bool = True,  # measure the mark's cost on the prior results and label the strips
     ) -> None:
         self.prior, self.generic, self.out, self.E, self.settings = prior, generic, out, resolution, settings
         self.lpips, self.metric_lpips, self.lpips_net, self.identity = lpips, metric_lpips, lpips_net, identity
         self.batch_size, self.seed, self.blind, self.blind_factor = batch_size, seed, blind, blind_factor
         self.generic_lr = generic_lr if generic_lr is not None else settings.w_lr
         self.generic_conditions = generic_conditions
+        self.labels = Provenance(enabled=provenance, prior=prior)
+        self.watermark = "skipped: no prior result" if provenance else OFF  # its state in the results at E px
         self.R = int(prior.generator.img_resolution)
         self.device = prior.generator.w_avg.device
         self.baseline_names: dict[str, str] = {}
@@ -85,6 +91,7 @@ class _Evaluation:
         self.strips: dict[str, list[tuple[str, Path]]] = {}
         self.personal: dict[str, tuple[float | None, list[dict]]] = {}  # condition -> (beta, records)
         self.dependence: dict[str, dict] = {}  # condition -> input dependence (see input_dependence)
+        self.sources: dict[str, Path] = {}  # photo name -> its file (the strips' ingredient)
 
     # ---------------------------------------------------------------- conditions
 
@@ -259,16 +266,22 @@ class _Evaluation:
         return records
 
     def records_for(self, cond: Condition, method: str, restored: Restored) -> list[dict]:
-        """:meth:`measure` of ``restored`` plus its consistency, steps and seconds per photo."""
+        """:meth:`measure` of ``restored`` (the unmarked results) plus its consistency, steps and seconds
+        per photo, and with provenance on the mark's PSNR cost on a prior's results (``mark_psnr``, dB:
+        each result marked vs unmarked in the face's mark box; None when it is too small to mark)."""
         records = self.measure(cond, restored.images)
         for r, c, k, t in zip(records, restored.consistency, restored.steps_used, restored.seconds):
             r.update(method=method, consistency=c, steps_used=k, seconds=t)
+        if self.labels.enabled and method in MARKED_METHODS:
+            for i, r in enumerate(records):
+                r["mark_psnr"], self.watermark = self.labels.mark_cost(restored.images[i : i + 1])
         return records
 
     # ---------------------------------------------------------------- the run
 
     def condition(self, name: str, photos: list[Photo]) -> Condition:
         """The condition ``name`` over ``photos``, built once."""
+        self.sources.update({p.name: p.path for p in photos if p.path is not None})
         if name not in self.built:
             cond = self.build(name, photos)
             self.built[name] = cond
@@ -332,8 +345,13 @@ class _Evaluation:
         labels = [first, *[_method_label(m, self.baseline_names, cond.kind) for m in methods], "ground truth"]
         self.strips[name] = []
         for i, photo in enumerate(cond.photos):
-            tiles = [cond.shown[i : i + 1], *[results[m][i : i + 1] for m in methods], cond.gt[i : i + 1]]
-            path = write_image(self.out / "strips" / name / f"{photo}.png", make_strip(tiles, labels))
+            # the prior results' tiles marked (after the metrics, which are on the unmarked results)
+            made = [self.labels.mark(results[m][i : i + 1])[0] if m in MARKED_METHODS else results[m][i : i + 1]
+                    for m in methods]  # fmt: skip
+            tiles = [cond.shown[i : i + 1], *made, cond.gt[i : i + 1]]
+            label = self.labels.label(f"evaluate {name}", kind="edited", source=self.sources.get(photo),
+                                      fallback=cond.gt[i : i + 1], watermark=self.watermark)  # fmt: skip
+            path = self.labels.write(self.out / "strips" / name / f"{photo}.png", make_strip(tiles, labels), label)
             self.strips[name].append((photo, path))
 
     def sweep(self, name: str, photos: list[Photo], betas: list, beta: float | None, progress: bool) -> dict:

@@ -136,6 +136,13 @@ class EvaluateSettings:
     )  # fmt: skip
     max_strips: int = field(default=6, metadata=option("strips shown per condition in report.md (all are written)", type=int))
     device: str | None = field(default=None, metadata=option("torch device", "cuda if available, else cpu"))
+    provenance: str = field(
+        default="on",
+        metadata=option("on: the metrics are computed on the unmarked results, and the watermark's PSNR cost (each "
+                        "prior result marked vs unmarked, in the face's mark box, dB) is reported beside them; the "
+                        "strips are labelled (C2PA, XMP, the mark in the results). off: research runs, nothing "
+                        "marked or measured. Written into metrics.json as \"provenance\"", choices=["on", "off"]),
+    )  # fmt: skip
     progress: bool = field(
         default=True,
         metadata=option("no progress bars (the run's and each projection's)", "shown", flag="--no-progress",

@@ -90,7 +90,7 @@ class TaskWriter(BasePredictionWriter):
         save_photo: bool = True,  # write photo*.png (the result pasted into the full photo) for photos aligned here
         compress_level: int = 6,  # PNG compression 0..9 (higher: smaller files, slower)
         max_photo_pixels: int | None = None,  # cap on photo*.png in pixels; None = the data's data.max_photo_pixels (64 MP; null there = no cap)
-        provenance: bool = True,  # label every result (C2PA manifest, IPTC XMP, watermark); false only for research runs (written into record.json)
+        provenance: bool = True,  # label every result (C2PA manifest, IPTC XMP, watermark); false only for research runs (`predict --provenance off`; written into record.json)
         provenance_cert: str | None = None,  # PEM certificate chain that signs; None = $MYSTYLE_C2PA_CERT, else this install's own key
         provenance_key: str | None = None,  # PEM private key of provenance_cert; None = $MYSTYLE_C2PA_KEY
     ) -> None:
@@ -241,6 +241,7 @@ class TaskWriter(BasePredictionWriter):
                 "done": done,
                 "failed": failed,
                 "warnings": warnings,
+                "provenance": self.provenance.state,
             }
             if getattr(datamodule, "identity_note", None):
                 summary["identity"] = datamodule.identity_note
@@ -297,9 +298,9 @@ class TaskWriter(BasePredictionWriter):
     def _write_folder(self, folder: Path, fill) -> None:
         write_folder_atomic(folder, fill)  # a re-run replaces the folder whole (no stale files)
 
-    def _png(self, folder: Path, stem: str, image, files: list[str], labelled: bool = False) -> None:
+    def _png(self, folder: Path, stem: str, image, files: list[str], labelled: bool = False, photo: bool = False) -> None:
         if labelled and self.provenance.enabled:
-            self.provenance.write(folder / f"{stem}.png", image, compress_level=self.compress_level)
+            self.provenance.write(folder / f"{stem}.png", image, photo=photo, compress_level=self.compress_level)
         else:
             write_image(folder / f"{stem}.png", image, compress_level=self.compress_level)
         files.append(f"{stem}.png")
@@ -307,7 +308,7 @@ class TaskWriter(BasePredictionWriter):
     def _write_files(self, folder: Path, pred: Prediction, rank: int) -> None:
         item, files = pred.item, []
         # The one place images leave predict: results are watermarked (in the face) and labelled here.
-        pred.record["provenance"] = self.provenance.begin(pred)
+        pred.record.update(self.provenance.begin(pred))
         if self.save_input:
             for stem, image in pred.inputs().items():  # input.png, or input_face<N>.png per face
                 self._png(folder, stem, image, files)
@@ -357,7 +358,7 @@ class TaskWriter(BasePredictionWriter):
                     raise
                 raise _WriteError(e, "paste-back") from e
             try:
-                self._png(folder, stem, image, files, labelled=True)
+                self._png(folder, stem, image, files, labelled=True, photo=True)
             except (MemoryError, RuntimeError) as e:
                 if isinstance(e, RuntimeError) and not is_out_of_memory(e):
                     raise

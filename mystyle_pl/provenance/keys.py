@@ -14,6 +14,9 @@ Which key signs (first that is set wins):
 C2PA refuses a self-signed signing certificate, so the install key is a pair: a local root
 (``install-root.pem``, self-signed, a CA) and the signing certificate it issues
 (``install-cert.pem``, document signing); the chain written into a manifest is both.
+
+Which signers ``verify`` trusts: those whose chain ends at a certificate of ``verify
+--trust-anchors ANCHORS.pem`` or ``$MYSTYLE_TRUST_ANCHORS`` (:func:`trust_anchors`); none otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..assets import home
 from ..generators.fileutil import write_bytes_atomic
 
 CERT_ENV, KEY_ENV, ALG_ENV = "MYSTYLE_C2PA_CERT", "MYSTYLE_C2PA_KEY", "MYSTYLE_C2PA_ALG"
+TRUST_ENV = "MYSTYLE_TRUST_ANCHORS"  # PEM file of the certificates verify trusts (verify --trust-anchors)
 INSTALL_SUBJECT = "mystyle-pl install key (integrity only)"  # CN: at most 64 characters
 
 
@@ -80,6 +84,28 @@ def signing_key(cert: str | os.PathLike | None = None, key: str | os.PathLike | 
         alg = (alg or os.environ.get(ALG_ENV) or "es256").lower()
         return SigningKey(_read_pem(cert, "certificate"), _read_pem(key, "private key"), alg, "user", str(cert))
     return install_key()
+
+
+def trust_anchors(path: str | os.PathLike | None = None) -> bytes | None:
+    """The trust anchors ``verify`` checks signers against: the PEM file ``path``, else
+    ``$MYSTYLE_TRUST_ANCHORS``, else None (no signer is trusted). A signer whose certificate chains
+    to one of them is reported trusted.
+
+    Raises ``FileNotFoundError`` naming an unreadable file, ``ValueError`` naming a file that holds
+    no PEM certificate."""
+    path = path or os.environ.get(TRUST_ENV) or None
+    if path is None:
+        return None
+    data = _read_pem(path, "trust-anchor file")
+    # cryptography parses them here so that a bad file is named now, not as an opaque c2pa error per image;
+    # lazy so that importing the package does not load it.
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: the trust anchors are not PEM certificates ({e})") from None
+    return data
 
 
 def install_key() -> SigningKey:
@@ -151,4 +177,5 @@ def _make_install_key(folder: Path) -> None:
     write_bytes_atomic(folder / "cert.pem", cert.public_bytes(pem) + root.public_bytes(pem))
 
 
-__all__ = ["ALG_ENV", "CERT_ENV", "KEY_ENV", "SigningKey", "install_key", "provenance_dir", "signing_key"]
+__all__ = ["ALG_ENV", "CERT_ENV", "KEY_ENV", "TRUST_ENV", "SigningKey", "install_key", "provenance_dir", "signing_key",
+           "trust_anchors"]

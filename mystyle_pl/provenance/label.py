@@ -38,18 +38,19 @@ def encode_with_xmp(image: np.ndarray, fmt: str, source_type: str, quality: int 
 
 
 def labelled_bytes(image: np.ndarray, fmt: str, label: Label, key: SigningKey, title: str,
-                   ingredient: bytes | None = None, compress_level: int = 6) -> bytes:  # fmt: skip
+                   ingredient: bytes | None = None, compress_level: int = 6, ingredient_format: str = "png") -> bytes:  # fmt: skip
     """The encoded image with XMP and a signed manifest (see :func:`~mystyle_pl.provenance.manifest.sign`)."""
     data = encode_with_xmp(image, fmt, label.source_type, compress_level=compress_level)
-    return sign(data, fmt, label, key, title, ingredient=ingredient)
+    return sign(data, fmt, label, key, title, ingredient=ingredient, ingredient_format=ingredient_format)
 
 
 def write_labelled(path: str | os.PathLike, image: np.ndarray, label: Label, key: SigningKey,
-                   ingredient: bytes | None = None, compress_level: int = 6) -> Path:  # fmt: skip
+                   ingredient: bytes | None = None, compress_level: int = 6, ingredient_format: str = "png") -> Path:  # fmt: skip
     """Write ``image`` to ``path`` (PNG or JPEG by suffix) labelled, atomically."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    return write_bytes_atomic(path, labelled_bytes(image, fmt, label, key, path.name, ingredient, compress_level))
+    data = labelled_bytes(image, fmt, label, key, path.name, ingredient, compress_level, ingredient_format)
+    return write_bytes_atomic(path, data)
 
 
 def ingredient_bytes(source: str | os.PathLike | None, fallback: np.ndarray | None) -> tuple[bytes | None, str]:

@@ -39,6 +39,7 @@ class Label:
     ingredient_sha256: str | None = None  # sha256 of the user's original file (edited only)
     ingredient_title: str = "original photo"  # the ingredient's title (never a path or a person's name)
     run_id: str | None = None  # the watermark's run id (6 hex digits), None when not marked
+    watermark: str | None = None  # the watermark's state ("marked (run ...)", "skipped: crop 128 px < 192 px minimum")
 
     def __post_init__(self) -> None:
         if self.kind not in ("edited", "created"):
@@ -60,7 +61,7 @@ def sha256_bytes(data: bytes) -> str:
 def manifest_definition(label: Label, title: str, with_ingredient: bool = False) -> dict[str, Any]:
     """The manifest (c2pa-rs JSON) for ``label``; ``title`` is the written file's name;
     ``with_ingredient``: the user's photo is added as the ingredient the "opened" action names."""
-    from .. import __version__
+    from .._version import __version__
 
     action: dict[str, Any] = {
         "action": label.action,
@@ -69,7 +70,8 @@ def manifest_definition(label: Label, title: str, with_ingredient: bool = False)
         "parameters": {"task": label.task},
     }
     ours = {"task": label.task, "settings": label.settings, "prior_sha256": label.prior_digest,
-            "watermark_run_id": label.run_id, "generator": f"{CLAIM_GENERATOR} {__version__}"}  # fmt: skip
+            "watermark_run_id": label.run_id, "watermark": label.watermark,
+            "generator": f"{CLAIM_GENERATOR} {__version__}"}  # fmt: skip
     actions = [action]
     if label.ingredient_sha256:
         ours["ingredient_sha256"] = label.ingredient_sha256
@@ -140,19 +142,23 @@ _ALTERED = ("assertion.dataHash.mismatch", "assertion.hashedURI.mismatch", "asse
             "claimSignature.mismatch", "assertion.bmffHash.mismatch", "claim.hashedURI.mismatch")  # fmt: skip
 
 
-def read(data: bytes, fmt: str) -> ManifestReport:
-    """Read and validate the manifest of an encoded image. Never raises for a bad manifest: the
-    report's ``state`` says ``"invalid"`` with the reason in ``problems``."""
+def read(data: bytes, fmt: str, trust_anchors: bytes | None = None) -> ManifestReport:
+    """Read and validate the manifest of an encoded image. ``trust_anchors``: PEM certificates (see
+    :func:`~.keys.trust_anchors`); a signer whose chain ends at one of them is ``trusted``. Never
+    raises for a bad manifest: the report's ``state`` says ``"invalid"`` with the reason in ``problems``."""
     import c2pa  # lazy: see the module docstring
 
-    try:
-        reader = c2pa.Reader.try_create(MIME.get(fmt.lower(), fmt), io.BytesIO(data))
-    except c2pa.C2paError as e:
-        return ManifestReport("invalid", problems=[f"{type(e).__name__}: {e}"])
-    if reader is None:
-        return ManifestReport("absent")
-    with reader:
-        store = json.loads(reader.json())
+    # c2pa-rs settings: "trust.user_anchors" adds the anchors to the (empty, offline) default list.
+    settings = {"trust": {"user_anchors": trust_anchors.decode()}, "verify": {"verify_trust": True}} if trust_anchors else {}
+    with c2pa.Context.from_dict(settings) as context:
+        try:
+            reader = c2pa.Reader.try_create(MIME.get(fmt.lower(), fmt), io.BytesIO(data), None, context)
+        except c2pa.C2paError as e:
+            return ManifestReport("invalid", problems=[f"{type(e).__name__}: {e}"])
+        if reader is None:
+            return ManifestReport("absent")
+        with reader:
+            store = json.loads(reader.json())
     active = store.get("manifests", {}).get(store.get("active_manifest") or "", {})
     status = store.get("validation_status") or []
     results = store.get("validation_results") or {}

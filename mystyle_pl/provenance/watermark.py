@@ -45,7 +45,11 @@ TAG = 0xB5  # first payload byte: "made by mystyle-pl"
 RUN_ID_BITS = 24
 PAYLOAD_BITS = 8 + RUN_ID_BITS + 16  # tag + run id + CRC-16
 CHASE_BITS = 5  # error correction: the least certain bits flipped in every combination (2^5 tries)
-MIN_BOX_PX = 64  # a mark box smaller than this (crop side < ~170 px) is not marked: too few pixels to carry it
+# The smallest crop side that carries the mark: measured (benchmarks/provenance.py --crop-sizes, table in
+# docs/provenance.md) as the smallest side read back every time as written and after a half-size resize
+# (176 px: 4/8 after the resize; 192 px: 8/8). JPEG needs more (90: from 320 px; 75: from 448 px). A
+# smaller crop is written with its manifest and XMP only, and its record says so (skip_reason).
+MIN_CROP_PX = 192
 
 
 def new_run_id() -> int:
@@ -167,21 +171,27 @@ def read_scores(region: np.ndarray) -> np.ndarray:
 
 
 def can_mark(crop: np.ndarray) -> bool:
-    """True when ``crop``'s mark box is at least :data:`MIN_BOX_PX` px wide."""
-    x0, _, x1, _ = _box(crop.shape[1], crop.shape[0])
-    return x1 - x0 >= MIN_BOX_PX
+    """True when ``crop`` (``[R, R, 3]``) is at least :data:`MIN_CROP_PX` px on its shorter side."""
+    return min(crop.shape[:2]) >= MIN_CROP_PX
 
 
-def mark_crop(crop: np.ndarray, run_id: int) -> np.ndarray:
+def skip_reason(crop: np.ndarray) -> str | None:
+    """Why ``crop`` (``[R, R, 3]``) is not marked, as records and ``verify`` say it
+    (``"skipped: crop 128 px < 170 px minimum"``), or None when it can be."""
+    return None if can_mark(crop) else f"skipped: crop {min(crop.shape[:2])} px < {MIN_CROP_PX} px minimum"
+
+
+def mark_crop(crop: np.ndarray, run_id: int, check_size: bool = True) -> np.ndarray:
     """Mark an FFHQ-aligned crop ``uint8 [R, R, 3]`` in its mark box (every other pixel unchanged).
 
-    Raises ``ValueError`` when the crop is too small to carry the mark (see :func:`can_mark`)."""
+    Raises ``ValueError`` when the crop is too small to carry the mark (see :func:`can_mark`);
+    ``check_size=False`` marks it anyway (the benchmark that measures the minimum)."""
     crop = np.asarray(crop)
     if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
         raise ValueError(f"expected a uint8 RGB crop [R, R, 3], got {crop.dtype} {crop.shape}")
-    if not can_mark(crop):
+    if check_size and not can_mark(crop):
         raise ValueError(f"a {crop.shape[1]}x{crop.shape[0]} crop is too small to carry the watermark "
-                         f"(its mark box must be at least {MIN_BOX_PX} px)")  # fmt: skip
+                         f"(at least {MIN_CROP_PX} px)")  # fmt: skip
     x0, y0, x1, y1 = _box(crop.shape[1], crop.shape[0])
     out = crop.copy()
     out[y0:y1, x0:x1] = embed_region(crop[y0:y1, x0:x1], payload_bits(run_id))
@@ -243,6 +253,7 @@ def find_watermark(image: np.ndarray, analyzer=None, search_faces: bool = True) 
 __all__ = [
     "CANONICAL",
     "MARK_BOX",
+    "MIN_CROP_PX",
     "PAYLOAD_BITS",
     "Decoded",
     "WatermarkResult",
@@ -256,4 +267,5 @@ __all__ = [
     "payload_bits",
     "read_crop",
     "read_scores",
+    "skip_reason",
 ]

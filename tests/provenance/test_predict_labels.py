@@ -1,4 +1,5 @@
-"""Provenance: manifests of predict's results, the altered-file check, the watermark, verify's one-liners."""
+"""Provenance: manifests of predict's results, the altered-file check, the watermark, verify's one-liners,
+the install key."""
 
 from __future__ import annotations
 
@@ -6,74 +7,20 @@ import io
 import json
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from mystyle_pl.cli import dispatch
 from mystyle_pl.data.align import AlignTransform, paste_back
-from mystyle_pl.data.anchors_io import Anchors
 from mystyle_pl.data.io import read_image, to_tensor, to_uint8, write_image
-from mystyle_pl.prior import PersonalPrior
 from mystyle_pl.provenance import manifest, verify
-from mystyle_pl.provenance.watermark import find_watermark, mark_crop, payload_bits, read_crop
+from mystyle_pl.provenance.watermark import MIN_CROP_PX, find_watermark, mark_crop, payload_bits, read_crop
 from mystyle_pl.provenance.xmp import COMPOSITE, read_xmp, source_type_of
 
-from .helpers import REPO_ROOT, make_tiny_stylegan2
-
-R = 32
-
-
-@pytest.fixture(autouse=True)
-def fresh_home(monkeypatch, tmp_path):
-    """Each test its own MYSTYLE_HOME: the install key is made in it (no order, no cache)."""
-    monkeypatch.setenv("MYSTYLE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("MYSTYLE_C2PA_CERT", raising=False)
-    monkeypatch.delenv("MYSTYLE_C2PA_KEY", raising=False)
-    monkeypatch.setattr("sys.argv", ["mystyle-pl"])
-
-
-@pytest.fixture(scope="module")
-def prior_dir(tmp_path_factory) -> Path:
-    generator = make_tiny_stylegan2(resolution=R, seed=0)
-    with torch.no_grad():
-        w = generator.mapping(torch.randn(4, generator.z_dim, generator=torch.Generator().manual_seed(0)))
-    return PersonalPrior(generator, Anchors(w=w, names=[f"{i}.png" for i in range(4)])).save(
-        tmp_path_factory.mktemp("prior") / "prior"
-    )
-
-
-def face_like(size: int = 256, seed: int = 0) -> np.ndarray:
-    """A smooth, textured uint8 RGB image (the watermark needs no real face when read as a crop)."""
-    rng = np.random.default_rng(seed)
-    shade = rng.uniform(0.55, 1.1, (size // 16, size // 16)).astype(np.float32)  # light and shadow
-    shade = np.asarray(Image.fromarray(shade, mode="F").resize((size, size), Image.Resampling.BICUBIC))
-    skin = np.array([205, 160, 135], np.float32) + rng.uniform(-20, 20, 3)  # one skin tone: faces' colour is smooth
-    img = shade[..., None] * skin + rng.integers(-3, 4, (size, size, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def edit_one_pixel(png: bytes) -> bytes:
-    """Change one pixel of a PNG and keep every other chunk (the C2PA one included) as it was."""
-    chunks, pos = [], 8
-    while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos:pos + 4])
-        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
-        chunks.append((kind, body))
-        pos += 12 + length
-    raw = bytearray(zlib.decompress(b"".join(b for k, b in chunks if k == b"IDAT")))
-    raw[1] ^= 0x01  # row 0, first byte after the filter byte: pixel (0, 0), red
-    out, wrote = [png[:8]], False
-    for kind, body in chunks:
-        if kind == b"IDAT":
-            if wrote:
-                continue
-            body, wrote = zlib.compress(bytes(raw)), True
-        out.append(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)))
-    return b"".join(out)
+from ..helpers import REPO_ROOT
+from .conftest import R, edit_one_pixel, face_like, jpeg
 
 
 def test_predict_output_carries_manifest_xmp_and_ingredient_hash(prior_dir, tmp_path):
@@ -96,7 +43,12 @@ def test_predict_output_carries_manifest_xmp_and_ingredient_hash(prior_dir, tmp_
     assert "face.png" not in json.dumps(report.generation)  # never the album's or the user's file names
     assert source_type_of(read_xmp(Image.open(io.BytesIO(crop)))) == COMPOSITE
     record = json.loads((out / "face" / "record.json").read_text())
-    assert record["provenance"]["enabled"] is True and record["provenance"]["signer"] == "install"
+    assert record["provenance"] == "on" and record["content_credentials"]["signer"] == "install"
+    # A 32 px crop is below the mark's minimum: said in the record and in the manifest, not silently left out.
+    assert record["watermark"] == f"skipped: crop {R} px < {MIN_CROP_PX} px minimum"
+    assert report.generation["watermark"] == record["watermark"] and report.generation["watermark_run_id"] is None
+    assert "skipped when written: crop 32 px" in verify(out / "face" / "crop.png", search_faces=False).verdict
+    assert json.loads((out / "summary.json").read_text())["provenance"] == "on"
     # The user's input is written as it came: not labelled as made by the model.
     assert manifest.read((out / "face" / "input.png").read_bytes(), "png").state == "absent"
 
@@ -108,6 +60,28 @@ def test_predict_output_carries_manifest_xmp_and_ingredient_hash(prior_dir, tmp_
     assert "ALTERED" in verify(edited).verdict
 
 
+def test_provenance_off_is_written_into_the_records_and_help_says_what_it_does(prior_dir, tmp_path, capsys):
+    src = tmp_path / "in" / "face.png"
+    src.parent.mkdir()
+    write_image(src, face_like(R, seed=2))
+    out = tmp_path / "out"
+    assert dispatch([
+        "predict", "--config", str(REPO_ROOT / "configs" / "predict" / "invert.yaml"), "--model.prior", str(prior_dir),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.default_root_dir", str(out),
+        "--trainer.enable_progress_bar", "false", "--data.inputs", str(src), "--data.num_workers", "0",
+        "--model.task.steps", "1", "--model.task.lpips_weight", "0", "--provenance", "off",
+    ]) == 0  # fmt: skip
+    record = json.loads((out / "face" / "record.json").read_text())
+    assert record["provenance"] == "off" and record["watermark"] == "off"
+    assert json.loads((out / "summary.json").read_text())["provenance"] == "off"
+    assert manifest.read((out / "face" / "crop.png").read_bytes(), "png").state == "absent"
+    assert read_xmp(Image.open(out / "face" / "crop.png")) is None
+    with pytest.raises(SystemExit):
+        dispatch(["predict", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert "--provenance {on,off}" in shown and "written unlabelled, for research runs only" in shown
+
+
 def test_sample_is_created_with_trained_source_type(tmp_path):
     from mystyle_pl.provenance.keys import signing_key
     from mystyle_pl.provenance.label import labelled_bytes
@@ -117,12 +91,6 @@ def test_sample_is_created_with_trained_source_type(tmp_path):
     report = manifest.read(data, "png")
     assert report.state == "valid" and report.actions == ["c2pa.created"]
     assert report.source_type.endswith("/trainedAlgorithmicMedia") and report.ingredient_sha256 is None
-
-
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-    return np.asarray(Image.open(buffer).convert("RGB"))
 
 
 def test_watermark_survives_jpeg_and_resize_and_is_absent_from_unmarked():
