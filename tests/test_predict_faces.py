@@ -21,10 +21,10 @@ import torch
 
 from mystyle_pl.cli import dispatch
 from mystyle_pl.data.anchors_io import Anchors
+from mystyle_pl.data import faces as data_faces
 from mystyle_pl.data.faces import FaceBox
 from mystyle_pl.data.io import read_image, write_image
 from mystyle_pl.prior import PersonalPrior
-from mystyle_pl.tasks import pasteback
 
 from .helpers import REPO_ROOT, make_tiny_stylegan2, three_people_photo
 
@@ -86,7 +86,7 @@ def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_faces_person_all_largest_with_stand_in_faces(tmp_path, monkeypatch):
-    monkeypatch.setattr(pasteback, "_ANALYZER", {"default": ThreeFaces()})
+    monkeypatch.setattr(data_faces, "_ANALYZER", {"default": ThreeFaces()})  # the default analyser
     prior = tiny_prior(tmp_path / "prior", identity=[0.05] * 4)
     rng = np.random.default_rng(0)
     folder = tmp_path / "in"
