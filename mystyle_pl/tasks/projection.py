@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from ..imaging import downsample_to
 from ..data.align import face_mask
 from ..generators import Generator
+from ..losses import LPIPS
 from ..space import PersonalSpace
 
 Degradation = Callable[[torch.Tensor], torch.Tensor]
@@ -283,8 +284,6 @@ class Projector:
 
     def _lpips(self, device: torch.device) -> nn.Module:
         if self.lpips is None:
-            from ..losses import LPIPS
-
             self.lpips = LPIPS("alex")
         return self.lpips.to(device)
 
