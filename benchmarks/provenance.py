@@ -79,13 +79,12 @@ ATTACKS = {"PNG as written": lambda a: a, "JPEG 90": lambda a: jpeg(a, 90), "JPE
 def bit_accuracy(image: np.ndarray, where: str) -> float:
     """Bits read right (without error correction) in the crop reading, or in the found face."""
     from mystyle_pl.data.align import align_face
-    from mystyle_pl.data.faces import FaceAnalyzer
-    from mystyle_pl.tasks.pasteback import _default_analyzer
+    from mystyle_pl.data.faces import default_analyzer
 
     truth = payload_bits(RUN_ID).astype(bool)
     best = float(np.mean((read_crop(image)[1] > 0.5) == truth))
     if where == "photo" or best < 1:
-        for face in _default_analyzer(FaceAnalyzer).analyze(image, describe=False)[:1]:
+        for face in default_analyzer().analyze(image, describe=False)[:1]:
             aligned, _ = align_face(image, face.landmarks, resolution=512)
             best = max(best, float(np.mean((read_crop(aligned)[1] > 0.5) == truth)))
     return best

@@ -12,6 +12,10 @@ status 2; other exceptions are bugs and keep their traceback. ``--debug`` (anywh
 or ``MYSTYLE_DEBUG=1`` shows the traceback of user errors too. A ``predict`` stopped by SIGTERM
 exits with status 143 after writing ``summary.json`` / ``failed.json``
 (:mod:`mystyle_pl.predict.stop`).
+
+Lazy imports: :mod:`mystyle_pl.lightning_cli` and :mod:`mystyle_pl.predict` are imported inside
+:func:`run_lightning`, so that ``mystyle-pl --help`` and the tool commands do not import Lightning
+(seconds). The tool commands' own heavy imports are lazy for the same reason (see their modules).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from .commands.evaluate import _add_evaluate_arguments, _run_evaluate
 from .commands.prepare import _add_prepare_arguments, _run_prepare
 from .commands.serve import _add_serve_arguments, _run_serve
 from .commands.verify import _add_verify_arguments, _run_verify
+from .data.faces import FaceModelsUnavailable
 from .errors import PredictInterrupted, UserError, describe_error
 
 LIGHTNING_COMMANDS = {
@@ -103,13 +108,13 @@ def run_tool(name: str, argv: Sequence[str]) -> int:
 def run_lightning(argv: Sequence[str] | None) -> int:
     """Hand over to LightningCLI (``argv=None``: it reads ``sys.argv`` itself). ``predict`` runs
     with SIGTERM turned into a clean stop (see :mod:`mystyle_pl.predict.stop`)."""
-    from .lightning_cli import MyStyleLightningCLI
+    from .lightning_cli import MyStyleLightningCLI  # lazy: see module docstring
 
     command = (list(sys.argv[1:]) if argv is None else list(argv))[:1]
     if command != ["predict"]:
         MyStyleLightningCLI(args=None if argv is None else list(argv))
         return 0
-    from .predict import stop
+    from .predict import stop  # lazy: see module docstring
 
     stop.enter()  # from the start: a SIGTERM while the prior loads also ends in a clean stop
     try:
@@ -138,21 +143,12 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-# Exceptions a user causes (paths, options, file contents): one line, exit status 2.
+# Exceptions a user causes (paths, options, file contents; dlib or its models missing: an installation
+# problem with a clear remedy, not a bug): one line, exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     UserError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError,
+    FaceModelsUnavailable,
 )
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    extra: list[type[BaseException]] = []
-    try:  # dlib or its models missing: an installation problem with a clear remedy, not a bug
-        from .data.faces import FaceModelsUnavailable
-
-        extra.append(FaceModelsUnavailable)
-    except ImportError:  # pragma: no cover
-        pass
-    return (*USER_ERRORS, *extra)
 
 
 # jsonargparse wraps an exception raised by a class's __init__ in a ValueError with these words.
@@ -194,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mystyle-pl: {e}", file=sys.stderr)
             return e.exit_code
         cause = _unwrap(e)
-        if debug or not isinstance(e, _user_errors()) or not isinstance(cause, _user_errors()):
+        if debug or not isinstance(e, USER_ERRORS) or not isinstance(cause, USER_ERRORS):
             raise
         print(f"mystyle-pl: error: {describe_error(cause)}", file=sys.stderr)
         return 2

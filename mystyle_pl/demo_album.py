@@ -63,6 +63,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+
+from . import load_generator
+from .data.curate import dominant_identity
+from .data.faces import FaceAnalyzer, check_face_models
+from .data.io import to_uint8, write_bytes_atomic, write_image
+from .tasks.edit import principal_directions
 
 ALBUM_FILE = "album.json"
 PHOTOS_DIR = "photos"
@@ -172,8 +179,6 @@ class AlbumDrawer:
         self.seed = int(seed)
         self.recipe = recipe
         self.device = torch.device(device) if device is not None else generator.w_avg.device
-        from .tasks.edit import principal_directions
-
         k = max(1, min(max(recipe.pose_directions, recipe.expression_directions), generator.w_dim))
         dirs, std = principal_directions(
             generator, k=k, num_samples=max(k, recipe.principal_samples), seed=recipe.principal_seed, return_std=True
@@ -234,10 +239,6 @@ class AlbumDrawer:
     @torch.no_grad()
     def render(self, draws: Sequence[dict], size: int, batch_size: int = 4) -> list[np.ndarray]:
         """Render draws to ``uint8 [size, size, 3]`` arrays (Lanczos-resized from the generator's resolution)."""
-        from PIL import Image
-
-        from .data.io import to_uint8
-
         out = []
         for i in range(0, len(draws), batch_size):
             ws = torch.cat([self.ws(d) for d in draws[i : i + batch_size]])
@@ -255,8 +256,6 @@ class AlbumDrawer:
 
 def dlib_describer() -> Describe:
     """A function ``uint8 image -> 128-d descriptor`` (or None when no face) using ``prepare``'s analysis."""
-    from .data.faces import FaceAnalyzer, check_face_models
-
     check_face_models()
     analyzer = FaceAnalyzer()
 
@@ -283,8 +282,6 @@ def identity_failures(
     >>> bad
     {2: 'duplicate', 3: 'no_face', 4: 'other_person'}
     """
-    from .data.curate import dominant_identity
-
     dim = next((len(d) for d in descriptors if d is not None), 1)
     stacks = [np.asarray(d, dtype=np.float64)[None] if d is not None else np.zeros((0, dim)) for d in descriptors]
     centre, picks = dominant_identity(stacks, threshold=threshold, pair_threshold=max(threshold, 0.6))
@@ -334,8 +331,6 @@ def synthesize_album(
         raise FileExistsError(f"{out_dir / ALBUM_FILE} exists; pass overwrite=True to make the album again")
     recipe = recipe if recipe is not None else AlbumRecipe()
     if generator is None:
-        from . import load_generator
-
         generator = load_generator("mobilestylegan-ffhq")
         generator_name = generator_name or "mobilestylegan-ffhq"
     generator = generator.eval()
@@ -374,8 +369,6 @@ def synthesize_album(
                 images[i], descriptors[i] = img, describe(img)
             replaced += len(redo)
             say(f"demo album: replaced {len(redo)} draws ({', '.join(sorted(set(bad.values())))})")
-
-    from .data.io import write_bytes_atomic, write_image
 
     entries, photos, held_out = [], [], []
     for i, (draw, img) in enumerate(zip(draws, images)):

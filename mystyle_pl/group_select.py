@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .data.align import AlignTransform
+from .data.faces import default_analyzer
 from .tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, NoFaceError, NotThePersonError, faces_from_left
 
 FACE_MODES = ("person", "all", "largest")
@@ -188,10 +189,7 @@ def analyse(photo: np.ndarray, analyzer=None, describe: bool = True) -> list:
     first); ``analyzer=None``: dlib's default analyser, shared by the process. Raises
     :class:`~mystyle_pl.data.faces.FaceModelsUnavailable` without dlib or its models."""
     if analyzer is None:
-        from .tasks.pasteback import _default_analyzer
-        from .data.faces import FaceAnalyzer
-
-        analyzer = _default_analyzer(FaceAnalyzer)
+        analyzer = default_analyzer()
     return analyzer.analyze(photo, describe=describe)
 
 

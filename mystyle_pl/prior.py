@@ -28,11 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ._version import __version__
 from .data.anchors_io import Anchors, load_anchors, save_anchors
+from .data.curate import dominant_identity
+from .data.faces import FaceAnalyzer, FaceModelsUnavailable
 from .data.io import read_image, to_tensor, to_uint8, write_folder_atomic
+from .data.manifest import load_manifest
 from .generators import Generator, load_generator, save_generator
 from .space import DEFAULT_BETA, PersonalSpace
 
@@ -58,8 +62,6 @@ def album_identity(album: str | os.PathLike | None, prior_dir: str | os.PathLike
     beside the prior folder."""
     if not album:
         return None, "the prior names no album"
-    from .data.prepare import load_manifest  # lazy for start-up time: prepare's imports (alignment, curation)
-
     candidates = [Path(album)]
     if not Path(album).is_absolute() and prior_dir is not None:
         candidates.append(Path(prior_dir).parent / album)
@@ -209,18 +211,10 @@ class PersonalPrior:
         return centre, f"{note}; {why}" if centre is None else why
 
     def _identity_from_renders(self, renders: int, analyzer=None) -> tuple[list[float] | None, str]:
-        import numpy as np
-
-        # lazy: dlib (an optional face-model dependency) and the curation code load only when needed
-        from .data.curate import dominant_identity
-        from .data.faces import FaceModelsUnavailable
-
         n = len(self.anchors.names)
         picks = sorted({round(i * (n - 1) / max(renders - 1, 1)) for i in range(min(renders, n))})
         try:
             if analyzer is None:
-                from .data.faces import FaceAnalyzer
-
                 analyzer = FaceAnalyzer()
             descriptors = []
             g = self.generator

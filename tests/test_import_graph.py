@@ -8,6 +8,10 @@ runs those on the way to ``B``; ``A``'s parents have already run when ``A`` is i
 ``test_no_module_level_import_cycles`` reads the imports that run when a module is imported (its
 top level, including ``if``/``try`` blocks there); ``test_no_import_cycles`` also reads the ones
 inside functions, which run later but still tie the modules together.
+
+``test_function_level_imports_say_why`` keeps the top of each file showing what it depends on: an
+import of the package's own modules inside a function must say why it is lazy (a comment with the
+word ``lazy`` on its line or within the two lines above, e.g. ``# lazy: see module docstring``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ import pytest
 
 PACKAGE = "mystyle_pl"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+
+# A package import inside a function needs a comment with this word on its line or the lines above.
+LAZY_WORD = "lazy"
+LAZY_COMMENT_LINES_ABOVE = 2
 
 # Circles through function-level imports that are tolerated for now: none. Nothing may be added.
 KNOWN_LAZY_CYCLES: list[frozenset[str]] = []
@@ -169,3 +177,65 @@ def test_leftmost_packages_import_nothing_to_their_right(package):
         if not (b == prefix or b.startswith(prefix + ".")) and b != PACKAGE
     )
     assert not outside, "\n".join(outside)
+
+
+def _is_package_import(node: ast.Import | ast.ImportFrom) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return bool(node.level) or node.module == PACKAGE or (node.module or "").startswith(PACKAGE + ".")
+    return any(a.name == PACKAGE or a.name.startswith(PACKAGE + ".") for a in node.names)
+
+
+def unexplained_lazy_imports(root: Path = PACKAGE_ROOT) -> list[str]:
+    """``file:line: import`` for every import of the package's own modules inside a function (at any
+    depth) without a ``# ... lazy ...`` comment on its line or within the two lines above."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines()
+
+        def visit(node: ast.AST, in_function: bool) -> None:
+            for child in ast.iter_child_nodes(node):
+                if in_function and isinstance(child, (ast.Import, ast.ImportFrom)) and _is_package_import(child):
+                    first = max(0, child.lineno - 1 - LAZY_COMMENT_LINES_ABOVE)
+                    near = lines[first : child.end_lineno]
+                    comments = [line.split("#", 1)[1] for line in near if "#" in line]
+                    if not any(LAZY_WORD in c.lower() for c in comments):
+                        where = path.relative_to(root.parent)
+                        found.append(f"{where}:{child.lineno}: {lines[child.lineno - 1].strip()}")
+                inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+                visit(child, inside)
+
+        visit(ast.parse(text, filename=str(path)), False)
+    return found
+
+
+def test_lazy_import_finder_sees_an_unexplained_import(tmp_path):
+    package = tmp_path / PACKAGE
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text(
+        "from . import b  # at the top: fine\n"
+        "def f():\n"
+        "    from .b import x\n"
+        "    # lazy: the reason\n"
+        "    from .b import y\n"
+        "    import mystyle_pl.b  # lazy: on the line\n"
+        "    import json\n"
+        "    x = 1\n"
+        "    from . import c\n"
+        "    # an unrelated comment\n"
+        "    from mystyle_pl.b import z\n"
+    )
+    assert unexplained_lazy_imports(package) == [
+        f"{PACKAGE}/a.py:3: from .b import x",
+        f"{PACKAGE}/a.py:9: from . import c",
+        f"{PACKAGE}/a.py:11: from mystyle_pl.b import z",
+    ]
+
+
+def test_function_level_imports_say_why():
+    """The top of a file shows what it depends on: a package import inside a function is there for a reason
+    (start-up time of ``mystyle-pl --help``, an optional dependency) that a ``# lazy: ...`` comment states;
+    otherwise it belongs at the top of the module."""
+    found = unexplained_lazy_imports()
+    assert not found, "move these imports to the top of their module, or say why they are lazy:\n" + "\n".join(found)

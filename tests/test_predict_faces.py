@@ -22,11 +22,11 @@ from safetensors.torch import load_file
 
 from mystyle_pl.cli import dispatch
 from mystyle_pl.data.anchors_io import Anchors
+from mystyle_pl.data import faces as data_faces
 from mystyle_pl.data.faces import FaceBox
 from mystyle_pl.data.io import read_image, write_image
 from mystyle_pl.predict.writer import NoUsableInputError
 from mystyle_pl.prior import PersonalPrior
-from mystyle_pl.tasks import pasteback
 from mystyle_pl.tasks.edit import strength_key
 
 from .helpers import REPO_ROOT, make_tiny_stylegan2, three_people_photo
@@ -89,7 +89,7 @@ def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_faces_person_all_largest_with_stand_in_faces(tmp_path, monkeypatch):
-    monkeypatch.setattr(pasteback, "_ANALYZER", {"default": ThreeFaces()})
+    monkeypatch.setattr(data_faces, "_ANALYZER", {"default": ThreeFaces()})  # the default analyser
     prior = tiny_prior(tmp_path / "prior", identity=[0.05] * 4)
     rng = np.random.default_rng(0)
     folder = tmp_path / "in"
@@ -182,7 +182,7 @@ def test_run_photo_from_python(tmp_path):
 def group_and_strangers(tmp_path: Path, monkeypatch) -> tuple[Path, Path, np.ndarray]:
     """The stand-in analyser's photos (``in/group.png``: three faces, the person in the middle;
     ``in/strangers.png``: two strangers) and the tiny prior -> (prior, input folder, group photo)."""
-    monkeypatch.setattr(pasteback, "_ANALYZER", {"default": ThreeFaces()})
+    monkeypatch.setattr(data_faces, "_ANALYZER", {"default": ThreeFaces()})
     prior = tiny_prior(tmp_path / "prior", identity=[0.05] * 4)
     rng = np.random.default_rng(0)
     folder = tmp_path / "in"

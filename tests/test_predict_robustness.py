@@ -23,6 +23,7 @@ import torch
 from mystyle_pl.cli import dispatch
 from mystyle_pl.data.align import AlignTransform, paste_back
 from mystyle_pl.data.anchors_io import Anchors
+from mystyle_pl.data import faces as data_faces
 from mystyle_pl.data.faces import FaceBox
 from mystyle_pl.data.io import read_image, to_tensor, to_uint8, write_image
 from mystyle_pl.predict import NoUsableInputError, PredictInterrupted, stop
@@ -97,7 +98,7 @@ class StubAnalyzer:
 @pytest.fixture
 def stub_faces(monkeypatch) -> StubAnalyzer:
     stub = StubAnalyzer()
-    monkeypatch.setattr(pasteback, "_ANALYZER", {"default": stub})
+    monkeypatch.setattr(data_faces, "_ANALYZER", {"default": stub})  # the default analyser
     return stub
 
 

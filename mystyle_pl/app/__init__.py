@@ -50,7 +50,7 @@ def build_app(engine: AppEngine, title: str = "mystyle-pl"):
     without gradio."""
     require_gradio()
     prepare_environment(engine.out_dir)
-    from .ui import build_app as _build  # noqa: PLC0415 (imports gradio)
+    from .ui import build_app as _build  # noqa: PLC0415  # lazy: ui imports gradio (optional dependency)
 
     return _build(engine, title=title)
 

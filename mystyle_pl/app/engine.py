@@ -36,9 +36,10 @@ from PIL import Image, ImageDraw
 
 from ..data.faces import FaceModelsUnavailable
 from ..data.io import ImageReadError, read_image, to_uint8, write_bytes_atomic
-from ..group import NoPersonError, process_photo, select_faces, task_runner
+from ..group import NoPersonError, analyse, process_photo, select_faces, task_runner
 from ..prior import PersonalPrior, PriorError
 from ..provenance.writing import Provenance
+from ..tasks.edit import load_direction, principal_directions
 from ..tasks.pasteback import DEFAULT_IDENTITY_THRESHOLD, NoFaceError
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,6 @@ class AppEngine:
     def directions(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``edit_directions`` principal directions of W ``[k, w_dim]`` and their std ``[k]``."""
         if self._directions is None:
-            from ..tasks.edit import principal_directions
-
             with self._task_lock:
                 self._directions = principal_directions(self.prior.generator, k=max(1, self.edit_directions),
                                                         num_samples=2000, return_std=True)  # fmt: skip
@@ -183,8 +182,6 @@ class AppEngine:
         centre, identity_note = self.identity()
         with self._face_lock:
             try:
-                from ..group import analyse
-
                 faces = analyse(photo, self.analyzer, describe=centre is not None)
             except FaceModelsUnavailable as e:
                 raise AppError(f"Faces cannot be found on this machine: {e}") from e
@@ -309,8 +306,6 @@ class AppEngine:
                     total += v * float(std[i]) * dirs[i].cpu()
                     used[f"principal_{i}"] = v
         if direction_file and direction_strength:
-            from ..tasks.edit import load_direction
-
             try:
                 d = load_direction(direction_file, w_dim=w_dim).reshape(-1).cpu()
             except (ValueError, OSError) as e:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import assets
+
 
 def _add_assets_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="{list,fetch,path}")
@@ -18,8 +20,6 @@ def _add_assets_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_assets(args: argparse.Namespace) -> int:
-    from .. import assets
-
     if args.action == "list":
         print(f"cache: {assets.home() / 'assets'}  (set MYSTYLE_HOME to move it)")
         for name in sorted(assets.REGISTRY):

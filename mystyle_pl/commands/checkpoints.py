@@ -1,5 +1,9 @@
 """``mystyle-pl info``, ``export`` and ``convert``: describe a checkpoint or a prior, export a prior bundle
-from a fit checkpoint, convert a generator checkpoint to the native format (proven by rendering)."""
+from a fit checkpoint, convert a generator checkpoint to the native format (proven by rendering).
+
+Lazy import: :mod:`mystyle_pl.tuning` (the fit's LightningModule) is imported inside ``_run_export``, so that
+``mystyle-pl --help`` and the other commands do not import Lightning (~1.5 s).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,12 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
+from .. import assets
 from ..errors import UserError
+from ..generators import detect_format, load_generator, save_generator
+from ..prior import PersonalPrior
 
 
 def _add_info_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,13 +50,8 @@ def _torch_checkpoint_options(args: argparse.Namespace) -> dict:
 
 def _describe(path: str, **options) -> dict:
     """What ``mystyle-pl info`` prints; ``options``: ``key`` / ``size`` / ``channel_multiplier`` for .pt files."""
-    from .. import assets
-    from ..prior import PersonalPrior
-
     if PersonalPrior.is_bundle(path):
         return {"path": path, **PersonalPrior.load(path).describe()}
-    from ..generators import detect_format, load_generator
-
     file = assets.fetch(path) if path in assets.REGISTRY else Path(path)
     fmt = detect_format(file)
     return {"path": str(file), "format": fmt, **load_generator(file, format=fmt, **options).describe()}
@@ -82,7 +86,7 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from ..tuning import PersonalTuner, export_prior
+    from ..tuning import PersonalTuner, export_prior  # lazy: see module docstring
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
@@ -111,10 +115,6 @@ def _add_convert_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..generators import load_generator, save_generator
-
     src, dst = Path(args.src), Path(args.dst)
     if dst.exists() and not args.overwrite:
         raise UserError(f"{dst}: exists; pass --overwrite to replace it")

@@ -1,4 +1,8 @@
-"""``mystyle-pl demo``: the whole method end to end (:func:`mystyle_pl.demo.run_demo`)."""
+"""``mystyle-pl demo``: the whole method end to end (:func:`mystyle_pl.demo.run_demo`).
+
+Lazy import: :mod:`mystyle_pl.demo` is imported inside ``_run_demo``, so that ``mystyle-pl --help`` and the
+other commands do not import the fit and the evaluation (Lightning: seconds).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from ..demo import run_demo  # lazy: see module docstring
 
     check_paths(inputs={"--album": [args.album]}, outputs={"--out": args.out})
     run_demo(args.out, album=args.album, quality=args.quality, device=args.device, seed=args.seed,

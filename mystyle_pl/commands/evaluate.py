@@ -4,9 +4,13 @@ from :class:`~mystyle_pl.evaluation.settings.EvaluateSettings` (its fields' defa
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import fields
 
+from .. import evaluation
+from ..data.faces import FaceModelsUnavailable
 from ..errors import UserError, check_paths
+from ..evaluation import EvaluateSettings
 
 
 _EVALUATE_EPILOG = """\
@@ -54,8 +58,6 @@ example:
 
 
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..evaluation import EvaluateSettings  # lazy like the other commands' imports: start-up time
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = _EVALUATE_EPILOG
     parser.add_argument("--prior", required=True, metavar="PRIOR_DIR", help="personal prior folder (from fit/export)")
@@ -88,17 +90,12 @@ def _settings(args: argparse.Namespace, settings_class: type):
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    import logging
-
-    from .. import evaluation
-    from ..data.faces import FaceModelsUnavailable
-
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("mystyle_pl.evaluation").setLevel(logging.INFO)
     check_paths(inputs={"--prior": [args.prior], "--photos": args.photos or [], "--album-refs": [args.album_refs]},
                 outputs={"--out": args.out})  # fmt: skip
-    options = _settings(args, evaluation.EvaluateSettings)
+    options = _settings(args, EvaluateSettings)
     try:
         result = evaluation.evaluate(args.prior, args.photos, **vars(options), logger="wandb" if args.wandb else None)
     except FaceModelsUnavailable as e:

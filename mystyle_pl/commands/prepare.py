@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 
+from ..data.curate import CurationSettings
+from ..data.faces import FaceModelsUnavailable
+from ..data.prepare import PrepareError, prepare_album
 from ..errors import UserError, describe_error
 
 
 def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..data.curate import CurationSettings
-
     d = CurationSettings()
     parser.add_argument("--input", required=True, metavar="RAW_DIR", help="folder of photos (read only; sub-folders included)")
     parser.add_argument("--output", required=True, metavar="ALBUM_DIR", help="album folder: images/*.png + manifest.json")
@@ -33,10 +34,6 @@ def _add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
-    from ..data.curate import CurationSettings
-    from ..data.faces import FaceModelsUnavailable
-    from ..data.prepare import PrepareError, prepare_album
-
     curation = CurationSettings(
         min_face=args.min_face, min_crop=args.min_crop, blur_threshold=args.blur_threshold,
         identity_threshold=args.identity_threshold, duplicate_threshold=args.duplicate_threshold,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..app import serve
 from ..errors import check_paths
 
 
@@ -23,8 +24,6 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from ..app import serve
-
     check_paths(inputs={"--prior": [args.prior]}, outputs={"--out": args.out})
     return serve(args.prior, host=args.host, port=args.port, device=args.device, share=args.share, out=args.out,
                  preset=args.preset, steps=args.steps, faces=args.faces)  # fmt: skip

@@ -67,6 +67,7 @@ __all__ = [
     "RESNET_DESCRIPTOR",
     "check_aligned_crop",
     "check_face_models",
+    "default_analyzer",
     "dlib_model_dir",
 ]
 
@@ -306,6 +307,18 @@ class FaceAnalyzer:
             predictions.append(flipped)
         lm_frame = np.mean(predictions, axis=0)
         return transform.to_source(lm_frame, size), frame, lm_frame
+
+
+_ANALYZER: dict = {}
+
+
+def default_analyzer() -> FaceAnalyzer:
+    """The process's one dlib :class:`FaceAnalyzer` with the default settings, made on first use (loading
+    the models takes a second); what every ``analyzer=None`` of paste-back, the group photos and the
+    watermark reader means. Raises :class:`FaceModelsUnavailable` without dlib or its models."""
+    if "default" not in _ANALYZER:
+        _ANALYZER["default"] = FaceAnalyzer()
+    return _ANALYZER["default"]
 
 
 def _padded_view(work: np.ndarray, fraction: float):

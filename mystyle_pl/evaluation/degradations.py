@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 from ..data.io import to_tensor, to_uint8
 from ..imaging import area_downsample
 from ..imaging import bicubic as bicubic_resize
+from ..tasks.inpaint import mask_from_boxes
 from ..tasks.superres import gaussian_blur
 
 # Holes in FFHQ-aligned coordinates, fractions of the side (x0, y0, x1, y1). The 68 dlib landmarks of
@@ -83,8 +84,6 @@ def box_mask(box: Sequence[float], size: int) -> torch.Tensor:
     >>> m[0, 0].tolist()
     [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]]
     """
-    from ..tasks.inpaint import mask_from_boxes
-
     return mask_from_boxes([_box_pixels(box, size)], size)
 
 

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..imaging import IMAGE_SUFFIXES
 from ..tasks import Colorize, Inpaint, Invert, SuperResolve
+from ..tasks.pasteback import NoFaceError, load_task_photo
 
 log = logging.getLogger(__name__)  # under "mystyle_pl.evaluation", whose level the CLI sets
 
@@ -180,8 +181,6 @@ def parse_beta(text) -> float | None:
 
 
 def _load_photos(files: list[Path], size: int, align: str, skipped: dict) -> list[Photo]:
-    from ..tasks.pasteback import NoFaceError, load_task_photo
-
     stems = [f.stem for f in files]
     photos, used = [], set()
     for f in tqdm(files, desc="loading photos", leave=False, disable=len(files) < 4):
@@ -202,8 +201,6 @@ def _load_photos(files: list[Path], size: int, align: str, skipped: dict) -> lis
 
 
 def _load_pairs(pairs, size: int, skipped: dict) -> list[Photo]:
-    from ..tasks.pasteback import NoFaceError, load_task_photo
-
     out, used = [], set()
     for spec in pairs:
         degraded_path, gt_path = parse_pair(spec)

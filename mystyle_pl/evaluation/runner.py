@@ -17,7 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.io import write_bytes_atomic
+from ..losses import LPIPS
 from ..metrics.identity import IdentityScorer, album_centre
+from ..prior import PersonalPrior
 from ..tasks.presets import DEFAULT_PRESET, task_settings
 from ..tasks.projection import ProjectionSettings
 from .aggregates import _public
@@ -94,8 +96,6 @@ def evaluate(
     device, progress, max_strips = o.device, o.progress, o.max_strips
     if o.provenance not in ("on", "off"):
         raise ValueError(f"provenance must be 'on' or 'off', got {o.provenance!r}")
-    from ..prior import PersonalPrior
-
     t_start = time.time()
     device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     if batch_size is None:  # measured: on a 2-core CPU one image per step is the fastest per image
@@ -124,13 +124,9 @@ def evaluate(
     )  # fmt: skip
     projecting = {"personal", "personal-raw", "generic"} & set(methods)
     if lpips is None and settings.lpips_weight > 0 and projecting:
-        from ..losses import LPIPS
-
         lpips = LPIPS("alex")
     lpips = lpips.to(device) if lpips is not None else None
     if metric_lpips is None:
-        from ..losses import LPIPS
-
         metric_lpips = LPIPS(lpips_net)
     metric_lpips = metric_lpips.to(device)
     min_size = int(getattr(metric_lpips, "min_input_size", 1))

@@ -17,6 +17,7 @@ from .report import _finite
 
 def make_wandb_logger(out: Path, name: str, project: str = "mystyle-pl"):
     """An :class:`~mystyle_pl.tuning.loggers.AutoWandbLogger` writing under ``out`` (offline unless a key is set)."""
+    # lazy: mystyle_pl.tuning imports Lightning (~1.5 s), which `mystyle-pl --help` and runs without W&B never need
     from ..tuning.loggers import AutoWandbLogger
 
     return AutoWandbLogger(project=project, name=name, save_dir=str(out), job_type="evaluate")

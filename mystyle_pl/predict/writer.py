@@ -51,6 +51,7 @@ from ..data.io import write_bytes_atomic, write_folder_atomic, write_image
 from ..errors import ensure_writable_dir
 from ..generators.fileutil import save_safetensors_atomic
 from ..provenance.writing import Provenance
+from ..tasks.pasteback import DEFAULT_MAX_PHOTO_PIXELS, paste_into_photo, pasted_size
 from . import faces, stop
 from .items import Prediction, input_error, is_out_of_memory
 
@@ -130,8 +131,6 @@ class TaskWriter(BasePredictionWriter):
         elif hasattr(datamodule, "max_photo_pixels"):
             self._cap = datamodule.max_photo_pixels
         else:
-            from ..tasks.pasteback import DEFAULT_MAX_PHOTO_PIXELS
-
             self._cap = DEFAULT_MAX_PHOTO_PIXELS
         self._planned = []
         if stage == "predict" and not self._in_run:
@@ -329,8 +328,6 @@ class TaskWriter(BasePredictionWriter):
 
     def _paste(self, folder: Path, pred: Prediction, files: list[str]) -> None:
         """photo*.png: the results pasted into the photo, at most ``max_photo_pixels`` pixels."""
-        from ..tasks.pasteback import paste_into_photo, pasted_size
-
         item = pred.item
         h, w = item.photo.photo.shape[:2]
         out_h, out_w = pasted_size(h, w, pred.upscale, self._cap)

@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._version import __version__
 from .keys import SigningKey
 from .xmp import COMPOSITE, TRAINED
 
@@ -61,8 +62,6 @@ def sha256_bytes(data: bytes) -> str:
 def manifest_definition(label: Label, title: str, with_ingredient: bool = False) -> dict[str, Any]:
     """The manifest (c2pa-rs JSON) for ``label``; ``title`` is the written file's name;
     ``with_ingredient``: the user's photo is added as the ingredient the "opened" action names."""
-    from .._version import __version__
-
     action: dict[str, Any] = {
         "action": label.action,
         "digitalSourceType": label.source_type,

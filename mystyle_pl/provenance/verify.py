@@ -23,6 +23,7 @@ from PIL import Image
 from ..data.io import ImageReadError, decode_image
 from .keys import trust_anchors as read_trust_anchors
 from .watermark import find_watermark
+from .xmp import read_xmp, source_type_of
 
 _FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 
@@ -69,8 +70,6 @@ def verify(path: str | os.PathLike, search_faces: bool = True,
         try:
             with Image.open(io.BytesIO(data)) as im:
                 fmt = _FORMATS.get(im.format or "", (im.format or "").lower())
-                from .xmp import read_xmp, source_type_of
-
                 report.xmp_source_type = source_type_of(read_xmp(im))
             pixels = decode_image(data, name=str(path))
         except ImageReadError as e:

@@ -36,6 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from ..data.align import align_face
+from ..data.faces import default_analyzer
+
 # The mark box in an FFHQ-aligned crop (left, top, right, bottom as fractions of the side): the
 # largest centred square inside the face ellipse (data.align.FACE_ELLIPSE_*, minus its feather).
 MARK_BOX = (0.31, 0.39, 0.69, 0.77)
@@ -231,13 +234,8 @@ def find_watermark(image: np.ndarray, analyzer=None, search_faces: bool = True) 
         return WatermarkResult(True, decoded.run_hex, decoded.corrected, round(decoded.confidence, 3), "crop")
     if not search_faces:
         return WatermarkResult(False)
-    from ..data.align import align_face
-
     if analyzer is None:
-        from ..data.faces import FaceAnalyzer
-        from ..tasks.pasteback import _default_analyzer
-
-        analyzer = _default_analyzer(FaceAnalyzer)
+        analyzer = default_analyzer()
     faces = analyzer.analyze(image, describe=False)
     for i, face in enumerate(faces):
         side = max(face.box.right - face.box.left, face.box.bottom - face.box.top)

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..losses import LPIPS
 from ..prior import register_task
 from ..space import DEFAULT_BETA, PersonalSpace
 from .anchored import AnchoredWPlusProjector
@@ -263,8 +264,6 @@ class ProjectingTask(Task):
     def make_lpips(self) -> nn.Module | None:
         if self.projection_settings().lpips_weight <= 0:
             return None
-        from ..losses import LPIPS  # lazy for start-up time: the losses import torchmetrics (scipy, ~1.3 s)
-
         return LPIPS(self.lpips_net)
 
     def _bind(self, prior, lpips: nn.Module | None, projector: Projector | None = None, progress: bool = False) -> None:

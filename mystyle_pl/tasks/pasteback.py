@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from ..data.align import AlignTransform, align_face, paste_back
+from ..data.faces import ALIGNED_CHECK_MIN_SIDE, FaceModelsUnavailable, check_aligned_crop, default_analyzer
 from ..data.io import read_image, to_tensor, to_uint8
 from ..imaging import resize_square
 
@@ -245,9 +246,7 @@ def load_task_photo(
         return TaskPhoto(name=stem, path=path, image=crop_tensor(image, size), photo=None, transform=None)
 
     if analyzer is None:
-        from ..data.faces import FaceAnalyzer
-
-        analyzer = _default_analyzer(FaceAnalyzer)
+        analyzer = default_analyzer()
     faces = analyzer.analyze(image, describe=identity is not None)
     if not faces:
         raise NoFaceError(
@@ -313,17 +312,13 @@ def _unaligned_square(image: np.ndarray, analyzer, label: str) -> str | None:
     """The warning for a square image taken as an aligned crop that has faces, none where the
     FFHQ-aligned crop has it; None otherwise. Small images, images with no face found and machines
     without the face models say nothing (logged at debug level)."""
-    from ..data.faces import ALIGNED_CHECK_MIN_SIDE, FaceModelsUnavailable, check_aligned_crop
-
     side = image.shape[0]
     if side < ALIGNED_CHECK_MIN_SIDE:
         log.debug("%s: %d px square, too small to check that it is an aligned crop", label, side)
         return None
     try:
         if analyzer is None:
-            from ..data.faces import FaceAnalyzer
-
-            analyzer = _default_analyzer(FaceAnalyzer)
+            analyzer = default_analyzer()
         detector = getattr(analyzer, "detector", None)
         if detector is None:
             return None
@@ -338,16 +333,6 @@ def _unaligned_square(image: np.ndarray, analyzer, label: str) -> str | None:
         f"{label}: a {side}x{side} square image, taken as an FFHQ-aligned face crop, is not one ({check.reason}); "
         "its face is detected and aligned here instead (pass align='never' / --data.align never to take it as it is)"
     )
-
-
-_ANALYZER: dict = {}
-
-
-def _default_analyzer(cls):
-    """One dlib analyser per process (loading the models takes a second)."""
-    if "default" not in _ANALYZER:
-        _ANALYZER["default"] = cls()
-    return _ANALYZER["default"]
 
 
 def pasted_size(height: int, width: int, upscale: float = 1, max_pixels: int | None = DEFAULT_MAX_PHOTO_PIXELS) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from torch import nn
 from ..imaging import downsample_to
 from ..data.align import face_mask
 from ..generators import Generator
+from ..losses import LPIPS
 from ..space import PersonalSpace
 from .pivotal import pivotal_tune
 from .steps import BestState, EarlyStopping, lr_factor, run_steps  # noqa: F401  (EarlyStopping, lr_factor: re-exported)
@@ -191,8 +192,6 @@ class Projector:
 
     def _lpips(self, device: torch.device) -> nn.Module:
         if self.lpips is None:
-            from ..losses import LPIPS
-
             self.lpips = LPIPS("alex")
         return self.lpips.to(device)
 
