@@ -361,14 +361,8 @@ def task_runner(
 
         def run(work: FaceWork) -> FaceOutput:
             crops, f, blur = work.crops, chosen["factor"], 1
-            if blind and factor is None:  # a blurred face holds less than its pixels: observe it below what it holds
-                cap = max(1, min(MAX_RESTORE_FACTOR // f, crops.shape[-1] // 16))
-                blur = effective_factor(crops, max_factor=cap)
-                # Observed at exactly the resolution it holds, the result keeps the blur that lies in the band
-                # just below it (back-projection reproduces that band); one octave lower, the prior paints it.
-                # Album 00001's real degraded.png in a photo: 4 -> 8 at a 256 px crop (32 px at R = 1024, the
-                # `evaluate` protocol's real condition); at 4 the pasted face was as blurred as the input.
-                blur = min(2 * blur, cap) if blur > 1 else 1
+            if blind and factor is None:  # a blurred face holds less than its pixels: observe it at what it holds
+                blur = effective_factor(crops, max_factor=max(1, min(MAX_RESTORE_FACTOR // f, crops.shape[-1] // 16)))
                 crops, f = area_downsample(crops, crops.shape[-1] // blur), f * blur
             res = prior.super_resolve(crops, factor=f, preset=preset, **({"blind": True} if blind else {}), **kw)
             extra_record = {"factor": f, "blind": blind, **({"blur_factor": blur} if blind and factor is None else {})}
