@@ -51,7 +51,6 @@ from .data.align import AlignTransform
 from .data.io import read_image
 from .group_paste import align_selected, paste_face, paste_faces
 from .group_select import FACE_MODES, FaceSelection, GroupFace, NoPersonError, analyse, find_faces, select_faces
-from .imaging import area_downsample, effective_factor
 from .provenance.writing import OFF, Provenance
 from .tasks.pasteback import (
     DEFAULT_IDENTITY_THRESHOLD,
@@ -288,10 +287,7 @@ def hole_paste_mask(known: torch.Tensor, grow: int | None = None) -> torch.Tenso
     return F.avg_pool2d(grown, 2 * grow + 1, stride=1, padding=grow, count_include_pad=False).clamp(0, 1)
 
 
-MAX_RESTORE_FACTOR = 32  # blind restoration observes a face at >= R / 32 px (32 px for R = 1024)
-
-
-def restore_factor(face_size: float, resolution: int, max_factor: int = MAX_RESTORE_FACTOR) -> int:
+def restore_factor(face_size: float, resolution: int, max_factor: int = 32) -> int:
     """The super-resolution factor blind restoration uses for a face ``face_size`` px wide in the
     photo (the aligned quad's side): the power of two nearest ``resolution / face_size``, at least 2
     (the face is always re-synthesised from fewer pixels than the generator's) and at most
@@ -324,9 +320,7 @@ def task_runner(
 
     * ``invert``: projection at the generator's resolution ``R`` (``D`` = identity).
     * ``restore``: blind super-resolution (blur + noise in ``D``) from ``R / f`` px crops, ``f`` =
-      ``factor``, or :func:`restore_factor` of the largest selected face times the crops' blur
-      (:func:`~mystyle_pl.imaging.effective_factor`: a blurred face is observed at the resolution it
-      holds, not at its pixel count, or the result keeps the blur); pasted at the photo's size.
+      ``factor`` or :func:`restore_factor` of the largest selected face; pasted at the photo's size.
     * ``super_resolve``: super-resolution ``x factor`` (required) from ``R / factor`` px crops; the
       whole photo is enlarged ``factor`` times (``upscale``).
     * ``inpaint``: the ``hole`` painted on the photo, mapped into each crop; only the (grown) hole is pasted.
@@ -360,13 +354,8 @@ def task_runner(
         blind = task == "restore"
 
         def run(work: FaceWork) -> FaceOutput:
-            crops, f, blur = work.crops, chosen["factor"], 1
-            if blind and factor is None:  # a blurred face holds less than its pixels: observe it at what it holds
-                blur = effective_factor(crops, max_factor=max(1, min(MAX_RESTORE_FACTOR // f, crops.shape[-1] // 16)))
-                crops, f = area_downsample(crops, crops.shape[-1] // blur), f * blur
-            res = prior.super_resolve(crops, factor=f, preset=preset, **({"blind": True} if blind else {}), **kw)
-            extra_record = {"factor": f, "blind": blind, **({"blur_factor": blur} if blind and factor is None else {})}
-            return FaceOutput(res.images, record=record({**extra_record, **_metrics(res)}),
+            res = prior.super_resolve(work.crops, factor=chosen["factor"], preset=preset, **({"blind": True} if blind else {}), **kw)
+            return FaceOutput(res.images, record=record({"factor": chosen["factor"], "blind": blind, **_metrics(res)}),
                               extra={} if res.raw is None else {"raw": res.raw})  # fmt: skip
         return run, size, (int(factor) if task == "super_resolve" else 1)
 

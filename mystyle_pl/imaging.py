@@ -75,41 +75,12 @@ def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
     return bicubic(images, size)
 
 
-def effective_factor(images: torch.Tensor, threshold_db: float = 40.0, max_factor: int = 8) -> int:
-    """How much smaller ``images [B, 3, S, S]`` (in ``[-1, 1]``) could be without losing content: the
-    largest power of two ``e <= max_factor`` (and ``<= S / 8``) such that area-downsampling by ``e`` and
-    bicubic-upsampling back keeps every image within ``threshold_db`` PSNR of itself; 1 for a sharp image.
-
-    A blurred face holds no more than its effective resolution, whatever its pixel count: blind
-    restoration that observes it at its pixel size keeps the blur (back-projection reproduces it).
-    40 dB was read off the shared albums (faces at 1024 px): the real ``degraded.png`` photos lose
-    40.4-43.3 dB at 16x, their sharp held-out ``gt.png`` (512 px sources) 45-50 dB at 2x and 31-35 dB
-    at 4x, so the rule gives 16 and 2, the resolutions they hold.
-
-    >>> noise = torch.rand(1, 3, 64, 64) * 2 - 1
-    >>> ramp = torch.linspace(-1, 1, 64).expand(1, 3, 64, 64)  # smooth; at 8x bicubic's error at the borders passes 40 dB
-    >>> effective_factor(noise), effective_factor(ramp)
-    (1, 4)
-    """
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2]:
-        raise ValueError(f"images must be [B, 3, S, S], got {tuple(images.shape)}")
-    size, factor = images.shape[-1], 1
-    while factor * 2 <= max_factor and size // (factor * 2) >= 8 and size % (factor * 2) == 0:
-        small = area_downsample(images, size // (factor * 2))
-        mse = (bicubic(small, size) - images.clamp(-1, 1)).square().mean(dim=(1, 2, 3)).clamp_min(1e-12)
-        if (10 * torch.log10(4.0 / mse)).min().item() < threshold_db:  # peak-to-peak 2 in [-1, 1]
-            break
-        factor *= 2
-    return factor
-
-
 __all__ = [
     "HEIF_SUFFIXES",
     "IMAGE_SUFFIXES",
     "area_downsample",
     "bicubic",
     "downsample_to",
-    "effective_factor",
     "image_files",
     "is_image_file",
     "resize_square",

@@ -185,29 +185,3 @@ def test_a_blurred_face_just_above_the_threshold_is_taken_when_clearly_the_close
     for faces in ([face(0, 0.62)], [face(0, 0.62), face(200, 0.62 + DEGRADED_MARGIN - 0.02)], [face(0, near), face(200, 1.2)]):
         with pytest.raises(NoPersonError, match=r"no face of the person: closest 0\.\d\d, threshold 0\.58 .*--data.identity_threshold"):
             select_faces(faces, "group.jpg", identity=[0.0, 0.0])
-
-
-def test_restore_observes_a_blurred_face_at_the_resolution_it_holds():
-    """Blind restoration picks its factor from the face's size AND its blur (imaging.effective_factor):
-    a smooth (blurred) crop is observed at half its pixels, a sharp one at its pixels."""
-    import math
-
-    from mystyle_pl.group import FaceWork
-
-    g = make_tiny_stylegan2(resolution=64, seed=0)
-    with torch.no_grad():
-        w = g.mapping(torch.randn(4, g.z_dim, generator=torch.Generator().manual_seed(0)))
-    prior64 = PersonalPrior(g, Anchors(w=w, names=[f"{i}.png" for i in range(4)]))
-    run, size, upscale = task_runner(prior64, "restore", **FAST)
-    side = size([SimpleNamespace(size=40)])  # restore_factor: a face as large as the generator -> 2
-    assert side == 32 and upscale == 1
-    x = torch.linspace(0, 2 * math.pi, side)
-    smooth = (0.6 * torch.cos(x)[None, :] * torch.cos(x)[:, None]).expand(1, 3, side, side).clone()
-    sharp = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    records = {name: run(FaceWork(crops, [], np.zeros((8, 8, 3), np.uint8))).record for name, crops in
-               (("smooth", smooth), ("sharp", sharp))}  # fmt: skip
-    assert records["sharp"]["factor"] == 2 and records["sharp"]["blur_factor"] == 1
-    assert records["smooth"]["factor"] == 4 and records["smooth"]["blur_factor"] == 2
-    explicit, explicit_size, _ = task_runner(prior64, "restore", factor=2, **FAST)  # a given factor is used as given
-    explicit_size([SimpleNamespace(size=40)])
-    assert "blur_factor" not in explicit(FaceWork(smooth, [], np.zeros((8, 8, 3), np.uint8))).record
