@@ -23,17 +23,23 @@ from ..helpers import REPO_ROOT
 from .conftest import R, edit_one_pixel, face_like, jpeg
 
 
-def test_predict_output_carries_manifest_xmp_and_ingredient_hash(prior_dir, tmp_path):
+def predict_invert(prior_dir, tmp_path, seed: int, *extra: str):
+    """``predict`` (invert) of one face-like photo ``in/face.png`` on the tiny prior -> (input path, output folder)."""
     src = tmp_path / "in" / "face.png"
     src.parent.mkdir()
-    write_image(src, face_like(R, seed=1))
+    write_image(src, face_like(R, seed=seed))
     out = tmp_path / "out"
     assert dispatch([
         "predict", "--config", str(REPO_ROOT / "configs" / "predict" / "invert.yaml"), "--model.prior", str(prior_dir),
         "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.default_root_dir", str(out),
         "--trainer.enable_progress_bar", "false", "--data.inputs", str(src), "--data.num_workers", "0",
-        "--model.task.steps", "3", "--model.task.lpips_weight", "0",
+        "--model.task.lpips_weight", "0", *extra,
     ]) == 0  # fmt: skip
+    return src, out
+
+
+def test_predict_output_carries_manifest_xmp_and_ingredient_hash(prior_dir, tmp_path):
+    src, out = predict_invert(prior_dir, tmp_path, 1, "--model.task.steps", "3")
     crop = (out / "face" / "crop.png").read_bytes()
     report = manifest.read(crop, "png")
     assert report.state == "valid" and report.install_key and not report.trusted
@@ -61,16 +67,7 @@ def test_predict_output_carries_manifest_xmp_and_ingredient_hash(prior_dir, tmp_
 
 
 def test_provenance_off_is_written_into_the_records_and_help_says_what_it_does(prior_dir, tmp_path, capsys):
-    src = tmp_path / "in" / "face.png"
-    src.parent.mkdir()
-    write_image(src, face_like(R, seed=2))
-    out = tmp_path / "out"
-    assert dispatch([
-        "predict", "--config", str(REPO_ROOT / "configs" / "predict" / "invert.yaml"), "--model.prior", str(prior_dir),
-        "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.default_root_dir", str(out),
-        "--trainer.enable_progress_bar", "false", "--data.inputs", str(src), "--data.num_workers", "0",
-        "--model.task.steps", "1", "--model.task.lpips_weight", "0", "--provenance", "off",
-    ]) == 0  # fmt: skip
+    _, out = predict_invert(prior_dir, tmp_path, 2, "--model.task.steps", "1", "--provenance", "off")
     record = json.loads((out / "face" / "record.json").read_text())
     assert record["provenance"] == "off" and record["watermark"] == "off"
     assert json.loads((out / "summary.json").read_text())["provenance"] == "off"
