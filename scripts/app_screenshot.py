@@ -2,7 +2,7 @@
 Chromium (Selenium), run Restore, save the page as PNG.
 
     python scripts/app_screenshot.py --prior outputs/albums/00001/fit/prior --photo group.png \\
-        --out docs/images/app.png --steps 20
+        --out docs/images/app.jpg --steps 20
 
 ``--group A B C`` composes the photo from three FFHQ-aligned faces side by side instead (the
 README's screenshot: the person in the middle, two other people kept as they are).
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--prior", required=True)
     p.add_argument("--photo", default=None, help="the photo to upload")
     p.add_argument("--group", nargs=3, default=None, metavar="FACE", help="compose the photo from three face images")
-    p.add_argument("--out", default="docs/images/app.png")
+    p.add_argument("--out", default="docs/images/app.jpg")
     p.add_argument("--steps", type=int, default=20, help="projection steps (default 20: a CPU screenshot)")
     p.add_argument("--tab", default="Restore", help="the tab to run (Restore, Super-resolve)")
     p.add_argument("--timeout", type=float, default=1800)
