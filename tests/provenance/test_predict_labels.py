@@ -23,9 +23,9 @@ from ..helpers import REPO_ROOT
 from .conftest import R, edit_one_pixel, face_like, jpeg
 
 
-def predict_invert(prior_dir, tmp_path, seed: int, *extra: str):
-    """``predict`` (invert) of one face-like photo ``in/face.png`` on the tiny prior -> (input path, output folder)."""
-    src = tmp_path / "in" / "face.png"
+def predict_invert(prior_dir, tmp_path, seed: int, *extra: str, name: str = "face.png"):
+    """``predict`` (invert) of one face-like photo ``in/<name>`` on the tiny prior -> (input path, output folder)."""
+    src = tmp_path / "in" / name
     src.parent.mkdir()
     write_image(src, face_like(R, seed=seed))
     out = tmp_path / "out"
@@ -64,6 +64,13 @@ def test_predict_output_carries_manifest_xmp_and_ingredient_hash(prior_dir, tmp_
     assert not np.array_equal(read_image(edited), read_image(out / "face" / "crop.png"))
     assert verify(edited).manifest["state"] == "altered"
     assert "ALTERED" in verify(edited).verdict
+
+
+def test_a_jpeg_photo_is_the_ingredient_of_its_result(prior_dir, tmp_path):
+    """A JPEG input is declared as one in the manifest (C2PA refused a PNG ingredient with JPEG bytes)."""
+    src, out = predict_invert(prior_dir, tmp_path, 3, "--model.task.steps", "1", name="face.jpg")
+    report = manifest.read((out / "face" / "crop.png").read_bytes(), "png")
+    assert report.state == "valid" and report.ingredient_sha256 == manifest.sha256_bytes(src.read_bytes())
 
 
 def test_provenance_off_is_written_into_the_records_and_help_says_what_it_does(prior_dir, tmp_path, capsys):
