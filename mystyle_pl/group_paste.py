@@ -20,7 +20,7 @@ from PIL import Image
 from .data.align import AlignTransform, align_face, face_mask, paste_back
 from .data.io import to_tensor, to_uint8
 from .group_select import FaceSelection
-from .tasks.pasteback import DEFAULT_MAX_PHOTO_PIXELS, pasted_size
+from .tasks.pasteback import DEFAULT_MAX_PHOTO_PIXELS, paste_inputs, pasted_size
 
 
 def _scaled(transform: AlignTransform, sx: float, sy: float, size: tuple[int, int]) -> AlignTransform:
@@ -42,15 +42,8 @@ def paste_face(
     from ``photo`` bit for bit (never through a float round trip), so the pixels outside
     ``changed`` are exactly the input's.
     """
-    result = result[None] if result.ndim == 3 else result
-    if result.ndim != 4 or result.shape[:2] != (1, 3) or result.shape[2] != result.shape[3]:
-        raise ValueError(f"result must be [3, R, R] or [1, 3, R, R], got {tuple(result.shape)}")
-    if mask is not None:
-        mask = mask[None] if mask.ndim == 3 else mask
-        if mask.ndim != 4 or mask.shape[:2] != (1, 1):
-            raise ValueError(f"mask must be [1, R, R] or [1, 1, R, R] (1 = take the result), got {tuple(mask.shape)}")
-        mask = mask.detach().float().cpu()
-    else:
+    result, mask = paste_inputs(result, mask, "result")
+    if mask is None:
         mask = face_mask(result.shape[-1], feather=feather)
     height, width = photo.shape[:2]
     out = photo.copy()

@@ -357,6 +357,23 @@ def pasted_size(height: int, width: int, upscale: float = 1, max_pixels: int | N
     return h, w
 
 
+def paste_inputs(
+    crop: torch.Tensor, mask: torch.Tensor | None, name: str = "crop"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A result crop ``[3, R, R]`` / ``[1, 3, R, R]`` and its paste mask ``[1, R, R]`` / ``[1, 1, R, R]``
+    (1 = take the result; None = the caller's default) as ``[1, 3, R, R]`` and a float CPU ``[1, 1, R, R]``.
+    Raises ``ValueError`` (naming ``name``) for other shapes."""
+    crop = crop[None] if crop.ndim == 3 else crop
+    if crop.ndim != 4 or crop.shape[:2] != (1, 3) or crop.shape[2] != crop.shape[3]:
+        raise ValueError(f"{name} must be [3, R, R] or [1, 3, R, R], got {tuple(crop.shape)}")
+    if mask is not None:
+        mask = mask[None] if mask.ndim == 3 else mask
+        if mask.ndim != 4 or mask.shape[:2] != (1, 1):
+            raise ValueError(f"mask must be [1, R, R] or [1, 1, R, R] (1 = take the result), got {tuple(mask.shape)}")
+        mask = mask.detach().float().cpu()
+    return crop, mask
+
+
 def paste_into_photo(
     task_photo: TaskPhoto,  # the input as load_task_photo returned it (must have been aligned here)
     crop: torch.Tensor,  # [3, R, R] or [1, 3, R, R] the task's result in [-1, 1], any R
@@ -381,14 +398,7 @@ def paste_into_photo(
         raise ValueError(f"{task_photo.name}: the input was already an aligned crop; there is no photo to paste into")
     if upscale < 1:
         raise ValueError(f"upscale must be >= 1, got {upscale}")
-    crop = crop[None] if crop.ndim == 3 else crop
-    if crop.ndim != 4 or crop.shape[:2] != (1, 3) or crop.shape[2] != crop.shape[3]:
-        raise ValueError(f"crop must be [3, R, R] or [1, 3, R, R], got {tuple(crop.shape)}")
-    if mask is not None:
-        mask = mask[None] if mask.ndim == 3 else mask
-        if mask.ndim != 4 or mask.shape[:2] != (1, 1):
-            raise ValueError(f"mask must be [1, R, R] or [1, 1, R, R] (1 = take the result), got {tuple(mask.shape)}")
-        mask = mask.detach().float().cpu()
+    crop, mask = paste_inputs(crop, mask, "crop")
     photo = np.asarray(task_photo.photo)
     transform = task_photo.transform
     height, width = photo.shape[:2]
