@@ -141,20 +141,20 @@ def select_faces(
         known = [f for f in found if f.distance is not None]
         chosen = [f for f in known if f.distance < threshold]
         ranked = sorted(known, key=lambda f: f.distance)
-        if (
-            not chosen and len(ranked) > 1 and ranked[0].distance < threshold + DEGRADED_SLACK
+        if chosen:
+            note = (f"the person's face{'s' if len(chosen) > 1 else ''} ({', '.join(str(f.index) for f in chosen)}; "
+                    f"distance < {threshold:.2f} to the prior's identity)")  # fmt: skip
+        elif (
+            len(ranked) > 1 and ranked[0].distance < threshold + DEGRADED_SLACK
             and ranked[1].distance - ranked[0].distance >= DEGRADED_MARGIN
         ):  # fmt: skip
             chosen = ranked[:1]
             note = (f"the face closest to the person (face {chosen[0].index}, distance {chosen[0].distance:.2f}: "
                     f"above the threshold {threshold:.2f}, as blurred faces read, but {ranked[1].distance - ranked[0].distance:.2f} "
                     "closer than any other face)")  # fmt: skip
-            _set_actions(found, chosen, mode, threshold)
-            return FaceSelection(found, mode, float(threshold), note)
-        if not chosen:
-            closest = min(f.distance for f in known)
+        else:
             error = NoPersonError(
-                f"{label}: no face of the person: closest {closest:.2f}, threshold {threshold:.2f} ({listing}); "
+                f"{label}: no face of the person: closest {ranked[0].distance:.2f}, threshold {threshold:.2f} ({listing}); "
                 "a blurred or small face reads farther from the person: raise the threshold "
                 "(--data.identity_threshold), or choose the face (--data.face N, --data.faces largest)"
             )
@@ -162,8 +162,6 @@ def select_faces(
             note = f"no face of the person (threshold {threshold:.2f})"
             error.selection = FaceSelection(found, mode, float(threshold), note)
             raise error
-        note = (f"the person's face{'s' if len(chosen) > 1 else ''} ({', '.join(str(f.index) for f in chosen)}; "
-                f"distance < {threshold:.2f} to the prior's identity)")  # fmt: skip
     else:
         first = faces[0].box  # the analyser lists the most confident face first
         chosen = [next(f for f in found if f.box == [float(first.left), float(first.top), float(first.right), float(first.bottom)])]
