@@ -180,6 +180,19 @@ def parse_beta(text) -> float | None:
     return values[0]
 
 
+def parse_pull(text) -> tuple[float, float, float]:
+    """``--pull``: three weights >= 0, coarse / middle / fine layer groups (``"1,1,0.03"`` or a sequence)
+    of the W+ projection's pull toward the person's space; ``ValueError`` otherwise."""
+    values = [v for v in text.replace(" ", "").split(",") if v] if isinstance(text, str) else list(text)
+    try:
+        pull = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"--pull takes three numbers (coarse,middle,fine), got {text!r}") from None
+    if len(pull) != 3 or min(pull) < 0:
+        raise ValueError(f"--pull takes three numbers >= 0 (coarse,middle,fine), got {text!r}")
+    return pull
+
+
 def _load_photos(files: list[Path], size: int, align: str, skipped: dict) -> list[Photo]:
     stems = [f.stem for f in files]
     photos, used = [], set()

@@ -20,7 +20,7 @@ from ..data.io import write_bytes_atomic
 from ..losses import LPIPS
 from ..metrics.identity import IdentityScorer, album_centre
 from ..prior import PersonalPrior
-from ..tasks.presets import DEFAULT_PRESET, task_settings
+from ..tasks.presets import DEFAULT_PRESET, given_values, task_settings
 from ..tasks.projection import ProjectionSettings
 from .aggregates import _public
 from .degradations import EYES_BOX, MOUTH_BOX, BlindDegradation
@@ -65,7 +65,7 @@ def projection_settings(
     ``preset`` (the budgets ``predict``, the demo and Python share) with the non-None ``overrides``."""
     base = task_settings(preset) if settings is None else settings
     task_settings(preset, **overrides)  # unknown fields fail here, with the list of known ones
-    values = {k: v for k, v in overrides.items() if v is not None}
+    values = given_values(overrides)
     # a value given here wins over the preset's per-task value of that field (as in task_settings)
     per_task = {task: {k: v for k, v in f.items() if k not in values} for task, f in base.per_task.items()}
     return replace(base, **values, per_task=per_task, progress=bool(progress))
@@ -90,7 +90,9 @@ def evaluate(
     o = replace(options if options is not None else EvaluateSettings(), **overrides)
     tasks, out, pairs, methods, generic, generic_tasks = o.tasks, o.out, o.pairs, o.methods, o.generic, o.generic_tasks
     resolution, preset, steps, patience, lr, generic_lr = o.resolution, o.preset, o.steps, o.patience, o.lr, o.generic_lr
-    lr_rampdown, delta_prox, loss_resolution, pivotal_steps = o.lr_rampdown, o.delta_prox, o.loss_resolution, o.pivotal_steps
+    lr_rampdown, delta_prox, loss_resolution, pivotal_steps, pull = (
+        o.lr_rampdown, o.delta_prox, o.loss_resolution, o.pivotal_steps, o.pull
+    )
     beta, betas, sweep_task, seed, blind_factor = o.beta, o.betas, o.sweep_task, o.seed, o.blind_factor
     batch_size, max_photos, album_refs, lpips_net, align = o.batch_size, o.max_photos, o.album_refs, o.lpips_net, o.align
     device, progress, max_strips = o.device, o.progress, o.max_strips
@@ -120,7 +122,7 @@ def evaluate(
 
     settings = projection_settings(
         preset, settings, progress=progress, steps=steps, patience=patience, lr=lr, lr_rampdown=lr_rampdown,
-        delta_prox=delta_prox, resolution=loss_resolution, pivotal_steps=pivotal_steps,
+        delta_prox=delta_prox, resolution=loss_resolution, pivotal_steps=pivotal_steps, pull=pull,
     )  # fmt: skip
     projecting = {"personal", "personal-raw", "generic"} & set(methods)
     if lpips is None and settings.lpips_weight > 0 and projecting:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..space import DEFAULT_BETA
 from ..tasks.presets import DEFAULT_PRESET, PRESETS
-from .inputs import DEFAULT_BETAS, DEFAULT_TASKS, METHODS, parse_beta
+from .inputs import DEFAULT_BETAS, DEFAULT_TASKS, METHODS, parse_beta, parse_pull
 
 
 def option(help: str, default_text: str | None = None, **argparse_kwargs) -> dict:
@@ -97,6 +97,11 @@ class EvaluateSettings:
         default=None,
         metadata=option("pivotal tuning (PTI) steps of a generator copy per photo after the projection, 0 = off",
                         "the preset's: inversion and editing only", type=int),
+    )  # fmt: skip
+    pull: tuple[float, float, float] | None = field(
+        default=None,
+        metadata=option("personal W+: weights of the pull toward the person's space, coarse,middle,fine layers "
+                        "(e.g. 1,1,0.03)", "the preset's, per task", type=parse_pull),
     )  # fmt: skip
     beta: float | None = field(
         default=DEFAULT_BETA,

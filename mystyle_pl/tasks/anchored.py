@@ -99,17 +99,14 @@ class AnchoredWPlusProjector(WPlusProjector):
                 f"space has num_ws={space.num_ws}, w_dim={space.w_dim}; the generator has "
                 f"num_ws={generator.num_ws}, w_dim={generator.w_dim}"
             )
-        if len(s.pull) != 3 or any(p < 0 for p in s.pull):
-            raise ValueError(f"pull must be 3 weights >= 0 (coarse, middle, fine), got {s.pull!r}")
+        self.space = space
+        self._groups = layer_groups(generator.ws_resolutions)
+        self._group_sizes = torch.bincount(self._groups, minlength=3).clamp_min(1).float()
+        self.layer_pull()  # checks the pull now, not at the first step
         if s.pull_target not in ("hull", "span"):
             raise ValueError(f"pull_target must be 'hull' or 'span', got {s.pull_target!r}")
         if s.start not in ("scan", "mean"):
             raise ValueError(f"start must be 'scan' or 'mean', got {s.start!r}")
-        self.space = space
-        groups = layer_groups(generator.ws_resolutions)
-        counts = torch.bincount(groups, minlength=3).clamp_min(1).float()
-        # per-layer weight: pull of its group / layers in the group (a mean over the group's layers)
-        self._layer_pull = torch.tensor(s.pull, dtype=torch.float32)[groups] / counts[groups]
         self._renders: torch.Tensor | None = None
         self.start_index: torch.Tensor | None = None  # [B] the anchor each image of the last batch started at
 
@@ -161,8 +158,17 @@ class AnchoredWPlusProjector(WPlusProjector):
         # below the W noise scale at a cost (N x N matrices) negligible next to a synthesis pass
         return space.nearest(ws, max_iter=300, tol=1e-7)
 
+    def layer_pull(self) -> torch.Tensor:
+        """``[L]`` each layer's pull weight: its group's ``settings.pull`` / the group's layer count (a mean
+        over the group's layers). Read from the settings at each call, so a task may change the pull
+        between projections (:class:`~.superres.SuperResolve` for low-resolution observations)."""
+        pull = self.settings.pull
+        if len(pull) != 3 or any(p < 0 for p in pull):
+            raise ValueError(f"pull must be 3 weights >= 0 (coarse, middle, fine), got {pull!r}")
+        return torch.tensor(pull, dtype=torch.float32)[self._groups] / self._group_sizes[self._groups]
+
     def penalty(self, ws: torch.Tensor) -> torch.Tensor:
-        layer_pull = self._layer_pull.to(ws.device, ws.dtype)
+        layer_pull = self.layer_pull().to(ws.device, ws.dtype)
         if float(layer_pull.sum()) == 0.0:
             return ws.new_zeros(ws.shape[0])
         target, _ = self.nearest(ws)

@@ -32,7 +32,7 @@ from ..losses import LPIPS
 from ..prior import register_task
 from ..space import DEFAULT_BETA, PersonalSpace
 from .anchored import AnchoredWPlusProjector
-from .presets import DEFAULT_PRESET, PRESETS, task_settings
+from .presets import DEFAULT_PRESET, PRESETS, given_values, task_settings
 from .projection import ProjectionResult, ProjectionSettings, Projector
 
 
@@ -244,13 +244,14 @@ class ProjectingTask(Task):
             delta_prox=self.delta_prox, lr_rampdown=self.lr_rampdown, pivotal_steps=self.pivotal_steps,
             progress=bar,
         )  # fmt: skip
-        values = {**self.overrides, **{k: v for k, v in explicit.items() if v is not None}}
+        values = given_values({**self.overrides, **explicit})
         if self.projection is None:
             # the preset's values for this task (ProjectionSettings.per_task), under the explicit ones
             return task_settings(self.preset, **values).for_task(self.name)
         task_settings(DEFAULT_PRESET, **values)  # unknown fields fail here, with the list of known ones
-        if "pull" in values:
-            values["pull"] = tuple(float(p) for p in values["pull"])
+        for key in ("pull", "pull_low_res"):
+            if values.get(key) is not None:
+                values[key] = tuple(float(p) for p in values[key])
         known = {f.name for f in fields(ProjectionSettings)}
         per_task = {t: {k: v for k, v in f.items() if k not in values} for t, f in self.projection.per_task.items()}
         merged = {**{k: getattr(self.projection, k) for k in known}, **values, "per_task": per_task}

@@ -71,6 +71,11 @@ class ProjectionSettings:
     w_lr: float = 0.05  # "wplus": Adam learning rate on ws, in W units per step.
     pull: tuple[float, float, float] = (0.03, 0.03, 0.0)  # "wplus": weight of the mean squared distance of the
     # coarse (4-8 px), middle (16-32 px) and fine (>= 64 px) layers' w from P_beta (their nearest point).
+    pull_low_res: tuple[float, float, float] | None = None  # "wplus": the pull used instead of ``pull`` when the
+    # observation is at most ``low_res_px`` px across (super-resolution): there the input leaves identity open and
+    # the person's space has to close it (x16 of a 256 px truth, four albums: dlib 0.560 -> 0.501 with (10, 10, 0.03),
+    # PSNR unchanged; at 32 px it costs, docs/fidelity.md "Session 7"). None = ``pull`` everywhere.
+    low_res_px: int = 16  # the observation side (px) at or below which ``pull_low_res`` applies
     pull_target: str = "hull"  # "wplus": "hull" = P_beta (the dilated convex hull); "span" = the anchors' affine span.
     start: str = "scan"  # "wplus": "scan" = the anchor whose render best matches the observation; "mean" = anchors' mean.
     optimizer: str = "adam"  # "adam" (official) or "lbfgs": torch's L-BFGS (history 20, strong-Wolfe line search,

@@ -94,6 +94,7 @@ class SuperResolveResult(ProjectionResult):
     raw: torch.Tensor | None = None  # [B, 3, R, R] the projection G(ws) before back-projection (= images when off)
     consistency: torch.Tensor | None = None  # [B] PSNR (dB) of D(images) against the input
     raw_consistency: torch.Tensor | None = None  # [B] PSNR (dB) of D(raw) against the input
+    pull: tuple[float, float, float] | None = None  # the W+ pull it was projected with (SuperResolve.pull_for)
 
 
 class SuperResolve(ProjectingTask):
@@ -167,6 +168,14 @@ class SuperResolve(ProjectingTask):
             )
         return out
 
+    def pull_for(self, size: int) -> tuple[float, float, float]:
+        """The W+ pull (coarse, middle, fine) a ``size`` px observation is projected with: the settings'
+        ``pull_low_res`` at or below ``low_res_px`` px, else ``pull`` (:class:`~.projection.ProjectionSettings`)."""
+        s = self.projector.settings
+        if s.pull_low_res is not None and int(size) <= int(s.low_res_px):
+            return tuple(float(p) for p in s.pull_low_res)
+        return tuple(float(p) for p in s.pull)
+
     def __call__(self, images: torch.Tensor, factor: int | None = None) -> SuperResolveResult:
         """``images [B, 3, h, h]`` in ``[-1, 1]``; ``factor``: the result is ``h x factor`` px (None:
         ``output_resolution``, which ``h`` must divide by 2..32)."""
@@ -185,7 +194,14 @@ class SuperResolve(ProjectingTask):
             op = degrade
             degrade = lambda img: F.interpolate(op(img), scale_factor=up, mode="nearest")
             y = F.interpolate(images, scale_factor=up, mode="nearest")
-        result = self.projector.project(y, degrade=degrade)
+        settings = self.projector.settings
+        pull = self.pull_for(size)
+        if pull != settings.pull:
+            self.projector.settings = replace(settings, pull=pull)
+        try:
+            result = self.projector.project(y, degrade=degrade)
+        finally:
+            self.projector.settings = settings
         with torch.no_grad():
             clean = self.operator(size, factor, noise=False)
             # Blind inputs are made consistent through area down-sampling only: their blur is a guess,
@@ -203,6 +219,7 @@ class SuperResolve(ProjectingTask):
                 raw=raw,
                 consistency=consistency_psnr(out, images, consistent),
                 raw_consistency=consistency_psnr(raw, images, consistent),
+                pull=pull,
             )
 
     def outputs(self, batch: Batch) -> list[Output]:
@@ -212,5 +229,7 @@ class SuperResolve(ProjectingTask):
             pred = self.projected(result, i, crop=result.images[i], raw=result.raw[i], degraded=result.degraded[i])
             pred.upscale = int(result.factor)
             pred.record["factor"] = int(result.factor)
+            if self.projector.settings.method == "wplus":
+                pred.record["pull"] = list(result.pull)
             out.append(pred)
         return out

@@ -6,6 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mystyle_pl.evaluation.inputs import parse_pull
+from mystyle_pl.evaluation.runner import projection_settings as evaluate_projection_settings
+from mystyle_pl.tasks import SuperResolve
+from mystyle_pl.tasks.presets import task_settings
+
 R = 32
 
 
@@ -67,3 +72,19 @@ def test_python_api_defaults_to_the_quick_preset(monkeypatch):
     assert seen == [task_settings("quick").for_task("invert"), task_settings("quick", steps=5).for_task("invert")]
     with pytest.raises(ValueError, match="either preset= or settings="):
         prior.invert(torch.zeros(1, 3, R, R), preset="full", settings=task_settings("quick"))
+
+
+def test_a_given_pull_applies_to_every_observation_in_python_predict_and_evaluate():
+    """The preset's low-resolution pull stays unless a pull is given; a given pull replaces both (one
+    rule, presets.given_values, in task_settings, the tasks and evaluate). ``--pull`` parses and checks."""
+    assert task_settings("quick").pull_low_res == (10.0, 10.0, 0.03)
+    assert task_settings("quick", pull=(1, 1, 0)).pull_low_res is None
+    assert task_settings("quick", pull=(1, 1, 0), pull_low_res=(2, 2, 2)).pull_low_res == (2.0, 2.0, 2.0)
+    assert SuperResolve(pull=(1, 1, 0)).projection_settings().pull_low_res is None
+    assert evaluate_projection_settings("quick").pull_low_res == (10.0, 10.0, 0.03)
+    given = evaluate_projection_settings("quick", pull=parse_pull("1,1,0.03"))
+    assert given.pull == (1.0, 1.0, 0.03) and given.pull_low_res is None
+    assert given.for_task("invert").pull == (1.0, 1.0, 0.03)  # over the preset's per-task inversion pull too
+    for bad in ("1,1", "1,x,0", "1,-1,0"):
+        with pytest.raises(ValueError, match="--pull takes three numbers"):
+            parse_pull(bad)

@@ -68,3 +68,30 @@ def test_blind_superres_is_made_consistent_through_area_downsampling(prior):
     # and far above what the blurred operator leaves (it matches blur(result), not the result).
     assert consistency > 40.0
     assert float(result.consistency[0]) == pytest.approx(consistency, abs=0.5)
+
+
+def test_a_low_resolution_observation_is_pulled_with_the_low_resolution_pull(prior):
+    """``pull_low_res`` replaces ``pull`` for observations of at most ``low_res_px`` px, in the projection
+    itself: with a strong low-resolution pull the result's codes end nearer the person's space than with
+    none, and the result says which pull it used. A caller's ``pull`` applies to every observation."""
+    quick = dict(preset="quick", steps=6, lpips_weight=0.0, pivotal_steps=0, loss_resolution=0)
+    lo = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(3)) * 2 - 1  # far from the space
+    free = SuperResolve(pull=(0.0, 0.0, 0.0), pull_low_res=None, **quick).bind(prior)
+    held = SuperResolve(pull=(0.0, 0.0, 0.0), pull_low_res=(100.0, 100.0, 100.0), **quick).bind(prior)
+    assert free.pull_for(4) == (0.0, 0.0, 0.0) and held.pull_for(4) == (100.0, 100.0, 100.0)
+    assert held.pull_for(32) == (0.0, 0.0, 0.0)  # above low_res_px (16): the ordinary pull
+    r_free, r_held = free(lo), held(lo)
+    assert r_held.pull == (100.0, 100.0, 100.0) and r_free.pull == (0.0, 0.0, 0.0)
+
+    def distance(task, ws):
+        target, _ = task.projector.nearest(ws)
+        return float((ws - target).square().sum())
+
+    # 6 Adam steps of lr 0.05 move a code by at most ~0.3 per coordinate; the pull of 100 has to show in
+    # the distance from the space by more than a factor 2 (it is ~0 against the free code's)
+    assert distance(held, r_held.ws) < 0.5 * distance(free, r_free.ws)
+    assert held.projector.settings.pull == (0.0, 0.0, 0.0)  # restored after the call
+    # the preset: a low-resolution pull of its own, replaced by one the caller gives
+    assert SuperResolve(**quick).bind(prior).pull_for(4) == (10.0, 10.0, 0.03)
+    assert SuperResolve(**quick).bind(prior).pull_for(32) == (0.03, 0.03, 0.0)
+    assert SuperResolve(pull=(1, 1, 0), **quick).bind(prior).pull_for(4) == (1.0, 1.0, 0.0)
