@@ -333,14 +333,18 @@ class _Demo:
         return StageRecord("fit", "done", 0.0, str(self.prior), f"prior bundle {self.prior}")
 
     def fidelity(self) -> dict:
-        """The x8 super-resolution's fidelity, personal vs bicubic: from the tasks stage (``tasks.json``,
-        one held-out photo) and, when it ran, the evaluation (``report/metrics.json``, superres-x8)."""
+        """The x8 super-resolution's fidelity, personal vs bicubic, and the held-out inversion's: from the
+        tasks stage (``tasks.json``, one held-out photo) and, when it ran, the evaluation
+        (``report/metrics.json``, superres-x8)."""
         out: dict[str, Any] = {}
         tasks = self.results / "tasks.json"
         if tasks.is_file():
-            sr = json.loads(tasks.read_text()).get("superres", {})
+            record = json.loads(tasks.read_text())
+            sr, inv = record.get("superres", {}), record.get("invert", {})
             if "consistency" in sr:
                 out["tasks"] = sr
+            if "consistency" in inv:
+                out["invert"] = inv
         metrics = self.report / "metrics.json"
         if metrics.is_file():
             agg = json.loads(metrics.read_text()).get("aggregates", {}).get("superres-x8", {})
@@ -370,7 +374,8 @@ class _Demo:
 
 def fidelity_lines(fidelity: dict) -> list[str]:
     """The summary's lines on the x8 super-resolution: personal (data-consistent), its raw projection
-    and bicubic, each with PSNR to the truth, consistency with the input, steps and seconds per image."""
+    and bicubic, each with PSNR to the truth, consistency with the input, steps and seconds per image;
+    and on the held-out inversion (D = identity: PSNR to the truth = consistency) of the tasks stage."""
 
     def cell(label: str, p, c, steps=None, sec=None) -> str:
         psnr_text, consistency_text = "–" if p is None else f"{p:.2f}", "–" if c is None else f"{c:.1f}"
@@ -388,6 +393,10 @@ def fidelity_lines(fidelity: dict) -> list[str]:
                      + cell("personal", t["psnr"], t["consistency"], t["steps_used"], t["seconds"])
                      + " | " + cell("raw projection", t["psnr_raw"], t["consistency_raw"])
                      + " | " + cell("bicubic", t["psnr_bicubic"], t["consistency_bicubic"]))  # fmt: skip
+    i = fidelity.get("invert")
+    if i:
+        lines.append("  held-out inversion (tasks): " + cell("personal", i["psnr"], i["consistency"], i.get("steps_used"),
+                                                            i.get("seconds")))  # fmt: skip
     e = fidelity.get("evaluate")
     if e:
         parts = [cell(m, a["psnr"], a["consistency"], a["steps_used"], a["seconds"]) for m, a in e.items()]

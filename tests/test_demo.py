@@ -258,7 +258,7 @@ def test_evaluate_stage_passes_the_demo_settings(tmp_path, monkeypatch):
     assert (seen["max_photos"], seen["betas"], seen["progress"]) == (q.eval_max_photos, None, False)
     # the projection budget is the preset's, resolved by evaluate itself (no step count of the demo's own)
     assert seen["preset"] == "quick" and seen["settings"] is None and "steps" not in seen
-    assert seen["generic_tasks"] == "superres-x8" and "invert" in seen["tasks"]
+    assert seen["generic_tasks"] == "superres-x8" and "invert" not in seen["tasks"]  # measured in the tasks stage
     assert record.status == "done" and record.output == str(tmp_path / "report" / "report.md")
     # with overrides (tests, task_overrides) evaluate gets them as settings over the preset
     seen.clear()
@@ -275,7 +275,8 @@ def test_evaluate_stage_passes_the_demo_settings(tmp_path, monkeypatch):
 
 def test_qualities_name_presets_and_fit_the_cpu_budget():
     """--quality quick projects with the quick preset, --quality full with the full one; the quick demo's
-    evaluation stays at 4 projections of one photo (about 5 minutes on a 2-core CPU)."""
+    evaluation stays at 3 projections of one photo (about 3.5 minutes on a 2-core CPU): the held-out
+    inversion, the same photo's, is the tasks stage's and is not run twice; the full demo evaluates it."""
     from mystyle_pl.evaluation import expand_tasks, methods_for
     from mystyle_pl.evaluation.inputs import condition_kind
 
@@ -286,7 +287,8 @@ def test_qualities_name_presets_and_fit_the_cpu_budget():
     for c in expand_tasks(q.eval_tasks):
         methods = [m for m in methods_for(condition_kind(c), ["personal", "generic"])]
         projections += len([m for m in methods if m != "generic" or c in generic]) * q.eval_max_photos
-    assert projections == 4 and "invert" in expand_tasks(q.eval_tasks)
+    assert projections == 3 and "invert" not in expand_tasks(q.eval_tasks)
+    assert "invert" in expand_tasks(QUALITIES["full"].eval_tasks)
 
 
 def test_summary_reports_the_x8_fidelity():
@@ -296,14 +298,17 @@ def test_summary_reports_the_x8_fidelity():
              "consistency_raw": 31.0, "consistency_bicubic": 38.2, "steps_used": 100, "seconds": 81.2}  # fmt: skip
     evaluated = {"personal": {"psnr": 25.0, "consistency": 50.0, "steps_used": 100.0, "seconds": 80.0, "n": 1},
                  "baseline": {"psnr": 23.0, "consistency": 38.0, "steps_used": 0.0, "seconds": 0.0, "n": 1}}  # fmt: skip
-    lines = fidelity_lines({"tasks": tasks, "evaluate": evaluated})
+    inverted = {"psnr": 25.39, "consistency": 25.39, "steps_used": 60, "seconds": 152.6}
+    lines = fidelity_lines({"tasks": tasks, "evaluate": evaluated, "invert": inverted})
     assert lines[0] == (
         "  x8 super-resolution of a held-out photo (tasks): personal 24.10 dB to the truth, consistency 52.3 dB, "
         "100 steps, 81.2 s/image | raw projection 23.50 dB to the truth, consistency 31.0 dB | "
         "bicubic 23.00 dB to the truth, consistency 38.2 dB"
     )
-    assert lines[1].startswith("  x8 super-resolution, evaluation (1 photo(s)): personal 25.00 dB")
-    assert "baseline 23.00 dB to the truth, consistency 38.0 dB, 0 steps, 0.0 s/image" in lines[1]
+    assert lines[1] == ("  held-out inversion (tasks): personal 25.39 dB to the truth, consistency 25.4 dB, 60 steps, "
+                        "152.6 s/image")
+    assert lines[2].startswith("  x8 super-resolution, evaluation (1 photo(s)): personal 25.00 dB")
+    assert "baseline 23.00 dB to the truth, consistency 38.0 dB, 0 steps, 0.0 s/image" in lines[2]
     assert fidelity_lines({}) == []
 
 
