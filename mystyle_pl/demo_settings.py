@@ -81,6 +81,11 @@ class DemoResult:
 
 def demo_projection_settings(settings: DemoSettings, overrides: dict | None = None):
     """The demo's projection settings: :func:`~mystyle_pl.tasks.presets.task_settings` of
-    ``settings.preset`` with the ``overrides`` (``ProjectionSettings`` fields) replacing its values."""
+    ``settings.preset`` with the ``overrides`` (``ProjectionSettings`` fields) replacing its values.
+    A field given here wins over the preset's per-task value of that field (as in predict, evaluate
+    and Python): ``{"pivotal_steps": 0}`` turns pivotal tuning off for inversion and editing too."""
     base = task_settings(settings.preset)
-    return replace(base, **(overrides or {})) if overrides else base
+    if not overrides:
+        return base
+    per_task = {task: {k: v for k, v in values.items() if k not in overrides} for task, values in base.per_task.items()}
+    return replace(base, **{"per_task": per_task, **overrides})

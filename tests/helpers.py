@@ -57,10 +57,17 @@ def three_people_photo(shared_data: Path):
     if not all((albums / a / "gt.png").is_file() for a in ("00001", "00027", "00049")):
         pytest.skip(f"albums 00001, 00027 and 00049 are not all in {albums}")
     analyzer = FaceAnalyzer(refine_iterations=1)
-    refs = sorted((albums / "00001" / "refs").glob("*.png"))[:2]
-    centre = np.mean([analyzer.analyze(read_image(p))[0].descriptor for p in refs], axis=0)
-    photo = np.full((240, 720, 3), 128, np.uint8)
-    for k, album in enumerate(("00027", "00001", "00049")):
-        face = Image.open(albums / album / "gt.png").convert("RGB").resize((240, 240), Image.Resampling.LANCZOS)
-        photo[:, 240 * k : 240 * (k + 1)] = np.asarray(face)
-    return photo, centre, analyzer
+    key = str(albums.resolve())
+    if key not in _THREE_PEOPLE:  # computed once per session (dlib on two photos); each caller gets its own copies
+        refs = sorted((albums / "00001" / "refs").glob("*.png"))[:2]
+        centre = np.mean([analyzer.analyze(read_image(p))[0].descriptor for p in refs], axis=0)
+        photo = np.full((240, 720, 3), 128, np.uint8)
+        for k, album in enumerate(("00027", "00001", "00049")):
+            face = Image.open(albums / album / "gt.png").convert("RGB").resize((240, 240), Image.Resampling.LANCZOS)
+            photo[:, 240 * k : 240 * (k + 1)] = np.asarray(face)
+        _THREE_PEOPLE[key] = (photo, centre)
+    photo, centre = _THREE_PEOPLE[key]
+    return photo.copy(), centre.copy(), analyzer
+
+
+_THREE_PEOPLE: dict = {}  # albums folder -> (photo, centre) of three_people_photo

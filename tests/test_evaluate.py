@@ -89,6 +89,7 @@ def test_evaluate_end_to_end(tiny, tmp_path):
         generic=make_tiny_stylegan2(resolution=R, seed=1),
         resolution=R,
         steps=3,
+        pivotal_steps=5,  # the inversion's pivotal tuning (quick: 50 steps per photo and method) runs, briefly
         betas="0,0.1",
         sweep_task="superres-x16",
         identity=IdentityScorer(descriptor_fn=stub_descriptor, centre=[0.5, 0.5, 0.5, 1.0]),
@@ -111,7 +112,9 @@ def test_evaluate_end_to_end(tiny, tmp_path):
 
     from mystyle_pl.tasks.presets import task_settings
 
-    assert metrics["settings"]["projection"] == json.loads(json.dumps(asdict(task_settings("quick", steps=3))))
+    expected = task_settings("quick", steps=3, pivotal_steps=5)
+    assert expected.for_task("invert").pivotal_steps == 5  # the option reaches the inversion (not the preset's 50)
+    assert metrics["settings"]["projection"] == json.loads(json.dumps(asdict(expected)))
     # every per-image number: conditions x methods x photos (the pair is one photo); personal-raw only where a
     # back-projection exists (super-resolution, blind), no baseline for the inversion
     methods = {c: ["personal", "personal-raw", "generic", "baseline"] for c in ("superres-x8", "blind", "real")}

@@ -32,7 +32,9 @@ from mystyle_pl.tasks.edit import strength_key
 from .helpers import REPO_ROOT, make_tiny_stylegan2, three_people_photo
 
 R = 32
-FAST = ["--model.task.steps", "2", "--model.task.lpips_weight", "0"]
+# pivotal tuning (50 generator steps per face in invert and edit's presets) off: which faces change is the subject
+# here, not how (tests/test_predict.py checks PTI in predict; the multi-face edit below runs it for 2 steps)
+FAST = ["--model.task.steps", "2", "--model.task.lpips_weight", "0", "--model.task.pivotal_steps", "0"]
 CENTRES = (60, 180, 300)  # x of the three stand-in faces: a stranger, the person, a larger stranger
 SIDES = (60, 60, 80)
 
@@ -174,7 +176,7 @@ def test_run_photo_from_python(tmp_path):
 
     prior = PersonalPrior.load(tiny_prior(tmp_path / "prior", identity=[0.05] * 4))
     photo = np.random.default_rng(1).integers(0, 255, (160, 360, 3), dtype=np.uint8)
-    result = run_photo(prior, photo, "invert", analyzer=ThreeFaces(), steps=1, lpips_weight=0.0)
+    result = run_photo(prior, photo, "invert", analyzer=ThreeFaces(), steps=1, lpips_weight=0.0, pivotal_steps=0)
     assert [f.selected for f in result.faces] == [False, True, False]
     assert np.array_equal(result.photo[~result.changed], photo[~result.changed]) and result.changed[:, 120:240].any()
 
@@ -208,8 +210,10 @@ def test_edit_of_several_faces_writes_a_strip_per_face(tmp_path, monkeypatch):
     ``strip.png`` for one face) and its latents (the direction, shared by the faces, under each)."""
     prior, folder, _ = group_and_strangers(tmp_path, monkeypatch)
     group, strengths = str(folder / "group.png"), ["--model.task.strengths", "[-1.0, 1.0]"]
-    out = predict("edit", prior, tmp_path / "edit", "--data.inputs", group, "--data.faces", "all", *strengths)
+    out = predict("edit", prior, tmp_path / "edit", "--data.inputs", group, "--data.faces", "all", *strengths,
+                  "--model.task.pivotal_steps", "2")  # fmt: skip
     record = json.loads((out / "group" / "record.json").read_text())
+    assert [f["result"]["pivotal_steps"] for f in record["faces"]] == [2, 2, 2]  # each face by its own tuned generator
     assert {f"strip_face{i}.png" for i in range(3)} | {f"input_face{i}.png" for i in range(3)} <= set(record["files"])
     for i in range(3):
         strip = read_image(out / "group" / f"strip_face{i}.png")

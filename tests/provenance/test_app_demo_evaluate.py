@@ -1,6 +1,8 @@
 """Labels in the app's downloads (always), the demo's gallery and evaluate's strips; evaluate measures
 the unmarked results and reports what the mark costs. On the 256 px tiny prior (its results carry
-the mark) with one projection step."""
+the mark) with one projection step. Pivotal tuning (50 generator steps per photo at 256 px in the
+quick preset: ~5 s each on a CPU) is not what these tests are about: it is off here and tested in
+tests/tasks/test_pivotal.py and through predict in tests/test_predict.py."""
 
 from __future__ import annotations
 
@@ -33,8 +35,9 @@ def cell(grid: np.ndarray, row: int, col: int) -> np.ndarray:
 def test_app_downloads_are_always_labelled(big_prior_dir, tmp_path):
     assert "provenance" not in inspect.signature(AppEngine).parameters  # the app has no way to turn it off
     upload = write_image(tmp_path / "upload.png", face_photo(seed=12))
-    engine = AppEngine(big_prior_dir, device="cpu", out_dir=tmp_path / "app", steps=1, lpips_weight=0.0,
-                       analyzer=OneFace(), edit_directions=0)  # fmt: skip
+    # preset official: a projection without pivotal tuning (the app has no switch for it); labels are the same
+    engine = AppEngine(big_prior_dir, device="cpu", out_dir=tmp_path / "app", preset="official", steps=1,
+                       lpips_weight=0.0, analyzer=OneFace(), edit_directions=0)  # fmt: skip
     up = engine.read_upload(upload)
     out = engine.run("invert", up, tqdm_progress=False)
     record = json.loads(out.record_path.read_text())
@@ -57,7 +60,8 @@ def test_app_downloads_are_always_labelled(big_prior_dir, tmp_path):
 def test_demo_gallery_is_labelled(big_prior_dir, tmp_path):
     held = write_image(tmp_path / "held" / "p.png", face_like(BIG, seed=13))
     out = tmp_path / "results"
-    run_tasks(big_prior_dir, held.parent, out, device="cpu", overrides={"steps": 1, "lpips_weight": 0.0}, log=None)
+    overrides = {"steps": 1, "lpips_weight": 0.0, "pivotal_steps": 0}
+    run_tasks(big_prior_dir, held.parent, out, device="cpu", overrides=overrides, log=None)
     tasks = json.loads((out / "tasks.json").read_text())
     assert tasks["provenance"] == "on" and tasks["watermark"].startswith("marked (run ")
     for name in ("gallery", "superres", "inpaint", "invert", "colorize", "edit", "samples"):
@@ -82,7 +86,8 @@ def test_evaluate_measures_unmarked_results_and_reports_the_marks_cost(big_prior
     write_image(tmp_path / "photos" / "p.png", face_like(BIG, seed=14))
     lp = LPIPS("alex", pretrained=False)
     common = dict(tasks="invert", methods="personal", resolution=BIG, steps=1, betas=[], lpips=lp, metric_lpips=lp,
-                  identity=IdentityScorer(descriptor_fn=stub_descriptor), device="cpu", progress=False, batch_size=1)  # fmt: skip
+                  identity=IdentityScorer(descriptor_fn=stub_descriptor), device="cpu", progress=False, batch_size=1,
+                  pivotal_steps=0)  # fmt: skip
     on = evaluate(big_prior_dir, tmp_path / "photos", out=tmp_path / "on", **common)
     off = evaluate(big_prior_dir, tmp_path / "photos", out=tmp_path / "off", provenance="off", **common)
     (r_on,), (r_off,) = on.metrics["records"], off.metrics["records"]

@@ -54,6 +54,7 @@ def test_a_preset_name_gives_the_same_settings_everywhere(preset, monkeypatch):
     assert replace(seen[2], progress=False) == replace(expected, face_weight=fw)
     # overrides keep the rest of the preset, the same way everywhere
     assert projection_settings(preset, steps=7) == replace(expected, steps=7)
+    assert demo_projection_settings(replace(QUALITIES["quick"], preset=preset), {"steps": 7}) == replace(expected, steps=7)
     assert Invert(preset=preset, steps=7).projection_settings(progress=True) == replace(
         expected, steps=7, progress=True
     ).for_task("invert")
