@@ -3,7 +3,7 @@ what a run returns (:class:`DemoResult`, one :class:`StageRecord` per stage)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .tasks.presets import task_settings
@@ -84,8 +84,4 @@ def demo_projection_settings(settings: DemoSettings, overrides: dict | None = No
     ``settings.preset`` with the ``overrides`` (``ProjectionSettings`` fields) replacing its values.
     A field given here wins over the preset's per-task value of that field (as in predict, evaluate
     and Python): ``{"pivotal_steps": 0}`` turns pivotal tuning off for inversion and editing too."""
-    base = task_settings(settings.preset)
-    if not overrides:
-        return base
-    per_task = {task: {k: v for k, v in values.items() if k not in overrides} for task, values in base.per_task.items()}
-    return replace(base, **{"per_task": per_task, **overrides})
+    return task_settings(settings.preset, **(overrides or {}))

@@ -4,7 +4,6 @@ the --album path, the evaluate wiring, the fit config stacks, the CLI entry."""
 from __future__ import annotations
 
 import json
-import sys
 import types
 from pathlib import Path
 
