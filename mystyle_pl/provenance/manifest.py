@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,23 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (a PSNR of an exact match is ``inf``) as the string
+    ``"inf"`` / ``"-inf"`` / ``"nan"``: c2pa-rs parses the manifest as strict JSON, which has no
+    ``Infinity`` or ``NaN``, and refused to sign such a result.
+
+    >>> json_safe({"consistency_db": [float("inf"), 31.5], "n": 2})
+    {'consistency_db': ['inf', 31.5], 'n': 2}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def manifest_definition(label: Label, title: str, with_ingredient: bool = False) -> dict[str, Any]:
     """The manifest (c2pa-rs JSON) for ``label``; ``title`` is the written file's name;
     ``with_ingredient``: the user's photo is added as the ingredient the "opened" action names."""
@@ -68,7 +86,7 @@ def manifest_definition(label: Label, title: str, with_ingredient: bool = False)
         "softwareAgent": {"name": CLAIM_GENERATOR, "version": __version__},
         "parameters": {"task": label.task},
     }
-    ours = {"task": label.task, "settings": label.settings, "prior_sha256": label.prior_digest,
+    ours = {"task": label.task, "settings": json_safe(label.settings), "prior_sha256": label.prior_digest,
             "watermark_run_id": label.run_id, "watermark": label.watermark,
             "generator": f"{CLAIM_GENERATOR} {__version__}"}  # fmt: skip
     actions = [action]

@@ -91,3 +91,22 @@ def test_save_result_labels_a_crop(tmp_path):
         mystyle_pl.save_result(tmp_path / "x.png", crop, "superres")
     with pytest.raises(ValueError, match="saves one image, got a batch of 2"):
         mystyle_pl.save_result(tmp_path / "x.png", torch.cat([crop, crop]), "sample")
+
+
+def test_a_result_whose_settings_hold_an_infinite_psnr_is_signed(tmp_path):
+    """A back-projected result can reproduce its input exactly (consistency PSNR = inf); c2pa-rs reads
+    the manifest as strict JSON and refused it ("expected value"): the app's restore failed on it."""
+    import math
+
+    from mystyle_pl.provenance.keys import signing_key
+    from mystyle_pl.provenance.label import write_labelled
+    from mystyle_pl.provenance.manifest import Label, read
+
+    image = np.full((64, 64, 3), 128, np.uint8)
+    original = io.BytesIO()
+    Image.fromarray(image).save(original, format="PNG")
+    label = Label(kind="edited", task="restore", settings={"consistency_db": [math.inf], "psnr": math.nan})
+    path = write_labelled(tmp_path / "r.png", image, label, signing_key(), ingredient=original.getvalue())
+    report = read(path.read_bytes(), "png")
+    assert report.state == "valid", report.problems
+    assert report.generation["settings"] == {"consistency_db": ["inf"], "psnr": "nan"}
