@@ -48,6 +48,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
 from ..data.io import write_bytes_atomic, write_folder_atomic, write_image
+from ..distributed import destroy_process_group_at_exit
 from ..errors import ensure_writable_dir
 from ..generators.fileutil import save_safetensors_atomic
 from ..provenance.writing import Provenance
@@ -114,6 +115,8 @@ class TaskWriter(BasePredictionWriter):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
+        if trainer.world_size > 1:
+            destroy_process_group_at_exit()
         root = Path(self.output_dir if self.output_dir is not None else trainer.default_root_dir).resolve()
         for folder in getattr(trainer.datamodule, "input_folders", []) or []:
             folder = Path(folder).resolve()

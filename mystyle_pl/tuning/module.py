@@ -27,6 +27,7 @@ from .. import load_generator
 from ..anchors import InversionSettings, compute_anchors, invert_w
 from ..data.anchors_io import Anchors
 from ..data.dataset import load_photo
+from ..distributed import destroy_process_group_at_exit
 from ..generators import Generator
 from ..imaging import downsample_to
 from ..losses import LPIPS
@@ -102,6 +103,8 @@ class PersonalTuner(LightningModule):
     # ------------------------------------------------------------------ setup
 
     def setup(self, stage: str) -> None:
+        if self._trainer is not None and self._trainer.world_size > 1:
+            destroy_process_group_at_exit()
         if self.hparams.compile and self.__dict__["_compiled_synthesis"] is None:
             self.__dict__["_compiled_synthesis"] = torch.compile(self.generator.synthesis)
         if stage != "fit":
