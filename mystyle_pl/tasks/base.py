@@ -204,6 +204,9 @@ class ProjectingTask(Task):
         lr_rampdown: float | None = None,  # cosine lr decay over this final fraction of the steps [0: constant]
         pivotal_steps: int | None = None,  # pivotal tuning (PTI) of a generator copy per photo after the projection;
         # 0 = off [official: off]; the presets tune for inversion and editing only (tasks.pivotal)
+        precision: str | None = None,  # the generator's render inside the optimisation steps: "32", "bf16-mixed"
+        # (bfloat16 autocast; loss, optimiser and the result stay float32) or "auto" (bf16-mixed where the device has
+        # native bfloat16) [quick/full/pplus: auto; official: 32]. Not --trainer.precision, which casts the whole step
         progress: bool | None = None,  # a progress bar per projection (steps, loss); None = the caller's choice
         # (predict: shown; Python, evaluate, the demo: their own option)
         projection: ProjectionSettings | None = None,  # full settings instead of a preset (the overrides still apply)
@@ -226,7 +229,7 @@ class ProjectingTask(Task):
         self.loss_resolution, self.delta_prox, self.lr_rampdown = loss_resolution, delta_prox, lr_rampdown
         if pivotal_steps is not None and pivotal_steps < 0:
             raise ValueError(f"pivotal_steps must be >= 0 (0 = off), got {pivotal_steps}")
-        self.pivotal_steps = pivotal_steps
+        self.pivotal_steps, self.precision = pivotal_steps, precision
         self.progress, self.projection, self.overrides = progress, projection, dict(overrides)
         self.projection_settings()  # an unknown value fails here, before any input is read
 
@@ -242,7 +245,7 @@ class ProjectingTask(Task):
             lpips_weight=self.lpips_weight, delta_penalty=self.delta_penalty, sum_penalty=self.sum_penalty,
             patience=self.patience, min_delta=self.min_delta, resolution=self.loss_resolution,
             delta_prox=self.delta_prox, lr_rampdown=self.lr_rampdown, pivotal_steps=self.pivotal_steps,
-            progress=bar,
+            precision=self.precision, progress=bar,
         )  # fmt: skip
         values = given_values({**self.overrides, **explicit})
         if self.projection is None:
@@ -291,6 +294,7 @@ class ProjectingTask(Task):
             latents={"ws": result.ws[i], "coefficients": result.coefficients[i]},
             record={
                 "steps_used": int(result.steps_used),
+                "precision": result.precision,
                 "final_loss": float(result.final_loss[i]),
                 **({"pivotal_steps": len(result.pivotal_traces[i])} if result.pivotal_traces is not None else {}),
                 **{

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..generators import Generator
+from .precision import render_step
 from .projection import BestState, ProjectionResult, ProjectionSettings, Projector, base_lrs, make_optimizer, run_steps
 
 
@@ -71,7 +72,7 @@ class WPlusProjector(Projector):
         (lr,) = base_lrs(optimizer, [self.w_lr])
 
         def losses(ws: torch.Tensor) -> torch.Tensor:
-            return self.per_image_loss(g.synthesis(ws, noise_mode=s.noise_mode), y, degrade, mask) + self.penalty(ws)
+            return self.per_image_loss(render_step(g, ws, s.noise_mode, s.precision), y, degrade, mask) + self.penalty(ws)
 
         best = BestState(batch, device, ws)
 

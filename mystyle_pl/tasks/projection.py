@@ -31,6 +31,7 @@ from ..generators import Generator
 from ..losses import LPIPS
 from ..space import PersonalSpace
 from .pivotal import pivotal_tune
+from .precision import canonical_precision, render_step, resolve_precision
 from .steps import BestState, EarlyStopping, lr_factor, run_steps  # noqa: F401  (EarlyStopping, lr_factor: re-exported)
 
 Degradation = Callable[[torch.Tensor], torch.Tensor]
@@ -86,12 +87,16 @@ class ProjectionSettings:
     pivotal_steps: int = 0  # pivotal tuning (PTI, :mod:`.pivotal`) after the projection: Adam steps on a copy of the
     # generator's weights per image, the pivot ws fixed; 0 = off (official MyStyle: the generator is never tuned per photo).
     pivotal_lr: float = 3e-3  # its Adam learning rate (official PTI 3e-4 at 350 steps; 3e-3 measured for 50-200 steps).
+    precision: str = "32"  # the render inside the projection's steps (pivotal tuning stays float32): "32",
+    # "bf16-mixed" (bfloat16 autocast; the loss, the optimiser and the final render stay float32) or "auto"
+    # (bf16-mixed where the device has native bfloat16): tasks.precision.
     per_task: dict = field(default_factory=dict)  # task name ("invert", "superres", "inpaint", "edit") -> fields
     # that task uses instead (a preset's measured per-task values; see for_task and tasks.presets).
 
     def __post_init__(self) -> None:
         if self.pivotal_steps < 0:
             raise ValueError(f"pivotal_steps must be >= 0 (0 = off), got {self.pivotal_steps}")
+        object.__setattr__(self, "precision", canonical_precision(self.precision))  # 32, "32-true" -> "32"
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
@@ -155,6 +160,7 @@ class ProjectionResult:
     generators: list[Generator] | None = field(repr=False, default=None)  # per image, the generator that pivotal
     # tuning (settings.pivotal_steps > 0) made for it and that rendered ``images``; None = the prior's generator
     pivotal_traces: list[list[float]] | None = field(repr=False, default=None)  # per image, pivotal tuning's loss per step
+    precision: str = "32"  # the arithmetic of the steps' renders ("32" or "bf16-mixed": settings.precision resolved)
 
     @classmethod
     def extend(cls, result: ProjectionResult, **extra):
@@ -270,6 +276,7 @@ class Projector:
         finally:
             for p, flag in zip(self.generator.parameters(), flags):
                 p.requires_grad_(flag)
+        result = replace(result, precision=resolve_precision(self.settings.precision, y.device))
         if self.settings.pivotal_steps <= 0:
             return result
         tuned = pivotal_tune(
@@ -323,7 +330,7 @@ class Projector:
             """Per-image objective [B]; ``split``: (the part to differentiate, the prox-handled part)."""
             raw = self._raw(alpha, delta)
             ws = space.to_ws(space.coefficients(raw))
-            synth = self.generator.synthesis(ws, noise_mode=s.noise_mode)
+            synth = render_step(self.generator, ws, s.noise_mode, s.precision)
             recon = self.per_image_loss(synth, y, degrade, mask)
             if not split or not prox:
                 pen = space.penalties(

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..imaging import area_downsample  # D's down-sampling (also importable from here)
 from .base import Batch, Output, ProjectingTask, check_images
-from .consistency import BACK_PROJECTION_ITERATIONS, back_project, consistency_psnr
+from .consistency import BACK_PROJECTION_ITERATIONS, BLIND_BACK_PROJECTION_ITERATIONS, back_project, consistency_psnr
 from .projection import ProjectionResult
 
 MIN_FACTOR, MAX_FACTOR = 2, 32
@@ -116,13 +116,16 @@ class SuperResolve(ProjectingTask):
         # divisor of it); None = the generator's
         back_projection: int = BACK_PROJECTION_ITERATIONS,  # iterations making D(result) match the input
         # (tasks.consistency.back_project: the input's low frequencies, the projection's detail); 0 = the raw projection
+        blind_back_projection: int = BLIND_BACK_PROJECTION_ITERATIONS,  # blind mode: iterations through the blind
+        # operator (blur, area; no noise) instead; 0 with back_projection > 0 = none either
         **kwargs,  # ProjectingTask arguments (preset, steps, w_lr, pull, beta, ...)
     ) -> None:
         super().__init__(**kwargs)
-        if back_projection < 0:
-            raise ValueError(f"back_projection must be >= 0 iterations, got {back_projection}")
+        if back_projection < 0 or blind_back_projection < 0:
+            raise ValueError(f"back_projection and blind_back_projection must be >= 0 iterations, got {back_projection}, {blind_back_projection}")
         self.blind, self.blur_sigma, self.noise_std, self.seed = blind, blur_sigma, noise_std, seed
         self.back_projection, self.output_resolution = int(back_projection), output_resolution
+        self.blind_back_projection = int(blind_back_projection)
 
     def _bind(self, prior, lpips, **kwargs) -> None:
         super()._bind(prior, lpips, **kwargs)
@@ -204,13 +207,20 @@ class SuperResolve(ProjectingTask):
             self.projector.settings = settings
         with torch.no_grad():
             clean = self.operator(size, factor, noise=False)
-            # Blind inputs are made consistent through area down-sampling only: their blur is a guess,
-            # and back-projecting through it deconvolves the input, bringing its noise and JPEG blocks
-            # back as a checkerboard (album 00001's real pair: LPIPS-VGG 0.616 through the blur,
-            # 0.465 through area down-sampling; bicubic 0.577; dlib 0.615 -> 0.572).
+            # Consistency is measured through area down-sampling (what the input shows at its size). Blind inputs
+            # are back-projected through their own operator (the guessed blur, area; no noise) for one iteration:
+            # a single correction takes the input's colour and light without the raw face's features being
+            # subtracted and the blurred ones added (the ghosts of 30 area iterations: a double mouth), and without
+            # deconvolving the input (iterating through the blur brings its noise back as a checkerboard). Four
+            # real pairs: dlib 0.561 (3/4 same) -> 0.510 (4/4), LPIPS-VGG 0.439 -> 0.419 (docs/fidelity.md, Session 8).
             consistent = self.operator(size, factor, noise=False, blur=False)
             raw = self.to_output(result.images, out_res)
-            out = back_project(raw, images, consistent, self.back_projection) if self.back_projection else raw
+            if not self.back_projection:
+                out = raw
+            elif self.blind:
+                out = back_project(raw, images, clean, self.blind_back_projection)
+            else:
+                out = back_project(raw, images, consistent, self.back_projection)
             return SuperResolveResult.extend(
                 result,
                 images=out,
