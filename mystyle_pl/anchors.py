@@ -40,6 +40,7 @@ from .data.anchors_io import Anchors, load_anchors, save_anchors
 from .generators import Generator
 from .imaging import downsample_to
 from .losses import LPIPS
+from .precision import canonical_precision, render_context
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,19 @@ class InversionSettings:
     seed: int = 0  # Seeds the exploration noise (and the initial noise maps).
     noise_reg: float = 0.0  # > 0: also optimise the generator's per-pixel noise maps, one set per photo, with
     # this weight on StyleGAN2's noise regulariser (its projector: 1e5); 0 = the noise stays fixed ('const').
+    precision: str = "32"  # the render inside the steps: "32", "bf16-mixed" or "auto" (mystyle_pl.precision); the
+    # final render and the reported LPIPS / MSE are float32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", canonical_precision(self.precision))  # 32, "32-true" -> "32"
 
     def key(self) -> dict:
-        return asdict(self)
+        """The cache key's fields. ``precision`` joins it only when not float32, so anchors cached before the
+        field existed (all float32) stay valid."""
+        key = asdict(self)
+        if key["precision"] == "32":
+            del key["precision"]
+        return key
 
 
 @dataclass
@@ -211,7 +222,9 @@ def _optimise(generator, w, target, settings, lpips, optimizer, progress, scale,
         w_in = w
         if noise is not None and noise_strength > 0:
             w_in = w + noise[:, step] * noise_strength
-        synth = downsample_to(generator.synthesis(generator.broadcast_w(w_in), noise_mode="const"), settings.resolution)
+        with render_context(settings.precision, w.device):
+            render = generator.synthesis(generator.broadcast_w(w_in), noise_mode="const")
+        synth = downsample_to(render.float(), settings.resolution)
         per_photo = lpips(synth, target) + settings.l2_weight * (synth - target).square().mean(dim=(1, 2, 3))
         if per_photo_noise is not None:
             per_photo = per_photo + settings.noise_reg * noise_regularizer(per_photo_noise.maps)

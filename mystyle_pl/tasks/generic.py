@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..generators import Generator
-from .precision import render_step
+from ..precision import render_step
 from .projection import BestState, ProjectionResult, ProjectionSettings, Projector, base_lrs, make_optimizer, run_steps
 
 

@@ -40,7 +40,7 @@ PRESETS: dict[str, dict] = {
     "quick": dict(
         method="wplus", steps=60, w_lr=0.05, lr_rampup=0.05, lr_rampdown=0.25, patience=None, resolution=256,
         face_weight=0.1, face_weight_consistent=0.0, pull=(0.03, 0.03, 0.0), pull_target="hull", start="scan",
-        # The steps render under bfloat16 autocast where the device computes it natively (tasks.precision): x8 on the
+        # The steps render under bfloat16 autocast where the device computes it natively (mystyle_pl.precision): x8 on the
         # four albums 21% faster per image (67 s against 86 s), PSNR / LPIPS / dlib within 0.1 dB / 0.002 / 0.01.
         # Not for inversion and editing, whose pivot pivotal tuning builds on: album 00001's held-out inversion
         # from a bfloat16 pivot 25.05 dB / LPIPS-VGG 0.268 / dlib 0.308 against 25.10 / 0.249 / 0.257, for 5% less time.

@@ -31,7 +31,7 @@ from ..generators import Generator
 from ..losses import LPIPS
 from ..space import PersonalSpace
 from .pivotal import pivotal_tune
-from .precision import canonical_precision, render_step, resolve_precision
+from ..precision import canonical_precision, render_step, resolve_precision
 from .steps import BestState, EarlyStopping, lr_factor, run_steps  # noqa: F401  (EarlyStopping, lr_factor: re-exported)
 
 Degradation = Callable[[torch.Tensor], torch.Tensor]
@@ -89,7 +89,7 @@ class ProjectionSettings:
     pivotal_lr: float = 3e-3  # its Adam learning rate (official PTI 3e-4 at 350 steps; 3e-3 measured for 50-200 steps).
     precision: str = "32"  # the render inside the projection's steps (pivotal tuning stays float32): "32",
     # "bf16-mixed" (bfloat16 autocast; the loss, the optimiser and the final render stay float32) or "auto"
-    # (bf16-mixed where the device has native bfloat16): tasks.precision.
+    # (bf16-mixed where the device has native bfloat16): mystyle_pl.precision.
     per_task: dict = field(default_factory=dict)  # task name ("invert", "superres", "inpaint", "edit") -> fields
     # that task uses instead (a preset's measured per-task values; see for_task and tasks.presets).
 

@@ -56,6 +56,9 @@ class PersonalTuner(LightningModule):
         anchor_batch_size: photos inverted at once.
         anchor_noise_reg: > 0 also optimises per-photo noise maps during the anchors' inversion, with
             this weight on StyleGAN2's noise regulariser (1e5 there); 0 = fixed noise (default).
+        anchor_precision: the render inside the anchors' inversion steps: ``32`` (default), ``bf16-mixed`` or
+            ``auto`` (bf16-mixed where the device has native bfloat16; ``mystyle_pl.precision``). The tuning
+            itself follows ``trainer.precision``.
         anchors_cache: folder for cached anchors; None = ``$MYSTYLE_HOME/anchors``.
         val_inversion_steps: W-inversion steps per held-out photo at each validation.
         num_hull_samples: samples from the anchors' convex hull in the image grids.
@@ -77,6 +80,7 @@ class PersonalTuner(LightningModule):
         anchor_resolution: int = 256,
         anchor_batch_size: int = 8,
         anchor_noise_reg: float = 0.0,
+        anchor_precision: str = "32",
         anchors_cache: str | None = None,
         val_inversion_steps: int = 100,
         num_hull_samples: int = 4,
@@ -92,7 +96,7 @@ class PersonalTuner(LightningModule):
         self.scheduler_factory = scheduler
         self.anchor_settings = InversionSettings(
             steps=anchor_steps, lr=anchor_lr, resolution=anchor_resolution, batch_size=anchor_batch_size,
-            noise_reg=anchor_noise_reg, lpips_net=anchor_lpips_net,
+            noise_reg=anchor_noise_reg, lpips_net=anchor_lpips_net, precision=anchor_precision,
         )
         self.anchors: Anchors | None = None
         self._batch_start: float | None = None

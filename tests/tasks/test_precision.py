@@ -1,4 +1,4 @@
-"""bfloat16 autocast of the render inside the projection and pivotal tuning (tasks.precision)."""
+"""bfloat16 autocast of the render inside the projection and pivotal tuning (mystyle_pl.precision)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from mystyle_pl.tasks.invert import Invert
 from mystyle_pl.tasks.pivotal import pivotal_tune
-from mystyle_pl.tasks.precision import bf16_native, render_context, render_step, resolve_precision
+from mystyle_pl.precision import bf16_native, render_context, render_step, resolve_precision
 from mystyle_pl.tasks.projection import ProjectionSettings
 
 from .conftest import FAST
