@@ -40,7 +40,7 @@ from .data.anchors_io import Anchors, load_anchors, save_anchors
 from .generators import Generator
 from .imaging import downsample_to
 from .losses import LPIPS
-from .precision import canonical_precision, render_context
+from .precision import canonical_precision, render_step
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +222,7 @@ def _optimise(generator, w, target, settings, lpips, optimizer, progress, scale,
         w_in = w
         if noise is not None and noise_strength > 0:
             w_in = w + noise[:, step] * noise_strength
-        with render_context(settings.precision, w.device):
-            render = generator.synthesis(generator.broadcast_w(w_in), noise_mode="const")
-        synth = downsample_to(render.float(), settings.resolution)
+        synth = downsample_to(render_step(generator, generator.broadcast_w(w_in), "const", settings.precision), settings.resolution)
         per_photo = lpips(synth, target) + settings.l2_weight * (synth - target).square().mean(dim=(1, 2, 3))
         if per_photo_noise is not None:
             per_photo = per_photo + settings.noise_reg * noise_regularizer(per_photo_noise.maps)

@@ -6,7 +6,7 @@
 * ``"bf16-mixed"``: the generator's render inside the projection's steps runs under
   ``torch.autocast(dtype=torch.bfloat16)`` (matrix products and convolutions in bfloat16, the
   rest in float32); the loss (LPIPS, MSE, the penalties) and the optimiser stay in float32, and so
-  does the final render of the result. Pivotal tuning (:mod:`.pivotal`) always runs in float32:
+  does the final render of the result. Pivotal tuning (:mod:`mystyle_pl.tasks.pivotal`) always runs in float32:
   under bfloat16 its 50 steps lost 0.17 dB, 0.014 LPIPS-VGG and 0.04 dlib distance on album 00001.
 * ``"auto"``: ``"bf16-mixed"`` where the device computes bfloat16 natively (a CUDA device with
   bfloat16 support; a CPU with AVX512-BF16 or AMX), else ``"32"``: bfloat16 emulated on an older
@@ -20,6 +20,7 @@ to 50.7 dB PSNR (``docs/fidelity.md``, "Session 8", for the effect on the tasks'
 from __future__ import annotations
 
 import contextlib
+from functools import lru_cache
 
 import torch
 
@@ -38,8 +39,14 @@ def canonical_precision(precision: str | int) -> str:
 
 def bf16_native(device: torch.device | str) -> bool:
     """Whether ``device`` computes bfloat16 in hardware (CUDA: ``torch.cuda.is_bf16_supported``;
-    CPU: AVX512-BF16 or AMX tiles, through torch's own CPU feature probes)."""
-    device = torch.device(device)
+    CPU: AVX512-BF16 or AMX tiles, through torch's own CPU feature probes). Asked once per device
+    type and process: ``"auto"`` is resolved at every optimisation step."""
+    return _bf16_native(torch.device(device).type)
+
+
+@lru_cache(maxsize=None)
+def _bf16_native(device_type: str) -> bool:
+    device = torch.device(device_type)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":

@@ -30,8 +30,8 @@ from ..data.align import face_mask
 from ..generators import Generator
 from ..losses import LPIPS
 from ..space import PersonalSpace
-from .pivotal import pivotal_tune
 from ..precision import canonical_precision, render_step, resolve_precision
+from .pivotal import pivotal_tune
 from .steps import BestState, EarlyStopping, lr_factor, run_steps  # noqa: F401  (EarlyStopping, lr_factor: re-exported)
 
 Degradation = Callable[[torch.Tensor], torch.Tensor]
