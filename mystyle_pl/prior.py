@@ -5,6 +5,8 @@ A folder::
     PRIOR/
       generator.safetensors   the tuned generator (native format: weights + architecture)
       anchors.safetensors     one w per training photo [N, w_dim] + the photo names in order
+      anchor_renders.safetensors  the anchors' renders at 128 px for the projections' start scan
+                              (mystyle_pl.anchor_renders; optional: older bundles render them)
       prior.json              family, source, resolution, training settings, album digest,
                               metrics at export, the person's identity centre, version
 
@@ -23,6 +25,7 @@ classes fill when :mod:`mystyle_pl.tasks` is imported (``import mystyle_pl`` doe
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 from ._version import __version__
+from .anchor_renders import RENDERS_FILE, load_anchor_renders, render_anchors, save_anchor_renders
 from .data.anchors_io import Anchors, load_anchors, save_anchors
 from .data.curate import dominant_identity
 from .data.faces import FaceAnalyzer, FaceModelsUnavailable
@@ -39,6 +43,8 @@ from .data.io import read_image, to_tensor, to_uint8, write_folder_atomic
 from .data.manifest import load_manifest
 from .generators import Generator, load_generator, save_generator
 from .space import DEFAULT_BETA, PersonalSpace
+
+log = logging.getLogger(__name__)
 
 GENERATOR_FILE = "generator.safetensors"
 ANCHORS_FILE = "anchors.safetensors"
@@ -89,10 +95,14 @@ class PersonalPrior:
     generator: Generator
     anchors: Anchors
     info: dict[str, Any] = field(default_factory=dict)
+    anchor_renders: torch.Tensor | None = None  # [N, 3, S, S] the anchors rendered (const noise) for the start
+    # scan, from the bundle's anchor_renders.safetensors; None = not cached (rendered when a projection needs them)
 
     def __post_init__(self) -> None:
         if self.anchors.w_dim != self.generator.w_dim:
             raise PriorError(f"anchors have w_dim={self.anchors.w_dim}, the generator has w_dim={self.generator.w_dim}")
+        if self.anchor_renders is not None and self.anchor_renders.shape[0] != len(self.anchors.names):
+            raise PriorError(f"{self.anchor_renders.shape[0]} anchor renders for {len(self.anchors.names)} anchors")
 
     @property
     def w(self) -> torch.Tensor:
@@ -110,7 +120,9 @@ class PersonalPrior:
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write the bundle atomically: into a temp folder beside ``path``, then renamed into place."""
+        """Write the bundle atomically: into a temp folder beside ``path``, then renamed into place.
+        The anchors' renders are made here when the object holds none (one render per anchor; the object
+        is left as it was)."""
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
@@ -121,9 +133,12 @@ class PersonalPrior:
                 self.info["identity"] = {"centre": [round(v, 6) for v in centre], "source": note,
                                          "descriptor": "dlib ResNet 128-d (mystyle_pl.data.faces.FaceAnalyzer)"}  # fmt: skip
 
+        renders = self.anchor_renders if self.anchor_renders is not None else render_anchors(self.generator, self.anchors.w)
+
         def fill(tmp: Path) -> None:
             save_generator(self.generator, tmp / GENERATOR_FILE)
             save_anchors(tmp / ANCHORS_FILE, self.anchors.w, self.anchors.names, metadata=self.anchors.metadata)
+            save_anchor_renders(tmp / RENDERS_FILE, renders, self.anchors.w)
             info = {
                 **self.info,
                 "bundle_version": BUNDLE_VERSION,
@@ -161,7 +176,10 @@ class PersonalPrior:
             )
         generator = load_generator(path / GENERATOR_FILE, format="native").to(device).eval()
         anchors = load_anchors(path / ANCHORS_FILE)
-        return cls(generator=generator, anchors=anchors, info=info)
+        renders, note = load_anchor_renders(path / RENDERS_FILE, anchors.w)
+        if renders is None:
+            log.info("%s: the anchors' renders are made when first needed: %s", path, note)
+        return cls(generator=generator, anchors=anchors, info=info, anchor_renders=renders)
 
     def describe(self) -> dict[str, Any]:
         """A summary for ``mystyle-pl info PRIOR``."""
@@ -171,6 +189,7 @@ class PersonalPrior:
             "img_resolution": self.generator.img_resolution,
             "num_ws": self.generator.num_ws,
             "num_anchors": len(self.anchors.names),
+            "anchor_renders": "cached" if self.anchor_renders is not None else "not cached (made when first needed)",
             "photos": self.names[:5] + (["..."] if len(self.names) > 5 else []),
             "source": self.info.get("generator_source"),
             "album": self.info.get("album"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..anchor_renders import RENDER_NOISE_MODE, render_anchors
 from ..generators import Generator
 from ..space import PersonalSpace
 from .projection import ProjectionSettings
@@ -86,6 +87,8 @@ class AnchoredWPlusProjector(WPlusProjector):
         space: PersonalSpace,  # the person's space (anchors, beta)
         lpips=None,  # LPIPS module, forward(x, y, mask) -> [B]; None: LPIPS("alex") on first use
         settings: ProjectionSettings | None = None,  # steps, w_lr, pull, start, loss weights
+        renders: torch.Tensor | None = None,  # [N, 3, S, S] the anchors' renders with constant noise (a prior
+        # bundle's cache, PersonalPrior.anchor_renders); None = rendered at the first scan
         **overrides,  # fields of ProjectionSettings to replace
     ) -> None:
         settings = settings if settings is not None else ProjectionSettings(method="wplus")
@@ -107,21 +110,24 @@ class AnchoredWPlusProjector(WPlusProjector):
             raise ValueError(f"pull_target must be 'hull' or 'span', got {s.pull_target!r}")
         if s.start not in ("scan", "mean"):
             raise ValueError(f"start must be 'scan' or 'mean', got {s.start!r}")
+        if renders is not None and (renders.ndim != 4 or renders.shape[0] != space.num_anchors or renders.shape[1] != 3):
+            raise ValueError(f"renders must be [N={space.num_anchors}, 3, S, S] (one per anchor), got {tuple(renders.shape)}")
+        self._cached_renders = renders
         self._renders: torch.Tensor | None = None
         self.start_index: torch.Tensor | None = None  # [B] the anchor each image of the last batch started at
 
     # ------------------------------------------------------------------ the start
 
-    @torch.no_grad()
     def anchor_renders(self, device: torch.device) -> torch.Tensor:
-        """The anchors rendered once (``noise_mode`` of the settings) and kept at 128 px: ``[N, 3, 128, 128]``."""
+        """The anchors' renders ``[N, 3, S, S]`` the start scan compares with: the prior bundle's cache
+        (``renders`` given at construction, :mod:`mystyle_pl.anchor_renders`) when its noise is the
+        settings', else rendered once here (``noise_mode`` of the settings, area-down-sampled to 128 px)."""
         if self._renders is None:
-            g, size = self.generator, min(128, int(self.generator.img_resolution))
-            out = []
-            for w in self.space.anchors.to(device):
-                img = g.synthesis(g.broadcast_w(w[None]), noise_mode=self.settings.noise_mode)
-                out.append(F.interpolate(img, size=(size, size), mode="area"))
-            self._renders = torch.cat(out)
+            cached = self._cached_renders
+            if cached is not None and self.settings.noise_mode == RENDER_NOISE_MODE:
+                self._renders = cached
+            else:
+                self._renders = render_anchors(self.generator, self.space.anchors, noise_mode=self.settings.noise_mode)
         return self._renders.to(device)
 
     def initial_ws(self, y: torch.Tensor, degrade, mask: torch.Tensor | None) -> torch.Tensor:

@@ -279,7 +279,7 @@ class ProjectingTask(Task):
         self.space = PersonalSpace.from_prior(prior, beta=self.beta)
         settings = self.projection_settings(progress)
         if settings.method == "wplus":
-            self.projector = AnchoredWPlusProjector(prior.generator, self.space, lpips, settings)
+            self.projector = AnchoredWPlusProjector(prior.generator, self.space, lpips, settings, renders=prior.anchor_renders)
         elif settings.method == "pplus":
             self.projector = Projector(prior.generator, self.space, lpips, settings)
         else:

@@ -86,7 +86,8 @@ def test_blind_superres_is_corrected_once_through_its_own_operator(prior):
 def test_a_low_resolution_observation_is_pulled_with_the_low_resolution_pull(prior):
     """``pull_low_res`` replaces ``pull`` for observations of at most ``low_res_px`` px, in the projection
     itself: with a strong low-resolution pull the result's codes end nearer the person's space than with
-    none, and the result says which pull it used. A caller's ``pull`` applies to every observation."""
+    none, and the result says which pull it used. Blind inputs take it at any size. A caller's ``pull`` applies
+    to every observation."""
     quick = dict(preset="quick", steps=6, lpips_weight=0.0, pivotal_steps=0, loss_resolution=0)
     lo = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(3)) * 2 - 1  # far from the space
     free = SuperResolve(pull=(0.0, 0.0, 0.0), pull_low_res=None, **quick).bind(prior)
@@ -108,3 +109,8 @@ def test_a_low_resolution_observation_is_pulled_with_the_low_resolution_pull(pri
     assert SuperResolve(**quick).bind(prior).pull_for(4) == (10.0, 10.0, 0.03)
     assert SuperResolve(**quick).bind(prior).pull_for(32) == (0.03, 0.03, 0.0)
     assert SuperResolve(pull=(1, 1, 0), **quick).bind(prior).pull_for(4) == (1.0, 1.0, 0.0)
+    # blind inputs (real photos: unknown blur and noise) take the low-resolution pull at any size
+    blind = SuperResolve(blind=True, **quick).bind(prior)
+    assert blind.pull_for(32) == (10.0, 10.0, 0.03) and blind.pull_for(4) == (10.0, 10.0, 0.03)
+    assert blind(lo[..., :4, :4], factor=4).pull == (10.0, 10.0, 0.03)
+    assert SuperResolve(blind=True, pull=(1, 1, 0), **quick).bind(prior).pull_for(32) == (1.0, 1.0, 0.0)

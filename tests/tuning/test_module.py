@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from mystyle_pl.anchor_renders import render_anchors
 from mystyle_pl.anchors import InversionSettings, compute_anchors
 from mystyle_pl.data import PersonalPhotosDataModule, save_anchors
 from mystyle_pl.data.dataset import load_photo
@@ -213,6 +214,8 @@ def test_exported_bundle_renders_anchors_identically(setup_files, tmp_path):
         a = model.render(model.anchors.w)
         b = prior.generator.synthesis(prior.generator.broadcast_w(prior.w), noise_mode="const")
     assert torch.equal(a, b)
+    # the export caches the anchors' renders for the projections' start scan (float16)
+    assert torch.equal(prior.anchor_renders, render_anchors(prior.generator, prior.w).half().float())
 
 
 def test_export_from_checkpoint_cli(setup_files, tmp_path):
