@@ -66,6 +66,9 @@ class ProjectionSettings:
     # (official). The face is the ellipse of an FFHQ-aligned crop (data.align.face_mask), so only aligned inputs.
     face_weight_consistent: float | None = None  # face_weight when the task makes its result data-consistent
     # afterwards (super-resolution with back-projection: the observation supplies the background); None = face_weight.
+    face_weight_blind: float | None = None  # face_weight for blind inputs (real photos), whose single correction
+    # (tasks.consistency.BLIND_BACK_PROJECTION_ITERATIONS) leaves the background to the raw projection as well;
+    # None = the rule above.
     # --- method "wplus" (W+ pulled toward the person's space; tasks.anchored.AnchoredWPlusProjector) ---
     method: str = "pplus"  # "pplus": coefficients of the anchors per layer (official P+ / P_beta, above);
     # "wplus": a free w per layer, started at the best-matching anchor and pulled toward P_beta per layer group.

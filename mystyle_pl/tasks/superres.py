@@ -130,7 +130,10 @@ class SuperResolve(ProjectingTask):
     def _bind(self, prior, lpips, **kwargs) -> None:
         super()._bind(prior, lpips, **kwargs)
         s = self.projector.settings
-        if self.back_projection and s.face_weight_consistent is not None:
+        if self.blind and s.face_weight_blind is not None:
+            # one correction through the blind operator: the raw projection supplies the background too
+            self.projector.settings = replace(s, face_weight=s.face_weight_blind)
+        elif self.back_projection and s.face_weight_consistent is not None:
             # the back-projection takes the background from the input: the projection fits the face
             self.projector.settings = replace(s, face_weight=s.face_weight_consistent)
         full = int(prior.generator.img_resolution)

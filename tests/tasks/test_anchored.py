@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -153,6 +155,14 @@ def test_superres_fits_the_face_only_when_back_projection_supplies_the_backgroun
     assert SuperResolve(projection=quick).bind(prior).projector.settings.face_weight == 0.0
     assert SuperResolve(projection=quick, back_projection=0).bind(prior).projector.settings.face_weight == quick.face_weight
     assert Inpaint(projection=quick).bind(prior).projector.settings.face_weight == quick.face_weight  # (inversion: per_task)
+    # blind inputs are corrected once: their raw projection fits the background too, at the preset's face_weight_blind
+    assert quick.face_weight_blind == 0.3
+    assert SuperResolve(projection=quick, blind=True).bind(prior).projector.settings.face_weight == 0.3
+    assert SuperResolve(blind=True, face_weight_blind=0.7).bind(prior).projector.settings.face_weight == 0.7
+    assert SuperResolve(projection=replace(quick, face_weight_blind=None), blind=True).bind(prior).projector.settings.face_weight == 0.0
+    # a face_weight the caller gives applies to every input, blind or back-projected
+    assert SuperResolve(face_weight=0.5).bind(prior).projector.settings.face_weight == 0.5
+    assert SuperResolve(projection=quick, face_weight=0.5, blind=True).bind(prior).projector.settings.face_weight == 0.5
 
 
 def test_span_target_is_the_affine_span_with_coefficients_summing_to_one(prior):

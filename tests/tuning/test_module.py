@@ -275,3 +275,54 @@ def test_reconstruction_target_stops_tuning_once_reached(setup_files, tmp_path):
     assert trainer.current_epoch == expected  # epochs completed when the trainer stopped
     with pytest.raises(ValueError, match="target"):
         ReconstructionTarget(target=0)
+
+
+def test_fit_time_budget_counts_the_setup_and_stops_tuning(setup_files, tmp_path, monkeypatch):
+    """The budget's clock starts before the module's setup (where the anchors are computed): a setup
+    that takes longer than the budget leaves no time for tuning (the check at the start of training
+    stops it before its first batch), while a budget that is not reached lets the fit run all its
+    epochs. The elapsed time carries over to a resumed fit."""
+    import time
+
+    from mystyle_pl.tuning import FitTimeBudget
+
+    slow_setup = PersonalTuner.setup
+
+    def setup(self, stage):  # stands in for slow anchors' inversions
+        time.sleep(1.0)
+        return slow_setup(self, stage)
+
+    monkeypatch.setattr(PersonalTuner, "setup", setup)
+    spent = FitTimeBudget(minutes=0.5 / 60)  # 0.5 s: used up by the 1 s setup
+    model, dm, trainer = make_run(setup_files, tmp_path / "a", max_epochs=3, callbacks=[spent])
+    trainer.fit(model, dm)
+    assert trainer.global_step == 0
+    assert spent.elapsed() >= 1.0 and spent.state_dict()["elapsed_s"] >= 1.0
+
+    ample = FitTimeBudget(minutes=60)
+    model, dm, trainer = make_run(setup_files, tmp_path / "b", max_epochs=2, callbacks=[ample])
+    trainer.fit(model, dm)
+    assert trainer.current_epoch == 2 and trainer.global_step == 2 * NUM_PHOTOS // 4  # batch size 4
+
+    resumed = FitTimeBudget(minutes=1)
+    resumed.load_state_dict({"elapsed_s": 59.5})  # a checkpoint taken 59.5 s into the budget
+    model, dm, trainer = make_run(setup_files, tmp_path / "c", max_epochs=3, callbacks=[resumed])
+    trainer.fit(model, dm)
+    assert trainer.global_step == 0  # 59.5 s + the 1 s setup > 60 s; the setup alone would leave 59 s
+    # A budget that runs out during tuning stops it after the batch at which it does. The fit reaches
+    # training well within 3 s of setup here (a tiny generator; the 1 s sleep of setup is undone), and
+    # its first batch sleeps 3.5 s: the budget can only run out there.
+    monkeypatch.setattr(PersonalTuner, "setup", slow_setup)
+    slow_step = PersonalTuner.training_step
+
+    def training_step(self, *args, **kwargs):
+        time.sleep(3.5)
+        return slow_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(PersonalTuner, "training_step", training_step)
+    during = FitTimeBudget(minutes=3 / 60)
+    model, dm, trainer = make_run(setup_files, tmp_path / "d", max_epochs=3, callbacks=[during])
+    trainer.fit(model, dm)
+    assert trainer.global_step == 1
+    with pytest.raises(ValueError, match="positive fit budget"):
+        FitTimeBudget(minutes=0)
