@@ -48,10 +48,8 @@ PRESETS: dict[str, dict] = {
         # An observation of <= 16 px (x16 of a 256 px crop) is pulled hard on the coarse and middle layers and lightly on
         # the fine ones (four albums at x16: dlib 0.560 -> 0.501; at x8, 32 px, album 00001 0.33 -> 0.46: light there).
         pull_low_res=(10.0, 10.0, 0.03), low_res_px=16,
-        # Blind inputs are corrected once, not replaced by the input's low frequencies: their raw projection fits the
-        # background at 0.3 (four real pairs: PSNR 21.17 -> 21.50 dB, LPIPS-VGG 0.417 -> 0.410, dlib 0.488 -> 0.482 against
-        # the face only; 0.6: 21.60 / 0.410 / 0.479; uniform: 21.48 / 0.436 / 0.500; docs/fidelity.md "Session 9").
-        face_weight_blind=0.3,
+        # Blind inputs keep the face-only weighting (face_weight_blind None): fitting their background at 0.3 gave
+        # +0.3 dB on four real pairs but broke the face on a fifth prior (dlib 0.501 -> 0.643; docs/fidelity.md "Session 9").
         # Held-out inversion (D = identity: the whole photo is observed) fits all of it, free of the pull:
         # on album 00001 (60 steps) 21.7 dB / LPIPS-VGG 0.328, against 16.3 / 0.389 with the face
         # weighting and the pull, and 18.8 / 0.372 with the pull alone (docs/fidelity.md).

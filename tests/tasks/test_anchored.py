@@ -155,11 +155,12 @@ def test_superres_fits_the_face_only_when_back_projection_supplies_the_backgroun
     assert SuperResolve(projection=quick).bind(prior).projector.settings.face_weight == 0.0
     assert SuperResolve(projection=quick, back_projection=0).bind(prior).projector.settings.face_weight == quick.face_weight
     assert Inpaint(projection=quick).bind(prior).projector.settings.face_weight == quick.face_weight  # (inversion: per_task)
-    # blind inputs are corrected once: their raw projection fits the background too, at the preset's face_weight_blind
-    assert quick.face_weight_blind == 0.3
-    assert SuperResolve(projection=quick, blind=True).bind(prior).projector.settings.face_weight == 0.3
+    # blind inputs are corrected once; the preset keeps their face-only weighting, face_weight_blind sets their own
+    assert quick.face_weight_blind is None
+    assert SuperResolve(projection=quick, blind=True).bind(prior).projector.settings.face_weight == 0.0
     assert SuperResolve(blind=True, face_weight_blind=0.7).bind(prior).projector.settings.face_weight == 0.7
-    assert SuperResolve(projection=replace(quick, face_weight_blind=None), blind=True).bind(prior).projector.settings.face_weight == 0.0
+    assert SuperResolve(projection=replace(quick, face_weight_blind=0.3), blind=True).bind(prior).projector.settings.face_weight == 0.3
+    assert SuperResolve(projection=replace(quick, face_weight_blind=0.3)).bind(prior).projector.settings.face_weight == 0.0
     # a face_weight the caller gives applies to every input, blind or back-projected
     assert SuperResolve(face_weight=0.5).bind(prior).projector.settings.face_weight == 0.5
     assert SuperResolve(projection=quick, face_weight=0.5, blind=True).bind(prior).projector.settings.face_weight == 0.5
