@@ -28,8 +28,10 @@ class FitTimeBudget(Callback):
     continues the budget where its checkpoint left it (``state_dict``).
 
     Args:
-        minutes: the budget in minutes (> 0). ``configs/fit/cpu_quick.yaml``: 14, so that a fit
-            with its export ends within issue 12's 15 minutes on a 2-core CPU.
+        minutes: the budget in minutes (> 0), counted from ``setup``: the process's start (imports,
+            the generator's download or load) and the work after the stop (the last epoch's end, the
+            export) come on top, about a minute with ``cpu_quick`` on a 2-core CPU. ``cpu_quick.yaml``:
+            13, for issue 12's 15 minutes per fit.
         verbose: log how much of the budget the anchors left for tuning, and the stop.
 
     Raises:
