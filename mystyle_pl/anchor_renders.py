@@ -18,7 +18,6 @@ Bundles written before this file existed load as before; their renders are made 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from pathlib import Path
 
@@ -27,8 +26,6 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 
 from .generators.fileutil import save_safetensors_atomic
-
-log = logging.getLogger(__name__)
 
 RENDERS_FILE = "anchor_renders.safetensors"
 RENDER_SIZE = 128  # px; the start scan compares at <= 64 px (tasks.anchored.SCAN_SIZE), half of this

@@ -181,7 +181,7 @@ class SuperResolve(ProjectingTask):
 
         Blind inputs take the low-resolution pull at any size: their unknown blur and noise leave the
         features as open as a 16 px input does. Four real ``degraded.png`` pairs observed at 32 px: dlib
-        distance 0.507 -> 0.487, LPIPS-VGG 0.420 -> 0.419 (docs/fidelity.md, Session 9)."""
+        distance 0.507 -> 0.493, LPIPS-VGG 0.417 -> 0.416 (docs/fidelity.md, Session 9)."""
         s = self.projector.settings
         if s.pull_low_res is not None and (self.blind or int(size) <= int(s.low_res_px)):
             return tuple(float(p) for p in s.pull_low_res)
