@@ -282,13 +282,19 @@ class PersonalSpace(nn.Module):
         beta: float | None = None,  # dilation; None: this space's beta (0 if the space has beta=None)
         max_iter: int = 20000,  # projected-gradient iterations at most
         tol: float = 1e-10,  # stop when the coefficients move less than this (max abs, float64)
+        init: torch.Tensor | None = None,  # [..., N] coefficients to start from (a warm start, e.g. the last
+        # step's nearest point of a moving w; projected onto the feasible set first); None = the anchors' mean
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The nearest point of ``P_beta`` to each ``w``: ``(w_proj [..., w_dim], a [..., N])``.
 
         Solves ``min_a ||A^T a - w||^2`` s.t. ``sum a = 1, a >= -beta`` by accelerated projected
         gradient descent (FISTA with adaptive restart, step ``1 / lambda_max(A A^T)``) in
         float64 on the Gram matrix, with the sort-based projection onto the shifted simplex.
-        The problem is convex, so this is the global minimum (the official code calls cvxpy).
+        The problem is convex, so this is the global minimum (the official code calls cvxpy)
+        whatever the start; a start near the answer (``init``) only makes it converge sooner.
+
+        Raises ``ValueError`` for a ``w`` whose last dimension is not ``w_dim`` or an ``init`` whose
+        shape is not ``[..., N]`` of ``w``'s leading dimensions.
         """
         _check_last_dim(w, self.w_dim, "w", f"[..., w_dim={self.w_dim}]")
         beta = (self.beta if self.beta is not None else 0.0) if beta is None else float(beta)
@@ -300,7 +306,12 @@ class PersonalSpace(nn.Module):
         lipschitz = torch.linalg.eigvalsh(gram)[-1].clamp_min(1e-30)
         step = 1.0 / lipschitz
         num = self.num_anchors
-        a = torch.full((target.shape[0], num), 1.0 / num, dtype=torch.float64, device=w.device)
+        if init is None:
+            a = torch.full((target.shape[0], num), 1.0 / num, dtype=torch.float64, device=w.device)
+        else:
+            if tuple(init.shape) != (*lead, num):
+                raise ValueError(f"init must be coefficients [..., N] = {(*lead, num)}, got {tuple(init.shape)}")
+            a = project_to_shifted_simplex(init.detach().double().to(w.device).reshape(-1, num), beta)
         y = a.clone()
         t = torch.ones(target.shape[0], 1, dtype=torch.float64, device=w.device)
 

@@ -139,6 +139,24 @@ def test_nearest_matches_brute_force_in_2d():
         assert (p - t).norm() >= brute - 5e-3  # the grid is 2e-3 fine
 
 
+def test_nearest_warm_start_reaches_the_same_point_sooner():
+    space = _space(n=12, w_dim=8, beta=0.03)
+    far = 3 * torch.randn(4, 6, 8, generator=torch.Generator().manual_seed(7))  # W+ points outside the hull
+    cold, a_cold = space.nearest(far)
+    # from any start the convex problem has one answer: a start elsewhere in the hull ends at the same point
+    other = torch.distributions.Dirichlet(torch.ones(12)).sample((4, 6))
+    warm, a_warm = space.nearest(far, init=other)
+    assert torch.allclose(warm, cold, atol=1e-4)
+    # the start is used: two iterations from the answer stay there, two from the mean do not get there
+    moved = far + 0.01 * torch.randn(far.shape, generator=torch.Generator().manual_seed(8))
+    truth, _ = space.nearest(moved)
+    from_last, _ = space.nearest(moved, max_iter=2, init=a_cold)
+    from_mean, _ = space.nearest(moved, max_iter=2)
+    assert (from_last - truth).norm() < 0.1 * (from_mean - truth).norm()
+    with pytest.raises(ValueError, match=r"init must be coefficients \[\.\.\., N\]"):
+        space.nearest(far, init=a_cold[:, :3])
+
+
 # ------------------------------------------------------------------ span projection
 
 

@@ -348,11 +348,26 @@ class HaarUpsample(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w)[:, self.channel_order]
         kernel = self.kernel
-        if x.shape[0] == 1:  # one image: modulate the (tiny) kernel instead of the activation
+        if x.shape[0] == 1 and _kernel_gradient_is_cheap(x, styles):
+            # one image: modulate the (tiny) kernel instead of the activation
             kernel = kernel * styles.reshape(-1, 1, 1, 1)
         else:
             x = _scale_channels(x, styles)
         return F.conv_transpose2d(x, kernel.to(x.dtype), stride=2, groups=kernel.shape[0] // HAAR_BANDS)
+
+
+def _kernel_gradient_is_cheap(x: torch.Tensor, styles: torch.Tensor) -> bool:
+    """Whether a modulated kernel's gradient costs no more than scaling the activation: when no gradient
+    reaches the styles, or when the transposed convolution runs in float32. On a CPU its kernel (weight)
+    gradient in bfloat16 takes several times the float32 time: one W+ projection step of MobileStyleGAN at
+    1024 px under bfloat16 autocast spent 0.37 s of 0.88 s there (2-core EPYC, torch 2.13; the three
+    HaarUpsample layers from 64 to 512 px took 355, 178 and 69 ms forward and backward with the kernel
+    modulated against 104, 38 and 17 ms with the activation scaled; in float32 the two are within 15%)."""
+    if not (torch.is_grad_enabled() and styles.requires_grad):
+        return True
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    return dtype == torch.float32
 
 
 class ToWavelets(nn.Module):

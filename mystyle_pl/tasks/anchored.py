@@ -115,6 +115,7 @@ class AnchoredWPlusProjector(WPlusProjector):
         self._cached_renders = renders
         self._renders: torch.Tensor | None = None
         self.start_index: torch.Tensor | None = None  # [B] the anchor each image of the last batch started at
+        self._warm: torch.Tensor | None = None  # [B, L, N] the last nearest point's coefficients (hull target)
 
     # ------------------------------------------------------------------ the start
 
@@ -143,6 +144,10 @@ class AnchoredWPlusProjector(WPlusProjector):
             w = anchors[self.start_index]
         return w.unsqueeze(1).expand(batch, g.num_ws, g.w_dim).clone()
 
+    def _project(self, y, degrade, mask, init):
+        self._warm = None  # a new projection: the last one's nearest points say nothing of this one
+        return super()._project(y, degrade, mask, init)
+
     # ------------------------------------------------------------------ the pull
 
     @torch.no_grad()
@@ -160,9 +165,14 @@ class AnchoredWPlusProjector(WPlusProjector):
                 torch.cat([proj.reshape(-1, space.w_dim).T, torch.ones(1, proj.numel() // space.w_dim, dtype=proj.dtype, device=ws.device)]),
             ).solution.T.reshape(*ws.shape[:2], -1)
             return proj.to(ws.dtype), coeffs.to(ws.dtype)
-        # projected gradient in float64; a few hundred iterations reach the nearest point to far
-        # below the W noise scale at a cost (N x N matrices) negligible next to a synthesis pass
-        return space.nearest(ws, max_iter=300, tol=1e-7)
+        # Projected gradient in float64; a few hundred iterations reach the nearest point to far
+        # below the W noise scale. Warm-started from the last call's coefficients when the batch
+        # is the same: w moves little per step, so a few iterations suffice where a cold start
+        # takes up to 300 (each one a handful of small ops whose overhead, not arithmetic, counts).
+        warm = self._warm if self._warm is not None and self._warm.shape[:-1] == ws.shape[:-1] else None
+        proj, coeffs = space.nearest(ws, max_iter=300, tol=1e-7, init=warm)
+        self._warm = coeffs.detach()
+        return proj, coeffs
 
     def layer_pull(self) -> torch.Tensor:
         """``[L]`` each layer's pull weight: its group's ``settings.pull`` / the group's layer count (a mean

@@ -152,6 +152,35 @@ def test_inverse_haar_fast_paths_match_reference():
     torch.testing.assert_close(inverse_haar(coeffs).square().sum(), coeffs.square().sum())
 
 
+def test_haar_upsample_modulates_where_the_gradient_is_cheap(monkeypatch):
+    """One image modulates the kernel unless a bfloat16 gradient must reach the styles (the kernel's
+    gradient is slow there on a CPU); both ways give the same image and the same gradients."""
+    import mystyle_pl.generators.mobilestylegan as msg
+
+    torch.manual_seed(0)
+    up = HaarUpsample(16, w_dim=8)
+    x0, w0 = torch.randn(1, 16, 5, 5), torch.randn(1, 8)
+    reference = inverse_haar(x0 * up.affine(w0)[:, :, None, None]).detach()
+    results = {}
+    for path in ("kernel", "activation"):
+        monkeypatch.setattr(msg, "_kernel_gradient_is_cheap", lambda x, s, path=path: path == "kernel")
+        x, w = x0[:, haar_channel_order(4)].clone().requires_grad_(True), w0.clone().requires_grad_(True)
+        out = up(x, w)
+        out.square().sum().backward()
+        results[path] = (out.detach(), x.grad, w.grad)
+    torch.testing.assert_close(results["kernel"][0], reference)
+    for a, b in zip(results["kernel"], results["activation"]):
+        torch.testing.assert_close(a, b)
+    monkeypatch.undo()
+    styles = up.affine(w0.requires_grad_(True))
+    assert msg._kernel_gradient_is_cheap(x0, styles)  # float32: the kernel's gradient is as cheap
+    assert msg._kernel_gradient_is_cheap(x0.bfloat16(), styles.detach())  # no gradient to the styles
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not msg._kernel_gradient_is_cheap(x0, styles)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert msg._kernel_gradient_is_cheap(x0, up.affine(w0))
+
+
 def test_ws_from_upstream_layout():
     upstream = torch.arange(23.0).reshape(1, 23, 1).expand(2, 23, 4)
     ours = ws_from_upstream(upstream)

@@ -89,6 +89,22 @@ def test_pull_keeps_coarse_layers_near_the_space(prior):
     assert dists[1] < 0.5 * dists[0]
 
 
+def test_a_projection_does_not_depend_on_the_one_before(prior):
+    """The pull's nearest points are warm-started from the last step's; each projection starts afresh."""
+    space = PersonalSpace.from_prior(prior)
+    settings = task_settings("quick", steps=8, lpips_weight=0.0, pull=(1.0, 1.0, 0.1))
+    y = _render(prior, prior.w[0:1] + 2.0 * torch.randn(1, prior.w.shape[1], generator=torch.Generator().manual_seed(4)))
+    other = _render(prior, prior.w[5:6] - 2.0 * torch.randn(1, prior.w.shape[1], generator=torch.Generator().manual_seed(5)))
+    fresh = AnchoredWPlusProjector(prior.generator, space, settings=settings).project(y).ws
+    used = AnchoredWPlusProjector(prior.generator, space, settings=settings)
+    used.project(other)
+    again = used.project(y).ws
+    # Tolerance: the nearest points are found to 1e-7 in their coefficients from whatever start, so 8
+    # Adam steps (w_lr 0.05, i.e. ~0.05 per step in W) may differ only far below 1e-4; any state kept
+    # from the first image (start, schedule, best state) would move w by a step or more.
+    assert torch.allclose(again, fresh, atol=1e-4)
+
+
 def test_face_weight_down_weights_the_background(prior):
     p = AnchoredWPlusProjector(prior.generator, PersonalSpace.from_prior(prior), settings=task_settings("quick", face_weight=0.1))
     w = p.loss_weights(None, 64, torch.device("cpu"))
