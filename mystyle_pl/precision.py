@@ -65,6 +65,23 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return precision
 
 
+def emulated_bf16_warning(trainer_precision: str | int, device: torch.device | str) -> str | None:
+    """A warning for a Lightning ``Trainer(precision=...)`` that asks for bfloat16 on a device that
+    only emulates it (a CPU without AVX512-BF16 or AMX: several times slower than float32), saying how
+    to fix it; ``None`` when the precision is not bfloat16 or the device computes it natively.
+
+    >>> emulated_bf16_warning("32-true", "cpu") is None
+    True
+    """
+    if not str(trainer_precision).startswith("bf16") or bf16_native(device):
+        return None
+    return (
+        f"trainer.precision is {trainer_precision} but this {torch.device(device).type} has no native bfloat16 "
+        "(AVX512-BF16 or AMX on a CPU): it is emulated, several times slower than float32. "
+        "Pass --trainer.precision 32-true."
+    )
+
+
 def render_context(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
     """The context in which an optimisation step renders: bfloat16 autocast for ``"bf16-mixed"``
     (or ``"auto"`` on a device with native bfloat16), else a no-op."""

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import mystyle_pl.generators.mobilestylegan as msg
+
 from .helpers import REPO_ROOT
 
 
@@ -85,3 +87,18 @@ def test_optimiser_plot_compares_methods_at_the_fastest_ones_time(tmp_path: Path
     assert lines[2].split()[-3:] == ["1.0000", "0.2000", "1.0000"] and lines[1].split()[-1] == "0.4000"
     assert out.stat().st_size > 0
     assert script.main([str(tmp_path), "--methods", "nope"]) == 1
+
+
+def test_step_precision_benchmark_times_every_row_and_restores_the_rule(tmp_path: Path) -> None:
+    shipped = msg._kernel_gradient_is_cheap
+    bench = load_benchmark("step_precision")
+    out = tmp_path / "steps.json"
+    figures = bench.main(["--generator", "tiny", "--lpips", "random", "--steps", "1", "--threads", "1", "--json", str(out)])
+    rows = figures["seconds_per_step"]
+    assert sorted(rows) == sorted(
+        f"{kind} {precision} {version}" for kind in ("projection", "tuning") for precision in ("32", "bf16-mixed")
+        for version in ("before", "after")
+    )  # fmt: skip
+    assert all(seconds > 0 for seconds in rows.values())
+    assert json.loads(out.read_text()) == figures
+    assert msg._kernel_gradient_is_cheap is shipped  # the benchmark's patch does not outlive it

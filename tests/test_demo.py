@@ -24,6 +24,7 @@ from mystyle_pl.demo import (
 )
 from mystyle_pl.demo_album import AlbumRecipe, slot_resolutions, slots_between, synthesize_album
 from mystyle_pl.generators import save_generator
+from mystyle_pl.precision import bf16_native
 
 from .helpers import REPO_ROOT
 
@@ -234,6 +235,8 @@ def test_fit_stacks_parse_with_the_demo_paths(tmp_path, generator_file, quality)
     assert cli.datamodule.val_fraction == 0.0 and cli.trainer.limit_val_batches == 0
     assert cli.model.hparams.generator == str(generator_file)
     assert type(cli.trainer.logger).__name__ == "CSVLogger" and Path(cli.trainer.logger.save_dir) == tmp_path / "out" / "fit"
+    # on a CPU the tuning runs in bfloat16 where the CPU computes it natively, else in float32
+    assert cli.trainer.precision == ("bf16-mixed" if bf16_native("cpu") else "32-true")
 
 
 # ------------------------------------------------------------------ evaluate stage, CLI

@@ -3,9 +3,10 @@ the demo and Python share.
 
 * ``quick`` (default): W+ anchored to the person's space (:mod:`.anchored`), 60 steps, the loss
   computed at 256 px and weighted toward the face (background weight 0.1; 0 for super-resolution,
-  whose back-projection takes the background from the input); about a minute per image on a
-  2-core CPU with MobileStyleGAN (~1 s per step; 63 s for x8 on album 00001, where 100 steps
-  took 106 s for LPIPS 0.346 against 0.356 and dlib 0.302 against 0.326: docs/fidelity.md).
+  whose back-projection takes the background from the input); 30-40 s per image on a 2-core CPU
+  with MobileStyleGAN under bfloat16 (0.58 s per step; docs/fidelity.md, "Session 10"). Chosen in
+  float32, where 60 steps took 63 s for x8 on album 00001 and 100 steps 106 s for LPIPS 0.346
+  against 0.356 and dlib 0.302 against 0.326 (docs/fidelity.md).
   Inversion and editing then tune a copy of the generator on the photo for 50 steps (pivotal tuning,
   :mod:`.pivotal`), so the result and its edits keep the photo's details.
 * ``full``: the same method, 400 steps, and 200 pivotal-tuning steps (a GPU budget).

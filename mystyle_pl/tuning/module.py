@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 
 from .. import load_generator
 from ..anchors import InversionSettings, compute_anchors, invert_w
@@ -32,6 +33,7 @@ from ..generators import Generator
 from ..imaging import downsample_to
 from ..losses import LPIPS
 from ..metrics.image import psnr
+from ..precision import emulated_bf16_warning
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,9 @@ class PersonalTuner(LightningModule):
             self.__dict__["_compiled_synthesis"] = torch.compile(self.generator.synthesis)
         if stage != "fit":
             return
+        slow = emulated_bf16_warning(self.trainer.precision, self.device)
+        if slow is not None:
+            rank_zero_warn(slow)
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "attach_anchors"):
             raise RuntimeError("PersonalTuner needs a PersonalPhotosDataModule (data.class_path) to find its photos")

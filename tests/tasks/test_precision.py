@@ -7,7 +7,7 @@ import torch
 
 from mystyle_pl.tasks.invert import Invert
 from mystyle_pl.tasks.pivotal import pivotal_tune
-from mystyle_pl.precision import bf16_native, render_context, render_step, resolve_precision
+from mystyle_pl.precision import bf16_native, emulated_bf16_warning, render_context, render_step, resolve_precision
 from mystyle_pl.tasks.projection import ProjectionSettings
 
 from .conftest import FAST
@@ -20,6 +20,9 @@ def test_precision_values_and_the_auto_choice():
         resolve_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="precision must be one of"):
         ProjectionSettings(precision="half")
+    # a Trainer asking for bfloat16 where it is emulated is warned about (the fit's setup shows it)
+    assert emulated_bf16_warning("32-true", "cpu") is None and emulated_bf16_warning(16, "cpu") is None
+    assert (emulated_bf16_warning("bf16-mixed", "cpu") is None) == bf16_native("cpu")
     # Lightning's spellings are accepted (a command line or YAML may give the number 32)
     assert [ProjectionSettings(precision=p).precision for p in (32, "32-true", "bf16", "BF16-mixed")] == [
         "32", "32", "bf16-mixed", "bf16-mixed"

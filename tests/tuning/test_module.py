@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+import mystyle_pl.precision as precision
 from mystyle_pl.anchor_renders import render_anchors
 from mystyle_pl.anchors import InversionSettings, compute_anchors
 from mystyle_pl.data import PersonalPhotosDataModule, save_anchors
@@ -234,7 +235,9 @@ def test_export_from_checkpoint_cli(setup_files, tmp_path):
     assert main(["info", str(tmp_path / "prior"), "--json"]) == 0
 
 
-def test_bf16_mixed_precision_and_gradient_accumulation_run(setup_files, tmp_path):
+def test_bf16_mixed_precision_and_gradient_accumulation_run(setup_files, tmp_path, monkeypatch):
+    # a CPU without native bfloat16 (emulated: several times slower) is warned about, with the fix
+    monkeypatch.setattr(precision, "_bf16_native", lambda device_type: False)
     seed_everything(0)
     dm = PersonalPhotosDataModule(str(setup_files["album"]), resolution=RES, batch_size=2, num_workers=0, anchors=str(setup_files["anchors"]))
     model = PersonalTuner(generator=str(setup_files["generator"]), val_inversion_steps=2)
@@ -242,7 +245,8 @@ def test_bf16_mixed_precision_and_gradient_accumulation_run(setup_files, tmp_pat
     trainer = Trainer(accelerator="cpu", max_epochs=1, precision="bf16-mixed", accumulate_grad_batches=2, logger=False,
                       enable_progress_bar=False, enable_checkpointing=False, inference_mode=False,
                       use_distributed_sampler=False, default_root_dir=str(tmp_path))  # fmt: skip
-    trainer.fit(model, dm)
+    with pytest.warns(UserWarning, match="no native bfloat16 .* Pass --trainer.precision 32-true"):
+        trainer.fit(model, dm)
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     after = synthesis_state(model)
     assert trainer.global_step == 2  # 4 batches, 2 accumulated per optimizer step
