@@ -179,6 +179,11 @@ def test_haar_upsample_modulates_where_the_gradient_is_cheap(monkeypatch):
         assert not msg._kernel_gradient_is_cheap(x0, styles)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert msg._kernel_gradient_is_cheap(x0, up.affine(w0))
+    # torch < 2.4 (no per-device autocast queries): the input's dtype decides
+    monkeypatch.delattr(torch, "get_autocast_dtype")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not msg._kernel_gradient_is_cheap(x0.bfloat16(), styles)
+        assert msg._kernel_gradient_is_cheap(x0, styles)
 
 
 def test_ws_from_upstream_layout():
