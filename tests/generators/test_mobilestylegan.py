@@ -179,9 +179,14 @@ def test_haar_upsample_modulates_where_the_gradient_is_cheap(monkeypatch):
         assert not msg._kernel_gradient_is_cheap(x0, styles)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert msg._kernel_gradient_is_cheap(x0, up.affine(w0))
-    # torch < 2.4 (no per-device autocast queries): the input's dtype decides
-    monkeypatch.delattr(torch, "get_autocast_dtype")
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    # torch < 2.4 (is_autocast_enabled takes no device): the input's dtype decides
+    def is_autocast_enabled_before_2_4(*args):
+        if args:
+            raise TypeError("is_autocast_enabled() takes 0 positional arguments")
+        return False
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), monkeypatch.context() as old_torch:
+        old_torch.setattr(torch, "is_autocast_enabled", is_autocast_enabled_before_2_4)
         assert not msg._kernel_gradient_is_cheap(x0.bfloat16(), styles)
         assert msg._kernel_gradient_is_cheap(x0, styles)
 
