@@ -2,9 +2,9 @@
 
 Lightning's ``trainer.max_time`` counts tuning only (its ``Timer`` starts at ``on_train_start``).
 The anchors' W inversions run before that, in :meth:`~mystyle_pl.tuning.PersonalTuner.setup`, and
-take about 26 s per photo on a 2-core CPU. With a fixed tuning budget, a fit's length therefore
-grows with the album's size (a 17-photo album took 15.3 min with ``cpu_quick``'s 6-minute budget,
-13-photo albums 12 min). This callback starts its clock in ``setup``, before the anchors, and ends
+take 17-26 s per photo on a 2-core CPU (bfloat16 / float32 renders). With a fixed tuning budget,
+a fit's length therefore grows with the album's size (with float32 tuning, a 17-photo album took
+15.3 min with ``cpu_quick``'s 6-minute budget, 13-photo albums 12 min). This callback starts its clock in ``setup``, before the anchors, and ends
 tuning once the whole fit has run for ``minutes``; it sits beside ``max_time``, which stays the cap
 on tuning alone, so whichever comes first ends the fit. (Not a subclass of Lightning's ``Timer``:
 the trainer ignores ``max_time`` when its callbacks already hold a ``Timer``.)
