@@ -186,7 +186,8 @@ def run_tasks(
                          "steps_used": int(ip.steps_used), "seconds": timings["inpaint"]}  # fmt: skip
     ip_row = torch.cat([small(x * mask), made(ip.blended), small(x)])
 
-    # inversion, and an edit of it along a principal direction in the coarse layers
+    # inversion, and an edit of the photo along a principal direction in the coarse layers. The edit projects the
+    # photo itself (pivotal tuning): the inversion's feature offset would hold the coarse layout the edit moves.
     inv = timed("invert", lambda: prior.run(Invert(projection=projection), x, lpips=lpips))
     coarse = [i for i, r in enumerate(slot_resolutions(g)) if r <= 8]
     dirs, std = principal_directions(g, k=settings.edit_direction + 1, return_std=True)
@@ -195,12 +196,12 @@ def run_tasks(
     strengths = [s * sigma for s in settings.edit_strengths]
     try:  # MyStyle's edits: the direction's component in the anchors' span
         editor = Edit(layers=coarse, projection=projection).bind(prior, lpips=lpips)
-        ed = timed("edit", lambda: editor(x, d, strengths, projection=inv))
+        ed = timed("edit", lambda: editor(x, d, strengths))
         span = True
     except ValueError as e:  # anchors with no spread along it (e.g. tiny budgets): the raw direction
         say(f"  edit: {e}; using the direction as it is")
         editor = Edit(layers=coarse, span=False, projection=projection).bind(prior, lpips=lpips)
-        ed = timed("edit", lambda: editor(x, d, strengths, projection=inv))
+        ed = timed("edit", lambda: editor(x, d, strengths))
         span = False
     record["edit"] = {"direction": f"principal direction {settings.edit_direction}", "layers": coarse, "in_span": span,
                       "strengths_sigma": list(settings.edit_strengths), "sigma": round(sigma, 4),

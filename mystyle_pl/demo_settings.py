@@ -41,7 +41,7 @@ QUALITIES: dict[str, DemoSettings] = {
     # photo (the input-dependence figure needs >= 2 and is left out here) on two conditions, x8
     # super-resolution (personal, its raw projection for free, generic, bicubic) and the mouth box (personal,
     # Telea): 3 projections; the generic prior only at x8, no beta sweep. The held-out inversion of that photo
-    # (with pivotal tuning, ~150 s) is measured once, in the tasks stage, and the summary reports it from there
+    # (with a feature offset, ~55 s) is measured once, in the tasks stage, and the summary reports it from there
     # (session 7: with it in evaluate too the demo took ~17 min).
     "quick": DemoSettings(num_photos=12, num_held_out=4, photo_size=512, fit_config="fit/demo.yaml",
                           preset="quick", eval_tasks="superres-x8,inpaint-mouth",
@@ -83,5 +83,6 @@ def demo_projection_settings(settings: DemoSettings, overrides: dict | None = No
     """The demo's projection settings: :func:`~mystyle_pl.tasks.presets.task_settings` of
     ``settings.preset`` with the ``overrides`` (``ProjectionSettings`` fields) replacing its values.
     A field given here wins over the preset's per-task value of that field (as in predict, evaluate
-    and Python): ``{"pivotal_steps": 0}`` turns pivotal tuning off for inversion and editing too."""
+    and Python): ``{"pivotal_steps": 0}`` turns pivotal tuning off for editing, ``{"feature_steps": 0}`` the
+    feature offset off for inversion."""
     return task_settings(settings.preset, **(overrides or {}))

@@ -90,8 +90,8 @@ def evaluate(
     o = replace(options if options is not None else EvaluateSettings(), **overrides)
     tasks, out, pairs, methods, generic, generic_tasks = o.tasks, o.out, o.pairs, o.methods, o.generic, o.generic_tasks
     resolution, preset, steps, patience, lr, generic_lr = o.resolution, o.preset, o.steps, o.patience, o.lr, o.generic_lr
-    lr_rampdown, delta_prox, loss_resolution, pivotal_steps, pull = (
-        o.lr_rampdown, o.delta_prox, o.loss_resolution, o.pivotal_steps, o.pull
+    lr_rampdown, delta_prox, loss_resolution, pivotal_steps, feature_steps, pull = (
+        o.lr_rampdown, o.delta_prox, o.loss_resolution, o.pivotal_steps, o.feature_steps, o.pull
     )
     beta, betas, sweep_task, seed, blind_factor = o.beta, o.betas, o.sweep_task, o.seed, o.blind_factor
     batch_size, max_photos, album_refs, lpips_net, align = o.batch_size, o.max_photos, o.album_refs, o.lpips_net, o.align
@@ -122,7 +122,8 @@ def evaluate(
 
     settings = projection_settings(
         preset, settings, progress=progress, steps=steps, patience=patience, lr=lr, lr_rampdown=lr_rampdown,
-        delta_prox=delta_prox, resolution=loss_resolution, pivotal_steps=pivotal_steps, pull=pull,
+        delta_prox=delta_prox, resolution=loss_resolution, pivotal_steps=pivotal_steps, feature_steps=feature_steps,
+        pull=pull,
     )  # fmt: skip
     projecting = {"personal", "personal-raw", "generic"} & set(methods)
     if lpips is None and settings.lpips_weight > 0 and projecting:

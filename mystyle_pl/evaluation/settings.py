@@ -96,7 +96,12 @@ class EvaluateSettings:
     pivotal_steps: int | None = field(
         default=None,
         metadata=option("pivotal tuning (PTI) steps of a generator copy per photo after the projection, 0 = off",
-                        "the preset's: inversion and editing only", type=int),
+                        "the preset's: editing only", type=int),
+    )  # fmt: skip
+    feature_steps: int | None = field(
+        default=None,
+        metadata=option("steps of a feature-space offset per photo after the projection (high-fidelity inversion), "
+                        "0 = off", "the preset's: inversion only", type=int),
     )  # fmt: skip
     pull: tuple[float, float, float] | None = field(
         default=None,

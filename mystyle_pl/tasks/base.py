@@ -203,7 +203,13 @@ class ProjectingTask(Task):
         delta_prox: bool | None = None,  # "pplus": the offsets' penalty by a proximal step [False]
         lr_rampdown: float | None = None,  # cosine lr decay over this final fraction of the steps [0: constant]
         pivotal_steps: int | None = None,  # pivotal tuning (PTI) of a generator copy per photo after the projection;
-        # 0 = off [official: off]; the presets tune for inversion and editing only (tasks.pivotal)
+        # 0 = off [official: off]; the presets tune for editing only (tasks.pivotal)
+        feature_steps: int | None = None,  # steps of a feature-space offset per photo after the projection (and
+        # pivotal tuning); 0 = off [official: off]; the presets refine inversion so (tasks.features)
+        feature_resolution: int | None = None,  # the generator block (px) the offset goes to [64, at most half the
+        # generator's resolution]; higher holds more of the photo and leaves less to edits
+        l2_full_weight: float | None = None,  # weight of a pixel MSE at the observation's own size next to the loss
+        # at loss_resolution; 0 = off [official: off; quick: 30 for inversion and editing]
         precision: str | None = None,  # the generator's render inside the optimisation steps: "32", "bf16-mixed"
         # (bfloat16 autocast; loss, optimiser and the result stay float32) or "auto" (bf16-mixed where the device has
         # native bfloat16) [quick/full/pplus: auto; official: 32]. Not --trainer.precision, which casts the whole step
@@ -227,9 +233,11 @@ class ProjectingTask(Task):
         self.l2_weight, self.lpips_weight, self.lpips_net = l2_weight, lpips_weight, lpips_net
         self.delta_penalty, self.sum_penalty = delta_penalty, sum_penalty
         self.loss_resolution, self.delta_prox, self.lr_rampdown = loss_resolution, delta_prox, lr_rampdown
-        if pivotal_steps is not None and pivotal_steps < 0:
-            raise ValueError(f"pivotal_steps must be >= 0 (0 = off), got {pivotal_steps}")
-        self.pivotal_steps, self.precision = pivotal_steps, precision
+        for name, value in (("pivotal_steps", pivotal_steps), ("feature_steps", feature_steps)):
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off), got {value}")
+        self.pivotal_steps, self.feature_steps, self.precision = pivotal_steps, feature_steps, precision
+        self.feature_resolution, self.l2_full_weight = feature_resolution, l2_full_weight
         self.progress, self.projection, self.overrides = progress, projection, dict(overrides)
         self.projection_settings()  # an unknown value fails here, before any input is read
 
@@ -245,7 +253,8 @@ class ProjectingTask(Task):
             lpips_weight=self.lpips_weight, delta_penalty=self.delta_penalty, sum_penalty=self.sum_penalty,
             patience=self.patience, min_delta=self.min_delta, resolution=self.loss_resolution,
             delta_prox=self.delta_prox, lr_rampdown=self.lr_rampdown, pivotal_steps=self.pivotal_steps,
-            precision=self.precision, progress=bar,
+            feature_steps=self.feature_steps, feature_resolution=self.feature_resolution,
+            l2_full_weight=self.l2_full_weight, precision=self.precision, progress=bar,
         )  # fmt: skip
         values = given_values({**self.overrides, **explicit})
         if self.projection is None:
@@ -296,7 +305,7 @@ class ProjectingTask(Task):
                 "steps_used": int(result.steps_used),
                 "precision": result.precision,
                 "final_loss": float(result.final_loss[i]),
-                **({"pivotal_steps": len(result.pivotal_traces[i])} if result.pivotal_traces is not None else {}),
+                **refinement_steps(result, i),
                 **{
                     key: round(float(getattr(result, key)[i]), 2)
                     for key in ("consistency", "raw_consistency")
@@ -304,3 +313,12 @@ class ProjectingTask(Task):
                 },  # PSNR (dB) of the result (and of the raw projection) degraded like the input, against it
             },
         )
+
+
+def refinement_steps(result: ProjectionResult, i: int) -> dict[str, int]:
+    """Image ``i``'s pivotal-tuning and feature-offset steps, for the result's record (absent when off)."""
+    out = {}
+    for key, traces in (("pivotal_steps", result.pivotal_traces), ("feature_steps", result.feature_traces)):
+        if traces is not None:
+            out[key] = len(traces[i])
+    return out

@@ -15,6 +15,7 @@ it (a W+ projection's detail of the photo) is added back to every edit. With piv
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import Batch, Output, ProjectingTask, check_images
+from .base import Batch, Output, ProjectingTask, check_images, refinement_steps
 from .projection import ProjectionResult
 
 POLICIES = ("continue", "stop", "project")
@@ -253,6 +254,13 @@ class Edit(ProjectingTask):
         d = self.resolve_direction(direction)
         if projection is None:
             projection = self.projector.project(images.to(self.device))
+        elif projection.feature_traces is not None:
+            warnings.warn(
+                "this projection was refined by a feature offset (feature_steps > 0, the inversion's default): it holds "
+                "the photo's layout at the feature resolution, so edits of the coarse layers barely show; project for "
+                "the edit itself (Edit(...)(images, ...) without projection=, pivotal tuning) or pass feature_steps=0",
+                stacklevel=2,
+            )
         pivot = projection.ws.detach()  # [B, num_ws, w_dim]
         # A W+ pivot (the quick preset's projection) lies outside P_beta by its residual: the photo's own
         # detail. The edge policies act on the pivot's nearest point in P_beta and the residual rides along,
@@ -288,7 +296,7 @@ class Edit(ProjectingTask):
         with torch.no_grad():
             if projection.generators is None:
                 imgs = self.generator.synthesis(ws.reshape(b * n_s, *ws.shape[2:]), noise_mode=noise_mode)
-            else:  # pivotal tuning: each photo's edits by its own tuned generator (PTI), so they keep its details
+            else:  # pivotal tuning or a feature offset: each photo's edits by its own generator, so they keep its details
                 imgs = torch.cat([g.synthesis(ws[i], noise_mode=noise_mode) for i, g in enumerate(projection.generators)])
         return EditResult(
             images=imgs.reshape(b, n_s, *imgs.shape[1:]),
@@ -326,7 +334,7 @@ class Edit(ProjectingTask):
                     record={
                         "steps_used": int(proj.steps_used),
                         "final_loss": float(proj.final_loss[i]),
-                        **({"pivotal_steps": len(proj.pivotal_traces[i])} if proj.pivotal_traces is not None else {}),
+                        **refinement_steps(proj, i),
                         "strengths": list(result.strengths),
                         "applied": [float(a) for a in result.applied[i]],
                         "inside": [bool(b) for b in result.inside[i]],

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from ..generators import Generator
+from ..precision import render_step
 from .steps import run_steps
 
 # loss(synth [1, 3, R, R], y [1, 3, H, W], mask [1, 1, H, W] | None) -> [1]: the projection's per-image loss
@@ -41,12 +42,67 @@ PivotLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Te
 
 @dataclass
 class PivotalResult:
-    """What :func:`pivotal_tune` returns."""
+    """What :func:`pivotal_tune` (and :func:`~.features.feature_tune`) return."""
 
-    images: torch.Tensor  # [B, 3, R, R] G'_i(ws_i) in [-1, 1], each by its own tuned generator
-    generators: list[Generator]  # B tuned copies (frozen, eval mode), one per image
+    images: torch.Tensor  # [B, 3, R, R] G'_i(ws_i) in [-1, 1], each by its own generator
+    generators: list[Generator]  # B per-image generators (frozen, eval mode)
     traces: list[list[float]]  # per image, its loss at each step's start
     seconds: float  # wall time of the whole batch
+
+
+# (generator to start from, image index, its pivot [1, num_ws, w_dim]) -> (its own generator, the parameters to optimise)
+MakeGenerator = Callable[[Generator, int, torch.Tensor], tuple[Generator, list[torch.Tensor]]]
+
+
+def tune_per_image(
+    generators: list[Generator],  # per image (or one for all), the generator to start from (not modified)
+    ws: torch.Tensor,  # [B, num_ws, w_dim] the pivots, held fixed
+    y: torch.Tensor,  # [B, 3, H, W] the observations in [-1, 1]
+    mask: torch.Tensor | None,  # [B or 1, 1, H, W], 1 = known pixel; None = all known
+    loss: PivotLoss,
+    settings: Any,  # the schedule fields of ProjectionSettings (ramps, noise_mode, progress)
+    steps: int,
+    lr: float,
+    make: MakeGenerator,
+    desc: str,
+    precision: str = "32",  # the render inside the steps (mystyle_pl.precision)
+) -> PivotalResult:
+    """The loop :func:`pivotal_tune` and :func:`~.features.feature_tune` share: per image, ``make``
+    its own generator and the parameters to optimise, then ``steps`` Adam steps at ``lr`` (with the
+    projection's lr ramps) on ``loss`` of its render of the pivot. Raises ``ValueError`` when ``ws``
+    and ``y`` disagree on the batch size or ``steps`` is below 1."""
+    if steps < 1:
+        raise ValueError(f"{desc} needs steps >= 1, got {steps}")
+    if ws.ndim != 3 or ws.shape[0] != y.shape[0]:
+        raise ValueError(f"ws must be [B={y.shape[0]}, num_ws, w_dim], got {tuple(ws.shape)}")
+    schedule = replace(settings, steps=steps, patience=None)  # the whole budget: the loss keeps falling
+    start, images, made, traces = time.perf_counter(), [], [], []
+    for i in range(ws.shape[0]):
+        w_i, y_i = ws[i : i + 1].detach(), y[i : i + 1]
+        g, params = make(generators[i if len(generators) > 1 else 0], i, w_i)
+        optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
+        m_i = None if mask is None else mask[i : i + 1] if mask.shape[0] > 1 else mask
+
+        def objective(g=g, w_i=w_i, y_i=y_i, m_i=m_i) -> tuple[torch.Tensor, torch.Tensor]:
+            per_image = loss(render_step(g, w_i, settings.noise_mode, precision), y_i, m_i)
+            return per_image, per_image.sum()
+
+        label = desc if ws.shape[0] == 1 else f"{desc} {i + 1}/{ws.shape[0]}"
+        trace, _ = run_steps(optimizer, [lr], schedule, objective, label)
+        del optimizer  # its state (2x the parameters) is not needed any more
+        for p in params:
+            p.requires_grad_(False)
+        g.eval()
+        with torch.no_grad():
+            images.append(g.synthesis(w_i, noise_mode=settings.noise_mode))
+        made.append(g)
+        traces.append(trace)
+    return PivotalResult(torch.cat(images), made, traces, time.perf_counter() - start)
+
+
+def _tuned_copy(base: Generator, _i: int, _w: torch.Tensor) -> tuple[Generator, list[torch.Tensor]]:
+    g = copy.deepcopy(base).requires_grad_(True)
+    return g, [p for p in g.parameters() if p.is_floating_point()]
 
 
 def pivotal_tune(
@@ -60,32 +116,9 @@ def pivotal_tune(
     """Tune one copy of ``generator`` per image for ``settings.pivotal_steps`` Adam steps at
     ``settings.pivotal_lr`` (with the projection's lr ramps). Raises ``ValueError`` when ``ws`` and
     ``y`` disagree on the batch size or the number of steps is below 1."""
-    steps = int(settings.pivotal_steps)
-    if steps < 1:
-        raise ValueError(f"pivotal_steps must be >= 1 to tune, got {steps}")
-    if ws.ndim != 3 or ws.shape[0] != y.shape[0]:
-        raise ValueError(f"ws must be [B={y.shape[0]}, num_ws, w_dim], got {tuple(ws.shape)}")
-    schedule = replace(settings, steps=steps, patience=None)  # the whole budget: the loss keeps falling
-    start, images, tuned, traces = time.perf_counter(), [], [], []
-    for i in range(ws.shape[0]):
-        g = copy.deepcopy(generator).requires_grad_(True)
-        params = [p for p in g.parameters() if p.is_floating_point()]
-        optimizer = torch.optim.Adam(params, lr=settings.pivotal_lr, betas=(0.9, 0.999))
-        w_i, y_i = ws[i : i + 1].detach(), y[i : i + 1]
-        m_i = None if mask is None else mask[i : i + 1] if mask.shape[0] > 1 else mask
-
-        def objective(g=g, w_i=w_i, y_i=y_i, m_i=m_i) -> tuple[torch.Tensor, torch.Tensor]:
-            # float32 whatever settings.precision: album 00001's held-out inversion, 50 steps under bfloat16 autocast
-            # reached 24.94 dB / LPIPS-VGG 0.263 / dlib 0.299 against 25.10 / 0.249 / 0.257 (docs/fidelity.md, Session 8)
-            per_image = loss(g.synthesis(w_i, noise_mode=settings.noise_mode), y_i, m_i)
-            return per_image, per_image.sum()
-
-        desc = "pivotal tuning" if ws.shape[0] == 1 else f"pivotal tuning {i + 1}/{ws.shape[0]}"
-        trace, _ = run_steps(optimizer, [settings.pivotal_lr], schedule, objective, desc)
-        del optimizer  # its state (2x the parameters) is not needed any more
-        g.requires_grad_(False).eval()
-        with torch.no_grad():
-            images.append(g.synthesis(w_i, noise_mode=settings.noise_mode))
-        tuned.append(g)
-        traces.append(trace)
-    return PivotalResult(torch.cat(images), tuned, traces, time.perf_counter() - start)
+    # float32 whatever settings.precision: album 00001's held-out inversion, 50 steps under bfloat16 autocast
+    # reached 24.94 dB / LPIPS-VGG 0.263 / dlib 0.299 against 25.10 / 0.249 / 0.257 (docs/fidelity.md, Session 8)
+    return tune_per_image(
+        [generator], ws, y, mask, loss, settings, int(settings.pivotal_steps), settings.pivotal_lr, _tuned_copy,
+        "pivotal tuning",
+    )  # fmt: skip

@@ -7,12 +7,15 @@ the demo and Python share.
   with MobileStyleGAN under bfloat16 (0.58 s per step; docs/fidelity.md, "Session 10"). Chosen in
   float32, where 60 steps took 63 s for x8 on album 00001 and 100 steps 106 s for LPIPS 0.346
   against 0.356 and dlib 0.302 against 0.326 (docs/fidelity.md).
-  Inversion and editing then tune a copy of the generator on the photo for 50 steps (pivotal tuning,
-  :mod:`.pivotal`), so the result and its edits keep the photo's details.
-* ``full``: the same method, 400 steps, and 200 pivotal-tuning steps (a GPU budget).
+  Inversion pivots on 40 bfloat16 steps and then fits an offset to the generator's 64 px features
+  for 40 steps (:mod:`.features`), under an extra MSE at the photo's own 1024 px (``l2_full_weight``):
+  about 55 s per photo. Editing tunes a copy of the generator on the photo for 50 steps (pivotal
+  tuning, :mod:`.pivotal`), so its edits keep the photo's details.
+* ``full``: the same method, 400 steps, 150 feature-offset steps for inversion and 200
+  pivotal-tuning steps for editing (a GPU budget).
 * ``pplus``: the paper's P+ (anchors' coefficients per layer) at a CPU budget: 300 steps with early
   stopping, proximal offsets, lr ramp-down (what ``predict`` shipped before the W+ method).
-  Inversion and editing tune the generator on the photo afterwards, as in ``quick``.
+  Inversion and editing are refined afterwards as in ``quick`` (a feature offset, pivotal tuning).
 * ``official``: google/mystyle's projection exactly (``reconstruct/hyperparams.py``): P+, 1000 Adam
   steps at lr 5e-3, LPIPS-alex + MSE at full resolution, no early stopping.
 
@@ -32,11 +35,18 @@ from dataclasses import fields, replace
 
 from .projection import ProjectionSettings
 
-QUICK_PIVOTAL, FULL_PIVOTAL = 50, 200  # pivotal tuning steps of inversion and editing in "quick" and "full"
+QUICK_PIVOTAL, FULL_PIVOTAL = 50, 200  # pivotal tuning steps of editing in "quick" and "full"
+QUICK_FEATURE, FULL_FEATURE = 40, 150  # feature-offset steps of inversion in "quick" and "full" (tasks.features)
+# An MSE at the observation's own size next to the loss at 256 px: a held-out inversion's consistency at 1024 px
+# (album 00027, outputs/s11/inv_probe.py) with 50 pivotal-tuning steps 24.7 -> 28.0 dB (weight 30), with a
+# feature offset 28.6 (weight 3) -> 30.5 (10) -> 31.6 dB (30), LPIPS-VGG 0.163 -> 0.122 -> 0.103.
+L2_FULL = 30.0
+# Inversion: a bfloat16 W+ pivot (40 steps), then a feature offset at 64 px (docs/fidelity.md, "Session 11").
+INVERT = dict(face_weight=None, pull=(0.0, 0.0, 0.0), steps=40, feature_steps=QUICK_FEATURE, l2_full_weight=L2_FULL)
 PRESETS: dict[str, dict] = {
     "official": dict(method="pplus", steps=1000, lr=5e-3, patience=None, resolution=0, lr_rampdown=0.0, delta_prox=False),
     "pplus": dict(method="pplus", steps=300, lr=5e-3, patience=50, resolution=256, lr_rampdown=0.25, delta_prox=True, precision="auto",
-                  per_task={"invert": dict(pivotal_steps=QUICK_PIVOTAL, precision="32"),
+                  per_task={"invert": dict(feature_steps=QUICK_FEATURE, l2_full_weight=L2_FULL),
                             "edit": dict(pivotal_steps=QUICK_PIVOTAL, precision="32")}),
     "quick": dict(
         method="wplus", steps=60, w_lr=0.05, lr_rampup=0.05, lr_rampdown=0.25, patience=None, resolution=256,
@@ -54,10 +64,11 @@ PRESETS: dict[str, dict] = {
         # Held-out inversion (D = identity: the whole photo is observed) fits all of it, free of the pull:
         # on album 00001 (60 steps) 21.7 dB / LPIPS-VGG 0.328, against 16.3 / 0.389 with the face
         # weighting and the pull, and 18.8 / 0.372 with the pull alone (docs/fidelity.md).
-        # Inversion and editing then tune a copy of the generator on the photo (pivotal tuning, tasks.pivotal):
-        # QUICK_PIVOTAL steps (docs/fidelity.md, "Pivotal tuning").
+        # Inversion then fits a feature offset at 64 px (tasks.features); editing tunes a copy of the generator on the
+        # photo (pivotal tuning, tasks.pivotal: QUICK_PIVOTAL steps, docs/fidelity.md "Pivotal tuning"), whose edits
+        # can still move the coarse layout a feature offset would fix.
         per_task={
-            "invert": dict(face_weight=None, pull=(0.0, 0.0, 0.0), pivotal_steps=QUICK_PIVOTAL, precision="32"),
+            "invert": INVERT,
             "edit": dict(pivotal_steps=QUICK_PIVOTAL, precision="32"),
         },
     ),  # fmt: skip
@@ -65,7 +76,10 @@ PRESETS: dict[str, dict] = {
 PRESETS["full"] = {
     **PRESETS["quick"],
     "steps": 400,
-    "per_task": {task: {**values, "pivotal_steps": FULL_PIVOTAL} for task, values in PRESETS["quick"]["per_task"].items()},
+    "per_task": {
+        "invert": {**INVERT, "steps": 400, "feature_steps": FULL_FEATURE},
+        "edit": {**PRESETS["quick"]["per_task"]["edit"], "pivotal_steps": FULL_PIVOTAL},
+    },
 }
 DEFAULT_PRESET = "quick"
 

@@ -31,6 +31,7 @@ from ..generators import Generator
 from ..losses import LPIPS
 from ..space import PersonalSpace
 from ..precision import canonical_precision, render_step, resolve_precision
+from .features import feature_tune
 from .pivotal import pivotal_tune
 from .steps import BestState, EarlyStopping, lr_factor, run_steps  # noqa: F401  (EarlyStopping, lr_factor: re-exported)
 
@@ -90,6 +91,13 @@ class ProjectionSettings:
     pivotal_steps: int = 0  # pivotal tuning (PTI, :mod:`.pivotal`) after the projection: Adam steps on a copy of the
     # generator's weights per image, the pivot ws fixed; 0 = off (official MyStyle: the generator is never tuned per photo).
     pivotal_lr: float = 3e-3  # its Adam learning rate (official PTI 3e-4 at 350 steps; 3e-3 measured for 50-200 steps).
+    feature_steps: int = 0  # feature-space refinement (:mod:`.features`) after the projection (and pivotal tuning): Adam
+    # steps on an offset to the features of block ``feature_resolution`` per image, the ws fixed; 0 = off (official).
+    feature_lr: float = 0.05  # its Adam learning rate (features are O(1); 0.03-0.1 measured within 0.2 dB, tasks.features).
+    feature_resolution: int = 64  # the block (px) whose output features take the offset, at most half the generator's
+    # resolution (tasks.features: 32-128 measured on 1024 px; higher = more fidelity, fewer coarse edits).
+    l2_full_weight: float = 0.0  # weight of a pixel MSE at the observation's own size next to the loss at ``resolution``,
+    # which cannot see what the down-sampling removes; 0 = off (official). Only acts when ``resolution`` down-samples.
     precision: str = "32"  # the render inside the projection's steps (pivotal tuning stays float32): "32",
     # "bf16-mixed" (bfloat16 autocast; the loss, the optimiser and the final render stay float32) or "auto"
     # (bf16-mixed where the device has native bfloat16): mystyle_pl.precision.
@@ -97,8 +105,11 @@ class ProjectionSettings:
     # that task uses instead (a preset's measured per-task values; see for_task and tasks.presets).
 
     def __post_init__(self) -> None:
-        if self.pivotal_steps < 0:
-            raise ValueError(f"pivotal_steps must be >= 0 (0 = off), got {self.pivotal_steps}")
+        for name in ("pivotal_steps", "feature_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if self.l2_full_weight < 0:
+            raise ValueError(f"l2_full_weight must be >= 0 (0 = off), got {self.l2_full_weight}")
         object.__setattr__(self, "precision", canonical_precision(self.precision))  # 32, "32-true" -> "32"
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
@@ -161,8 +172,10 @@ class ProjectionResult:
     # coefficients (None for the W+ projectors)
     trace_seconds: list[float] = field(repr=False, default_factory=list)  # seconds since the loop began, per trace entry
     generators: list[Generator] | None = field(repr=False, default=None)  # per image, the generator that pivotal
-    # tuning (settings.pivotal_steps > 0) made for it and that rendered ``images``; None = the prior's generator
+    # tuning and / or the feature offset (settings.pivotal_steps / feature_steps > 0) made for it and that rendered
+    # ``images``; None = the prior's generator
     pivotal_traces: list[list[float]] | None = field(repr=False, default=None)  # per image, pivotal tuning's loss per step
+    feature_traces: list[list[float]] | None = field(repr=False, default=None)  # per image, the feature offset's loss per step
     precision: str = "32"  # the arithmetic of the steps' renders ("32" or "bf16-mixed": settings.precision resolved)
 
     @classmethod
@@ -170,6 +183,17 @@ class ProjectionResult:
         """``cls`` (a task's result class) with ``result``'s fields and the task's own ``extra`` ones."""
         base = {f.name: getattr(result, f.name) for f in fields(ProjectionResult)}
         return cls(**{**base, **extra})
+
+
+def masked_mse(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Per-image mean squared error ``[B]`` of ``x`` and ``y`` ``[B, C, H, W]``, weighted by ``weight``
+    ``[B or 1, 1, H, W]`` (>= 0; None = uniform) and normalised by its sum over the pixels."""
+    sq = (x - y).square()
+    if weight is None:
+        return sq.mean(dim=(1, 2, 3))
+    weight = weight.to(sq.dtype).expand(sq.shape[0], 1, *sq.shape[2:])
+    known = (weight.sum(dim=(1, 2, 3)) * sq.shape[1]).clamp_min(1e-8)
+    return (sq * weight).sum(dim=(1, 2, 3)) / known
 
 
 class Projector:
@@ -232,22 +256,21 @@ class Projector:
         x = degrade(synth)
         if x.shape != y.shape:
             raise ValueError(f"degrade(G(w)) has shape {tuple(x.shape)}, the observations y have {tuple(y.shape)}")
-        m = mask
+        m, full = mask, None
+        if s.l2_full_weight > 0 and s.resolution > 0:
+            weight = self.loss_weights(mask, x.shape[-1], x.device) if x.shape[-1] == x.shape[-2] else mask
+            full = s.l2_full_weight * masked_mse(x, y, weight)
         if s.resolution > 0:
             x, y = downsample_to(x, s.resolution), downsample_to(y, s.resolution)
             m = downsample_to(mask, s.resolution) if mask is not None else None
         if x.shape[-1] == x.shape[-2]:  # face weighting (aligned square crops only)
             m = self.loss_weights(m, x.shape[-1], x.device)
-        sq = (x - y).square()
-        if m is None:
-            loss = s.l2_weight * sq.mean(dim=(1, 2, 3))
-        else:
-            m = m.to(sq.dtype).expand(sq.shape[0], 1, *sq.shape[2:])
-            known = (m.sum(dim=(1, 2, 3)) * sq.shape[1]).clamp_min(1e-8)
-            loss = s.l2_weight * (sq * m).sum(dim=(1, 2, 3)) / known
+        if m is not None:
+            m = m.to(x.dtype).expand(x.shape[0], 1, *x.shape[2:])
+        loss = s.l2_weight * masked_mse(x, y, m)
         if s.lpips_weight > 0:
             loss = loss + s.lpips_weight * self._lpips(y.device)(x, y, mask=m)
-        return loss
+        return loss if full is None else loss + full
 
     def loss_weights(self, mask: torch.Tensor | None, size: int, device: torch.device) -> torch.Tensor | None:
         """The per-pixel loss weight ``[B or 1, 1, size, size]``: the known-mask (1 = known, 0 = hole)
@@ -257,10 +280,11 @@ class Projector:
         if s.face_weight is None:
             return mask
         key = (size, str(device), s.face_weight)
-        if getattr(self, "_face_key", None) != key:
-            face = face_mask(size, device=device)
-            self._face, self._face_key = s.face_weight + (1.0 - s.face_weight) * face, key
-        return self._face if mask is None else mask.to(self._face.dtype) * self._face
+        cache = self.__dict__.setdefault("_face_weights", {})  # a loss may weigh two sizes (l2_full_weight)
+        if key not in cache:
+            cache[key] = s.face_weight + (1.0 - s.face_weight) * face_mask(size, device=device)
+        face = cache[key]
+        return face if mask is None else mask.to(face.dtype) * face
 
     def project(
         self,
@@ -280,18 +304,20 @@ class Projector:
             for p, flag in zip(self.generator.parameters(), flags):
                 p.requires_grad_(flag)
         result = replace(result, precision=resolve_precision(self.settings.precision, y.device))
-        if self.settings.pivotal_steps <= 0:
+        s = self.settings
+        if s.pivotal_steps <= 0 and s.feature_steps <= 0:
             return result
-        tuned = pivotal_tune(
-            self.generator, result.ws, y, mask, lambda synth, y_i, m_i: self.per_image_loss(synth, y_i, degrade, m_i),
-            self.settings,
-        )  # fmt: skip
-        with torch.no_grad():  # the returned loss: the tuned render's reconstruction + the pivot's penalties (unchanged)
-            before, after = (self.per_image_loss(images, y, degrade, mask) for images in (result.images, tuned.images))
-        final = result.final_loss - before + after
-        return replace(
-            result, images=tuned.images, generators=tuned.generators, pivotal_traces=tuned.traces, final_loss=final
-        )
+        loss = lambda synth, y_i, m_i: self.per_image_loss(synth, y_i, degrade, m_i)  # noqa: E731
+        refined = result
+        if s.pivotal_steps > 0:
+            tuned = pivotal_tune(self.generator, result.ws, y, mask, loss, s)
+            refined = replace(refined, images=tuned.images, generators=tuned.generators, pivotal_traces=tuned.traces)
+        if s.feature_steps > 0:
+            fitted = feature_tune(refined.generators or [self.generator], result.ws, y, mask, loss, s)
+            refined = replace(refined, images=fitted.images, generators=fitted.generators, feature_traces=fitted.traces)
+        with torch.no_grad():  # the returned loss: the refined render's reconstruction + the pivot's penalties (unchanged)
+            before, after = (self.per_image_loss(images, y, degrade, mask) for images in (result.images, refined.images))
+        return replace(refined, final_loss=result.final_loss - before + after)
 
     def _raw(self, alpha: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
         return alpha if delta is None else alpha.unsqueeze(1) + delta

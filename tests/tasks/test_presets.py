@@ -52,12 +52,16 @@ def test_a_preset_name_gives_the_same_settings_everywhere(preset, monkeypatch):
     # super-resolution with back-projection fits the face only (face_weight_consistent), wherever it is built
     fw = expected.face_weight if expected.face_weight_consistent is None else expected.face_weight_consistent
     assert replace(seen[2], progress=False) == replace(expected, face_weight=fw)
-    # overrides keep the rest of the preset, the same way everywhere
-    assert projection_settings(preset, steps=7) == replace(expected, steps=7)
-    assert demo_projection_settings(replace(QUALITIES["quick"], preset=preset), {"steps": 7}) == replace(expected, steps=7)
+    # overrides keep the rest of the preset, the same way everywhere; a value given wins over the preset's
+    # per-task value of that field (the quick inversion's 40 steps)
+    per_task = {task: {k: v for k, v in values.items() if k != "steps"} for task, values in expected.per_task.items()}
+    seven = replace(expected, steps=7, per_task=per_task)
+    assert projection_settings(preset, steps=7) == seven
+    assert demo_projection_settings(replace(QUALITIES["quick"], preset=preset), {"steps": 7}) == seven
     assert Invert(preset=preset, steps=7).projection_settings(progress=True) == replace(
-        expected, steps=7, progress=True
+        seven, progress=True
     ).for_task("invert")
+    assert Invert(preset=preset, steps=7).projection_settings().steps == 7
 
 
 def test_python_api_defaults_to_the_quick_preset(monkeypatch):

@@ -1,0 +1,65 @@
+"""Feature-space refinement: after the projection, fit per photo an offset to the features that the
+generator's block at ``feature_resolution`` px outputs (Barbershop's FS space, SAM's feature layers;
+:mod:`mystyle_pl.generators.features`), with the projection's codes held fixed.
+
+A W+ code paints what the person's generator can paint; the photo's own layout, light and
+background at 64 px lie outside it (a held-out inversion's pivot sits near 21-22 dB at 256 px).
+Pivotal tuning (:mod:`.pivotal`) closes part of that gap by moving the generator's weights; an
+offset to one block's features closes more of it at less cost: no weight gradients, no copy of the
+generator, and its steps may render under bfloat16 (the optimised tensor is an activation). The
+layers above the feature block still render the detail from the person's codes.
+
+Measured on album 00027's held-out photo (``outputs/s11/inv_probe.py``, 40-step bfloat16 pivot,
+30 steps, loss LPIPS + MSE at 256 px + 30 x MSE at 1024 px; PSNR to the truth at 256 px /
+consistency at 1024 px / LPIPS-VGG): offset at 64 px 34.7 dB / 31.6 dB / 0.103, at 32 px (weight 10)
+31.7 / 29.2 / 0.162, at 128 px (weight 3) 31.0 / 28.7 / 0.178; pivotal tuning 50 steps from a
+60-step float32 pivot 29.2 / 28.0 / 0.204. Learning rate 0.05 (0.03 and 0.1 measured within 0.2 dB).
+
+The cost: what the offset fixes, coarse edits cannot move (SAM's trade-off), so the presets use it
+for inversion and keep pivotal tuning for editing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..generators import Generator
+from ..generators.features import FeatureOffsetGenerator, block_features, offset_resolution
+from .pivotal import PivotalResult, PivotLoss, tune_per_image
+
+
+def feature_tune(
+    generators: list[Generator],  # per image (or one for all): the generator to start from (not modified)
+    ws: torch.Tensor,  # [B, num_ws, w_dim] the pivots (the projection's result), held fixed
+    y: torch.Tensor,  # [B, 3, H, W] the observations in [-1, 1]
+    mask: torch.Tensor | None,  # [B or 1, 1, H, W], 1 = known pixel; None = all known
+    loss: PivotLoss,  # the projection's per-image loss
+    settings: Any,  # ProjectionSettings: feature_steps, feature_lr, feature_resolution, precision, ramps, noise_mode
+) -> PivotalResult:
+    """Fit one feature offset per image for ``settings.feature_steps`` Adam steps at
+    ``settings.feature_lr`` (with the projection's lr ramps; renders under ``settings.precision``).
+    ``generators`` in the result are :class:`~mystyle_pl.generators.features.FeatureOffsetGenerator`
+    sharing the base generator's weights; the offset's resolution is ``feature_resolution`` capped at
+    half the generator's (:func:`~mystyle_pl.generators.features.offset_resolution`). Raises ``ValueError`` for a ``feature_resolution`` the
+    generator has no block at, a batch mismatch or fewer than 1 step."""
+    resolution = offset_resolution(generators[0], settings.feature_resolution)
+
+    def make(base: Generator, _i: int, w_i: torch.Tensor) -> tuple[Generator, list[torch.Tensor]]:
+        features = block_features(base, w_i, resolution, settings.noise_mode)
+        offset = torch.zeros_like(features, memory_format=torch.contiguous_format).requires_grad_(True)
+        return FeatureOffsetGenerator(base, resolution, offset), [offset]
+
+    flags = [[p.requires_grad for p in g.parameters()] for g in generators]
+    for g in generators:
+        g.requires_grad_(False)  # the offset is the only thing optimised: no weight gradients
+    try:
+        return tune_per_image(
+            generators, ws, y, mask, loss, settings, int(settings.feature_steps), settings.feature_lr, make,
+            f"feature offset at {resolution} px", precision=settings.precision,
+        )  # fmt: skip
+    finally:
+        for g, gflags in zip(generators, flags):
+            for p, flag in zip(g.parameters(), gflags):
+                p.requires_grad_(flag)
