@@ -71,6 +71,23 @@ def projection_settings(
     return replace(base, **values, per_task=per_task, progress=bool(progress))
 
 
+def budget_summary(settings: ProjectionSettings, conditions: list[str]) -> str:
+    """The step budgets of a run, for its log line (the inversion's own budget, when it differs).
+
+    >>> budget_summary(task_settings("quick"), ["superres-x8", "invert"])
+    '60 steps; invert 40 + 40 feature-offset steps'
+    >>> budget_summary(task_settings("official"), ["invert"])
+    '1000 steps'
+    """
+    out = f"{settings.steps} steps"
+    if "invert" in conditions:
+        inv = settings.for_task("invert")
+        extra = [f"{n} {name} steps" for n, name in ((inv.pivotal_steps, "pivotal-tuning"), (inv.feature_steps, "feature-offset")) if n]
+        if extra or inv.steps != settings.steps:
+            out += f"; invert {' + '.join([str(inv.steps)] + extra)}"
+    return out
+
+
 def evaluate(
     prior,  # a PersonalPrior or the path of a prior folder
     photos=None,  # held-out photos: a folder, a file, or a list of them (aligned crops or raw photos)
@@ -189,7 +206,7 @@ def evaluate(
     )
     plan = [(c, held) for c in conditions] + ([("real", pair_photos)] if pair_photos else [])
     log.info(
-        "evaluating %d photo(s)%s on %s with %s (E=%d px, preset %s: %s, %d steps, device %s)",
+        "evaluating %d photo(s)%s on %s with %s (E=%d px, preset %s: %s, %s, device %s)",
         len(held),
         f" + {len(pair_photos)} pair(s)" if pair_photos else "",
         ", ".join(c for c, _ in plan),
@@ -197,7 +214,7 @@ def evaluate(
         E,
         preset,
         settings.method,
-        settings.steps,
+        budget_summary(settings, [c for c, _ in plan]),
         device,
     )
     # one unit per image restored (personal-raw comes with the personal projection)

@@ -97,7 +97,9 @@ class ProjectionSettings:
     feature_resolution: int = 64  # the block (px) whose output features take the offset, at most half the generator's
     # resolution (tasks.features: 32-128 measured on 1024 px; higher = more fidelity, fewer coarse edits).
     l2_full_weight: float = 0.0  # weight of a pixel MSE at the observation's own size next to the loss at ``resolution``,
-    # which cannot see what the down-sampling removes; 0 = off (official). Only acts when ``resolution`` down-samples.
+    # which cannot see what the down-sampling removes, in the refinements after the projection (pivotal tuning, the
+    # feature offset): in the W+ pivot too it cost 0.6-1.0 dB (docs/fidelity.md, "Session 11"). 0 = off (official).
+    # Only acts when ``resolution`` down-samples.
     precision: str = "32"  # the render inside the projection's steps (pivotal tuning stays float32): "32",
     # "bf16-mixed" (bfloat16 autocast; the loss, the optimiser and the final render stay float32) or "auto"
     # (bf16-mixed where the device has native bfloat16): mystyle_pl.precision.
@@ -249,15 +251,17 @@ class Projector:
             )
 
     def per_image_loss(
-        self, synth: torch.Tensor, y: torch.Tensor, degrade: Degradation, mask: torch.Tensor | None
+        self, synth: torch.Tensor, y: torch.Tensor, degrade: Degradation, mask: torch.Tensor | None,
+        full_size: bool = False,
     ) -> torch.Tensor:
-        """Reconstruction loss ``[B]`` of generated images ``synth`` against observations ``y``."""
+        """Reconstruction loss ``[B]`` of generated images ``synth`` against observations ``y``;
+        ``full_size``: with the ``l2_full_weight`` MSE at the observation's size (the refinements' loss)."""
         s = self.settings
         x = degrade(synth)
         if x.shape != y.shape:
             raise ValueError(f"degrade(G(w)) has shape {tuple(x.shape)}, the observations y have {tuple(y.shape)}")
         m, full = mask, None
-        if s.l2_full_weight > 0 and s.resolution > 0:
+        if full_size and s.l2_full_weight > 0 and s.resolution > 0:
             weight = self.loss_weights(mask, x.shape[-1], x.device) if x.shape[-1] == x.shape[-2] else mask
             full = s.l2_full_weight * masked_mse(x, y, weight)
         if s.resolution > 0:
@@ -307,7 +311,7 @@ class Projector:
         s = self.settings
         if s.pivotal_steps <= 0 and s.feature_steps <= 0:
             return result
-        loss = lambda synth, y_i, m_i: self.per_image_loss(synth, y_i, degrade, m_i)  # noqa: E731
+        loss = lambda synth, y_i, m_i: self.per_image_loss(synth, y_i, degrade, m_i, full_size=True)  # noqa: E731
         refined = result
         if s.pivotal_steps > 0:
             tuned = pivotal_tune(self.generator, result.ws, y, mask, loss, s)

@@ -78,7 +78,8 @@ def test_the_generator_flags_are_restored_and_pivotal_tuning_composes(prior):
 
 def test_the_full_size_mse_sees_what_the_loss_resolution_cannot(prior):
     """A 16 px checkerboard of +-0.2 averages out under the area down-sampling to 8 px: the loss at 8 px cannot
-    tell the two observations apart; ``l2_full_weight`` adds exactly its weight times the MSE at 16 px (0.04)."""
+    tell the two observations apart; ``l2_full_weight`` adds exactly its weight times the MSE at 16 px (0.04),
+    in the refinements' loss only."""
     g = prior.generator
     space = PersonalSpace.from_prior(prior)
     with torch.no_grad():
@@ -86,12 +87,14 @@ def test_the_full_size_mse_sees_what_the_loss_resolution_cannot(prior):
     checker = 0.2 * (torch.arange(16).view(1, -1) + torch.arange(16).view(-1, 1)).remainder(2).mul(2).sub(1)
     y = x + checker.view(1, 1, 16, 16)
 
-    def loss(weight):
+    def loss(weight, full_size=True):
         settings = ProjectionSettings(lpips_weight=0.0, resolution=8, l2_full_weight=weight)
-        return Projector(g, space, None, settings).per_image_loss(x, y, lambda img: img, None)
+        return Projector(g, space, None, settings).per_image_loss(x, y, lambda img: img, None, full_size=full_size)
 
     assert float(loss(0.0)[0]) == pytest.approx(0.0, abs=1e-10)
     assert float(loss(3.0)[0]) == pytest.approx(3.0 * 0.04, rel=1e-4)
+    # the projection's own steps leave it out (the refinements after it use it)
+    assert float(loss(3.0, full_size=False)[0]) == pytest.approx(0.0, abs=1e-10)
     with pytest.raises(ValueError, match="l2_full_weight must be >= 0"):
         ProjectionSettings(l2_full_weight=-1.0)
 
