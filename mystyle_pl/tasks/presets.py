@@ -37,9 +37,10 @@ from .projection import ProjectionSettings
 
 QUICK_PIVOTAL, FULL_PIVOTAL = 50, 200  # pivotal tuning steps of editing in "quick" and "full"
 QUICK_FEATURE, FULL_FEATURE = 40, 150  # feature-offset steps of inversion in "quick" and "full" (tasks.features)
-# An MSE at the observation's own size next to the loss at 256 px: a held-out inversion's consistency at 1024 px
-# (album 00027, outputs/s11/inv_probe.py) with 50 pivotal-tuning steps 24.7 -> 28.0 dB (weight 30), with a
-# feature offset 28.6 (weight 3) -> 30.5 (10) -> 31.6 dB (30), LPIPS-VGG 0.163 -> 0.122 -> 0.103.
+# An MSE at the observation's own size next to the loss at 256 px, in the refinements after the pivot: a held-out
+# inversion's consistency at 1024 px (album 00027, outputs/s11/inv_probe.py) with 50 pivotal-tuning steps 24.7 ->
+# 28.0 dB (weight 30), with a feature offset 28.6 (weight 3) -> 30.5 (10) -> 31.6 dB (30), LPIPS-VGG 0.163 -> 0.122
+# -> 0.103; four albums through evaluate 30.4 dB on average (docs/fidelity.md, "Session 11").
 L2_FULL = 30.0
 # Inversion: a bfloat16 W+ pivot (40 steps), then a feature offset at 64 px (docs/fidelity.md, "Session 11").
 INVERT = dict(face_weight=None, pull=(0.0, 0.0, 0.0), steps=40, feature_steps=QUICK_FEATURE, l2_full_weight=L2_FULL)
