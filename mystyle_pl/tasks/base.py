@@ -209,7 +209,8 @@ class ProjectingTask(Task):
         feature_resolution: int | None = None,  # the generator block (px) the offset goes to [64, at most half the
         # generator's resolution]; higher holds more of the photo and leaves less to edits
         l2_full_weight: float | None = None,  # weight of a pixel MSE at the observation's own size next to the loss
-        # at loss_resolution; 0 = off [official: off; quick: 30 for inversion and editing]
+        # at loss_resolution, in the refinements after the projection; 0 = off [official: off; quick, pplus, full:
+        # 30 for the inversion's feature offset]
         precision: str | None = None,  # the generator's render inside the optimisation steps: "32", "bf16-mixed"
         # (bfloat16 autocast; loss, optimiser and the result stay float32) or "auto" (bf16-mixed where the device has
         # native bfloat16) [quick/full/pplus: auto; official: 32]. Not --trainer.precision, which casts the whole step
