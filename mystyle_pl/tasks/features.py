@@ -28,6 +28,7 @@ import torch
 from ..generators import Generator
 from ..generators.features import FeatureOffsetGenerator, block_features, offset_resolution
 from .pivotal import PivotalResult, PivotLoss, tune_per_image
+from .steps import frozen_weights
 
 
 def feature_tune(
@@ -42,24 +43,18 @@ def feature_tune(
     ``settings.feature_lr`` (with the projection's lr ramps; renders under ``settings.precision``).
     ``generators`` in the result are :class:`~mystyle_pl.generators.features.FeatureOffsetGenerator`
     sharing the base generator's weights; the offset's resolution is ``feature_resolution`` capped at
-    half the generator's (:func:`~mystyle_pl.generators.features.offset_resolution`). Raises ``ValueError`` for a ``feature_resolution`` the
-    generator has no block at, a batch mismatch or fewer than 1 step."""
+    half the generator's (:func:`~mystyle_pl.generators.features.offset_resolution`). Raises
+    ``ValueError`` for a ``feature_resolution`` the generator has no block at, a batch mismatch or
+    fewer than 1 step."""
     resolution = offset_resolution(generators[0], settings.feature_resolution)
 
-    def make(base: Generator, _i: int, w_i: torch.Tensor) -> tuple[Generator, list[torch.Tensor]]:
+    def make(base: Generator, w_i: torch.Tensor) -> tuple[Generator, list[torch.Tensor]]:
         features = block_features(base, w_i, resolution, settings.noise_mode)
         offset = torch.zeros_like(features, memory_format=torch.contiguous_format).requires_grad_(True)
         return FeatureOffsetGenerator(base, resolution, offset), [offset]
 
-    flags = [[p.requires_grad for p in g.parameters()] for g in generators]
-    for g in generators:
-        g.requires_grad_(False)  # the offset is the only thing optimised: no weight gradients
-    try:
+    with frozen_weights(*generators):  # the offset is the only thing optimised: no weight gradients
         return tune_per_image(
             generators, ws, y, mask, loss, settings, int(settings.feature_steps), settings.feature_lr, make,
             f"feature offset at {resolution} px", precision=settings.precision,
         )  # fmt: skip
-    finally:
-        for g, gflags in zip(generators, flags):
-            for p, flag in zip(g.parameters(), gflags):
-                p.requires_grad_(flag)

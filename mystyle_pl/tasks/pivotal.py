@@ -50,8 +50,8 @@ class PivotalResult:
     seconds: float  # wall time of the whole batch
 
 
-# (generator to start from, image index, its pivot [1, num_ws, w_dim]) -> (its own generator, the parameters to optimise)
-MakeGenerator = Callable[[Generator, int, torch.Tensor], tuple[Generator, list[torch.Tensor]]]
+# (generator to start from, the image's pivot [1, num_ws, w_dim]) -> (its own generator, the parameters to optimise)
+MakeGenerator = Callable[[Generator, torch.Tensor], tuple[Generator, list[torch.Tensor]]]
 
 
 def tune_per_image(
@@ -79,7 +79,7 @@ def tune_per_image(
     start, images, made, traces = time.perf_counter(), [], [], []
     for i in range(ws.shape[0]):
         w_i, y_i = ws[i : i + 1].detach(), y[i : i + 1]
-        g, params = make(generators[i if len(generators) > 1 else 0], i, w_i)
+        g, params = make(generators[i if len(generators) > 1 else 0], w_i)
         optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
         m_i = None if mask is None else mask[i : i + 1] if mask.shape[0] > 1 else mask
 
@@ -100,7 +100,7 @@ def tune_per_image(
     return PivotalResult(torch.cat(images), made, traces, time.perf_counter() - start)
 
 
-def _tuned_copy(base: Generator, _i: int, _w: torch.Tensor) -> tuple[Generator, list[torch.Tensor]]:
+def _tuned_copy(base: Generator, _w: torch.Tensor) -> tuple[Generator, list[torch.Tensor]]:
     g = copy.deepcopy(base).requires_grad_(True)
     return g, [p for p in g.parameters() if p.is_floating_point()]
 

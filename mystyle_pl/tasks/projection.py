@@ -33,7 +33,7 @@ from ..space import PersonalSpace
 from ..precision import canonical_precision, render_step, resolve_precision
 from .features import feature_tune
 from .pivotal import pivotal_tune
-from .steps import BestState, EarlyStopping, lr_factor, run_steps  # noqa: F401  (EarlyStopping, lr_factor: re-exported)
+from .steps import BestState, EarlyStopping, frozen_weights, lr_factor, run_steps  # noqa: F401  (EarlyStopping, lr_factor: re-exported)
 
 Degradation = Callable[[torch.Tensor], torch.Tensor]
 OPTIMIZERS = ("adam", "lbfgs")  # ProjectionSettings.optimizer (make_optimizer)
@@ -300,13 +300,8 @@ class Projector:
         """Project every observation of the batch; see :class:`ProjectionResult`."""
         self._check_inputs(y, mask)
         degrade = degrade if degrade is not None else (lambda img: img)
-        flags = [p.requires_grad for p in self.generator.parameters()]
-        self.generator.requires_grad_(False)  # only the coefficients are optimised; restored below
-        try:
+        with frozen_weights(self.generator):  # only the coefficients are optimised
             result = self._project(y, degrade, mask, init)
-        finally:
-            for p, flag in zip(self.generator.parameters(), flags):
-                p.requires_grad_(flag)
         result = replace(result, precision=resolve_precision(self.settings.precision, y.device))
         s = self.settings
         if s.pivotal_steps <= 0 and s.feature_steps <= 0:

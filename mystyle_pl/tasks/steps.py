@@ -7,13 +7,29 @@ the learning-rate ramps, early stopping, and the per-image best state.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+
+
+@contextlib.contextmanager
+def frozen_weights(*modules: torch.nn.Module) -> Iterator[None]:
+    """Inside: no parameter of ``modules`` requires a gradient (the optimised tensors are elsewhere:
+    codes, feature offsets); after: each parameter's own flag back, whatever happened inside."""
+    params = list({id(p): p for m in modules for p in m.parameters()}.values())  # a module given twice counts once
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 class EarlyStopping:
