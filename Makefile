@@ -7,9 +7,11 @@ export PYTHON
 setup:
 	bash scripts/setup.sh
 
-# Set up, then run the whole test suite (what CI runs).
+# Set up, then run the whole test suite (what CI runs) on TEST_WORKERS processes (pytest-xdist), each
+# with one torch thread (OMP_NUM_THREADS=1): on the 2-core CPU 4.8 minutes against 7.7 serially.
+TEST_WORKERS ?= 2
 test: setup
-	$(PYTHON) -m pytest -q
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS)
 
 bench: setup
 	$(PYTHON) benchmarks/generator.py

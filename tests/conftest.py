@@ -16,6 +16,9 @@ whatever ran before):
 * Tests whose subprocesses fetch assets (the routing works in this process only) name them with
   ``@pytest.mark.assets("alexnet-imagenet", ...)``: they are linked into the test's
   ``MYSTYLE_HOME`` before it starts.
+* Under ``pytest -n N`` (pytest-xdist, what ``make test`` runs) the workers share the controller's
+  store, and a file lock per asset makes the first worker that needs an asset fetch it while the
+  others wait, so a new machine downloads each asset once.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from mystyle_pl import assets
 from mystyle_pl.generators import StyleGAN2Generator
@@ -48,7 +52,8 @@ class AssetStore:
         """The store's converted file of ``name``, fetched on first use; skips the calling test if unobtainable."""
         if name in self._failed:
             pytest.skip(self._failed[name])
-        with _mystyle_home(self.root):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / f".{name}.lock")), _mystyle_home(self.root):  # xdist workers share the store
             try:
                 return self._fetch(name, progress=False)
             except assets.AssetError as e:
@@ -80,6 +85,7 @@ def _mystyle_home(path: Path):
 
 
 _STATE: dict = {}
+_WORKER_STORE_KEY = "mystyle_asset_store"  # xdist: the controller's store, handed to each worker
 
 
 def _routed_fetch(name, path=None, progress=True):
@@ -99,12 +105,18 @@ def pytest_configure(config):
     _STATE["saved_home"] = os.environ.get("MYSTYLE_HOME")
     _STATE["session_home"] = Path(tempfile.mkdtemp(prefix="mystyle-test-home-"))
     os.environ["MYSTYLE_HOME"] = str(_STATE["session_home"])
-    kept = os.environ.get(ASSET_STORE_ENV)
+    kept = os.environ.get(ASSET_STORE_ENV) or getattr(config, "workerinput", {}).get(_WORKER_STORE_KEY)
     store_root = Path(kept).expanduser() if kept else Path(tempfile.mkdtemp(prefix="mystyle-test-assets-"))
-    _STATE["store_is_temporary"] = not kept
+    _STATE["store_is_temporary"] = not kept  # a worker's store is the controller's, removed by the controller
     _STATE["real_fetch"] = assets.fetch
     _STATE["store"] = AssetStore(store_root, assets.fetch)
     assets.fetch = _routed_fetch
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist (controller): every worker uses the controller's asset store."""
+    node.workerinput[_WORKER_STORE_KEY] = str(_STATE["store"].root)
 
 
 def pytest_unconfigure(config):
