@@ -11,12 +11,13 @@ editability (coarse edits can no longer move what the feature fixes) for fidelit
 
 The offset enters through a forward hook on ``synthesis.b{resolution}`` (both architectures here
 name their blocks so), so the synthesis code is unchanged and the base generator's weights are
-shared, not copied.
+shared, not copied. Offsets at several blocks nest: a :class:`FeatureOffsetGenerator` may wrap
+another (SAM's multilayer inversion; here 64 and 256 px: the layout and light, then the detail).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -34,17 +35,31 @@ def offset_resolution(generator: Generator, resolution: int) -> int:
     return res
 
 
+def offset_resolutions(generator: Generator, resolutions: int | Sequence[int]) -> tuple[int, ...]:
+    """:func:`offset_resolution` of each of ``resolutions`` (one int or several), ascending, each once
+    (64 and 256 px on a 32 px generator are both 16 px: one offset). Raises ``ValueError`` for an
+    empty list or a resolution the generator has no block at."""
+    values = [resolutions] if isinstance(resolutions, int) else list(resolutions)
+    if not values:
+        raise ValueError("feature_resolution needs at least one block resolution, got none")
+    return tuple(sorted({offset_resolution(generator, r) for r in values}))
+
+
 def feature_block(generator: Generator, resolution: int) -> nn.Module:
     """The synthesis block whose output features are ``resolution`` px (``synthesis.b{resolution}``).
 
-    Raises ``ValueError`` naming the resolutions the generator has when it has no such block."""
-    blocks = [int(r) for r in getattr(generator.synthesis, "block_resolutions", [])]
+    Raises ``ValueError`` naming the resolutions the generator has when it has no such block. On a
+    :class:`FeatureOffsetGenerator` it is the base's block, so offsets at several resolutions nest."""
+    synthesis = generator.synthesis
+    while isinstance(synthesis, OffsetSynthesis):
+        synthesis = synthesis.base
+    blocks = [int(r) for r in getattr(synthesis, "block_resolutions", [])]
     if int(resolution) not in blocks:
         raise ValueError(
             f"feature_resolution {resolution} is not a block of this generator "
             f"({type(generator).__name__}); choose one of {', '.join(map(str, blocks))}"
         )
-    return getattr(generator.synthesis, f"b{int(resolution)}")
+    return getattr(synthesis, f"b{int(resolution)}")
 
 
 def _add_offset(output: Any, offset: torch.Tensor) -> Any:
@@ -57,15 +72,30 @@ def _add_offset(output: Any, offset: torch.Tensor) -> Any:
 @torch.no_grad()
 def block_features(generator: Generator, ws: torch.Tensor, resolution: int, noise_mode: str = "const") -> torch.Tensor:
     """The features ``[B, C, resolution, resolution]`` that block ``b{resolution}`` outputs for ``ws``."""
-    seen: list[torch.Tensor] = []
-    handle = feature_block(generator, resolution).register_forward_hook(
-        lambda _module, _inputs, output: seen.append(output[0] if isinstance(output, tuple) else output)
-    )
+    return blocks_features(generator, ws, [resolution], noise_mode)[int(resolution)]
+
+
+@torch.no_grad()
+def blocks_features(
+    generator: Generator, ws: torch.Tensor, resolutions: Sequence[int], noise_mode: str = "const"
+) -> dict[int, torch.Tensor]:
+    """``{R: [B, C_R, R, R]}``: the features each block ``b{R}`` of ``resolutions`` outputs for ``ws``
+    ``[B, num_ws, w_dim]``, from one render (with the offsets of a :class:`FeatureOffsetGenerator`)."""
+    seen: dict[int, torch.Tensor] = {}
+
+    def keep(resolution: int):
+        def hook(_module, _inputs, output) -> None:  # returns None: a hook's return value would replace the output
+            seen.setdefault(resolution, output[0] if isinstance(output, tuple) else output)
+
+        return hook
+
+    handles = [feature_block(generator, int(r)).register_forward_hook(keep(int(r))) for r in resolutions]
     try:
         generator.synthesis(ws, noise_mode=noise_mode)
     finally:
-        handle.remove()
-    return seen[0]
+        for handle in handles:
+            handle.remove()
+    return seen
 
 
 class OffsetSynthesis(nn.Module):
@@ -90,7 +120,8 @@ class OffsetSynthesis(nn.Module):
 class FeatureOffsetGenerator(Generator):
     """``base`` with a feature offset at ``resolution`` px: ``synthesis(ws)`` renders
     ``base.synthesis`` with ``offset [1, C, resolution, resolution]`` added to the output of block
-    ``b{resolution}`` (the shape :func:`block_features` gives). The mapping network and every weight
+    ``b{resolution}`` (the shape :func:`block_features` gives). ``base`` may itself be a
+    FeatureOffsetGenerator (offsets at several blocks; :attr:`offsets` lists them). The mapping network and every weight
     are ``base``'s own (shared). Raises ``ValueError`` for a resolution the generator has no block at
     or an offset of another shape."""
 
@@ -109,7 +140,14 @@ class FeatureOffsetGenerator(Generator):
 
     @property
     def offset(self) -> torch.Tensor:
+        """This generator's own offset ``[1, C, R, R]`` (R = ``feature_resolution``)."""
         return self.synthesis.offset
+
+    @property
+    def offsets(self) -> dict[int, torch.Tensor]:
+        """``{R: offset}`` of this generator and every FeatureOffsetGenerator it wraps."""
+        inner = self._base[0]
+        return {**(inner.offsets if isinstance(inner, FeatureOffsetGenerator) else {}), self.feature_resolution: self.offset}
 
     @property
     def config(self) -> dict[str, Any]:

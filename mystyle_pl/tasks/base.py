@@ -206,8 +206,8 @@ class ProjectingTask(Task):
         # 0 = off [official: off]; the presets tune for editing only (tasks.pivotal)
         feature_steps: int | None = None,  # steps of a feature-space offset per photo after the projection (and
         # pivotal tuning); 0 = off [official: off]; the presets refine inversion so (tasks.features)
-        feature_resolution: int | None = None,  # the generator block (px) the offset goes to [64, at most half the
-        # generator's resolution]; higher holds more of the photo and leaves less to edits
+        feature_resolution: int | list[int] | None = None,  # the generator block(s) (px) the offset goes to, each at
+        # most half the generator's resolution [presets: 64 and 256 px]; higher holds more of the photo, less to edits
         l2_full_weight: float | None = None,  # weight of a pixel MSE at the observation's own size next to the loss
         # at loss_resolution, in the refinements after the projection; 0 = off [official: off; quick, pplus, full:
         # 30 for the inversion's feature offset]

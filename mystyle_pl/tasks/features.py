@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..generators import Generator
-from ..generators.features import FeatureOffsetGenerator, block_features, offset_resolution
+from ..generators.features import FeatureOffsetGenerator, blocks_features, offset_resolutions
 from .pivotal import PivotalResult, PivotLoss, tune_per_image
 from .steps import frozen_weights
 
@@ -46,15 +46,19 @@ def feature_tune(
     half the generator's (:func:`~mystyle_pl.generators.features.offset_resolution`). Raises
     ``ValueError`` for a ``feature_resolution`` the generator has no block at, a batch mismatch or
     fewer than 1 step."""
-    resolution = offset_resolution(generators[0], settings.feature_resolution)
+    resolutions = offset_resolutions(generators[0], settings.feature_resolution)
 
     def make(base: Generator, w_i: torch.Tensor) -> tuple[Generator, list[torch.Tensor]]:
-        features = block_features(base, w_i, resolution, settings.noise_mode)
-        offset = torch.zeros_like(features, memory_format=torch.contiguous_format).requires_grad_(True)
-        return FeatureOffsetGenerator(base, resolution, offset), [offset]
+        features = blocks_features(base, w_i, resolutions, settings.noise_mode)
+        generator, offsets = base, []
+        for resolution in resolutions:  # nested, finest outermost; all fitted together
+            offset = torch.zeros_like(features[resolution], memory_format=torch.contiguous_format).requires_grad_(True)
+            generator = FeatureOffsetGenerator(generator, resolution, offset)
+            offsets.append(offset)
+        return generator, offsets
 
-    with frozen_weights(*generators):  # the offset is the only thing optimised: no weight gradients
+    with frozen_weights(*generators):  # the offsets are the only thing optimised: no weight gradients
         return tune_per_image(
             generators, ws, y, mask, loss, settings, int(settings.feature_steps), settings.feature_lr, make,
-            f"feature offset at {resolution} px", precision=settings.precision,
+            f"feature offset at {' + '.join(map(str, resolutions))} px", precision=settings.precision,
         )  # fmt: skip

@@ -7,9 +7,9 @@ the demo and Python share.
   with MobileStyleGAN under bfloat16 (0.58 s per step; docs/fidelity.md, "Session 10"). Chosen in
   float32, where 60 steps took 63 s for x8 on album 00001 and 100 steps 106 s for LPIPS 0.346
   against 0.356 and dlib 0.302 against 0.326 (docs/fidelity.md).
-  Inversion pivots on 40 bfloat16 steps and then fits an offset to the generator's 64 px features
-  for 40 steps (:mod:`.features`), under an extra MSE at the photo's own 1024 px (``l2_full_weight``):
-  about 55 s per photo. Editing tunes a copy of the generator on the photo for 50 steps (pivotal
+  Inversion pivots on 40 bfloat16 steps and then fits offsets to the generator's 64 and 256 px
+  features together for 40 steps (:mod:`.features`), under an extra MSE at the photo's own 1024 px
+  (``l2_full_weight``): about 55-60 s per photo. Editing tunes a copy of the generator on the photo for 50 steps (pivotal
   tuning, :mod:`.pivotal`), so its edits keep the photo's details.
 * ``full``: the same method, 400 steps, 150 feature-offset steps for inversion and 200
   pivotal-tuning steps for editing (a GPU budget).
@@ -42,12 +42,20 @@ QUICK_FEATURE, FULL_FEATURE = 40, 150  # feature-offset steps of inversion in "q
 # 28.0 dB (weight 30), with a feature offset 28.6 (weight 3) -> 30.5 (10) -> 31.6 dB (30), LPIPS-VGG 0.163 -> 0.122
 # -> 0.103; four albums through evaluate 30.4 dB on average (docs/fidelity.md, "Session 11").
 L2_FULL = 30.0
-# Inversion: a bfloat16 W+ pivot (40 steps), then a feature offset at 64 px (docs/fidelity.md, "Session 11").
-INVERT = dict(face_weight=None, pull=(0.0, 0.0, 0.0), steps=40, feature_steps=QUICK_FEATURE, l2_full_weight=L2_FULL)
+# The blocks whose features the inversion's offsets fit, together: 64 px holds the photo's layout and light, 256 px its
+# detail, which the person's codes paint only approximately. A held-out inversion's consistency at 1024 px on album
+# 00001 (outputs/s12/joint.py, 40 steps after the same pivot): 64 px 28.9 dB, 64 + 256 px 34.0 dB (64 + 128 + 256
+# 34.0; 256 alone 28.9; 64 then 256 sequentially, 20 + 20 steps, 33.4); four albums in docs/fidelity.md, "Session 12".
+FEATURE_RESOLUTION = (64, 256)
+# Inversion: a bfloat16 W+ pivot (40 steps), then the feature offsets (docs/fidelity.md, "Session 11" and "Session 12").
+INVERT = dict(
+    face_weight=None, pull=(0.0, 0.0, 0.0), steps=40, feature_steps=QUICK_FEATURE, feature_resolution=FEATURE_RESOLUTION,
+    l2_full_weight=L2_FULL,
+)
 PRESETS: dict[str, dict] = {
     "official": dict(method="pplus", steps=1000, lr=5e-3, patience=None, resolution=0, lr_rampdown=0.0, delta_prox=False),
     "pplus": dict(method="pplus", steps=300, lr=5e-3, patience=50, resolution=256, lr_rampdown=0.25, delta_prox=True, precision="auto",
-                  per_task={"invert": dict(feature_steps=QUICK_FEATURE, l2_full_weight=L2_FULL),
+                  per_task={"invert": dict(feature_steps=QUICK_FEATURE, feature_resolution=FEATURE_RESOLUTION, l2_full_weight=L2_FULL),
                             "edit": dict(pivotal_steps=QUICK_PIVOTAL, precision="32")}),
     "quick": dict(
         method="wplus", steps=60, w_lr=0.05, lr_rampup=0.05, lr_rampdown=0.25, patience=None, resolution=256,
@@ -65,7 +73,7 @@ PRESETS: dict[str, dict] = {
         # Held-out inversion (D = identity: the whole photo is observed) fits all of it, free of the pull:
         # on album 00001 (60 steps) 21.7 dB / LPIPS-VGG 0.328, against 16.3 / 0.389 with the face
         # weighting and the pull, and 18.8 / 0.372 with the pull alone (docs/fidelity.md).
-        # Inversion then fits a feature offset at 64 px (tasks.features); editing tunes a copy of the generator on the
+        # Inversion then fits feature offsets at 64 and 256 px (tasks.features); editing tunes a copy of the generator on the
         # photo (pivotal tuning, tasks.pivotal: QUICK_PIVOTAL steps, docs/fidelity.md "Pivotal tuning"), whose edits
         # can still move the coarse layout a feature offset would fix.
         per_task={

@@ -94,8 +94,9 @@ class ProjectionSettings:
     feature_steps: int = 0  # feature-space refinement (:mod:`.features`) after the projection (and pivotal tuning): Adam
     # steps on an offset to the features of block ``feature_resolution`` per image, the ws fixed; 0 = off (official).
     feature_lr: float = 0.05  # its Adam learning rate (features are O(1); 0.03-0.1 measured within 0.2 dB, tasks.features).
-    feature_resolution: int = 64  # the block (px) whose output features take the offset, at most half the generator's
-    # resolution (tasks.features: 32-128 measured on 1024 px; higher = more fidelity, fewer coarse edits).
+    feature_resolution: int | tuple[int, ...] = 64  # the block(s) (px) whose output features take an offset, each at
+    # most half the generator's resolution; several are fitted together (tasks.features: the presets' inversion 64 and
+    # 256 px; higher = more fidelity, fewer coarse edits).
     l2_full_weight: float = 0.0  # weight of a pixel MSE at the observation's own size next to the loss at ``resolution``,
     # which cannot see what the down-sampling removes, in the refinements after the projection (pivotal tuning, the
     # feature offset): in the W+ pivot too it cost 0.6-1.0 dB (docs/fidelity.md, "Session 11"). 0 = off (official).
@@ -113,6 +114,8 @@ class ProjectionSettings:
         if self.l2_full_weight < 0:
             raise ValueError(f"l2_full_weight must be >= 0 (0 = off), got {self.l2_full_weight}")
         object.__setattr__(self, "precision", canonical_precision(self.precision))  # 32, "32-true" -> "32"
+        if not isinstance(self.feature_resolution, int):  # a list from a config -> a tuple (hashable, as presets write it)
+            object.__setattr__(self, "feature_resolution", tuple(int(r) for r in self.feature_resolution))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 

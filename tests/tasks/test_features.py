@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mystyle_pl.generators.features import FeatureOffsetGenerator, block_features
+from mystyle_pl.generators.features import FeatureOffsetGenerator, block_features, blocks_features, offset_resolutions
 from mystyle_pl.tasks.edit import Edit
 from mystyle_pl.tasks.invert import Invert
-from mystyle_pl.tasks.presets import QUICK_FEATURE, task_settings
+from mystyle_pl.tasks.presets import FEATURE_RESOLUTION, QUICK_FEATURE, task_settings
 from mystyle_pl.tasks.projection import ProjectionSettings, Projector
 from mystyle_pl.space import PersonalSpace
 
@@ -38,6 +38,50 @@ def test_a_feature_offset_changes_the_render_only_through_its_block(make):
         FeatureOffsetGenerator(g, 5, features[:1])
     with pytest.raises(ValueError, match="offset must be"):
         FeatureOffsetGenerator(g, res, features[:1, :, :2])
+
+
+@pytest.mark.parametrize("make", [make_tiny_stylegan2, make_tiny_mobile], ids=["stylegan2", "mobilestylegan"])
+def test_offsets_at_two_blocks_nest(make):
+    g = make(seed=0).eval()
+    ws = g.broadcast_w(g.mapping(torch.randn(1, g.z_dim, generator=torch.Generator().manual_seed(2)))).detach()
+    # the two finest blocks an offset may take (at most half the output: offset_resolution)
+    coarse, fine = [r for r in g.synthesis.block_resolutions if r <= g.img_resolution // 2][-2:]
+    both = blocks_features(g, ws, [coarse, fine])  # one render, both blocks
+    assert torch.equal(both[coarse], block_features(g, ws, coarse)) and torch.equal(both[fine], block_features(g, ws, fine))
+    a, b = 0.5 * torch.ones_like(both[coarse]), -0.3 * torch.ones_like(both[fine])
+    inner = FeatureOffsetGenerator(g, coarse, a)
+    nested = FeatureOffsetGenerator(inner, fine, b)
+    assert set(nested.offsets) == {coarse, fine} and nested.offsets[coarse] is a and nested.offsets[fine] is b
+    with torch.no_grad():
+        plain = g.synthesis(ws, noise_mode="const")
+        zero = FeatureOffsetGenerator(FeatureOffsetGenerator(g, coarse, 0 * a), fine, 0 * b).synthesis(ws, noise_mode="const")
+        one = inner.synthesis(ws, noise_mode="const")
+        two = nested.synthesis(ws, noise_mode="const")
+        # the fine block's features under the nested generator: the coarse offset's effect plus b
+        fine_features = blocks_features(inner, ws, [fine])[fine]
+    assert torch.equal(zero, plain)
+    assert (two - one).abs().max() > 1e-2 and (one - plain).abs().max() > 1e-2  # each offset acts
+    assert not torch.equal(fine_features, both[fine])  # the fine block sees the coarse offset's change
+    with torch.no_grad():
+        assert torch.equal(g.synthesis(ws, noise_mode="const"), plain)  # every hook removed
+    # a preset's (64, 256) on a 16 px generator: both capped at 8 px, one offset
+    assert offset_resolutions(g, FEATURE_RESOLUTION) == (g.img_resolution // 2,)
+    assert offset_resolutions(g, [fine, coarse, fine]) == (coarse, fine)
+    with pytest.raises(ValueError, match="at least one"):
+        offset_resolutions(g, [])
+
+
+def test_offsets_at_two_blocks_are_fitted_together(prior):
+    y = _off_manifold(prior)
+    settings = Invert(**FAST, feature_steps=6, feature_resolution=[4, 8]).bind(prior)
+    assert settings.projection_settings().feature_resolution == (4, 8)  # a list from a config becomes a tuple
+    result = settings(y)
+    g = result.generators[0]
+    assert isinstance(g, FeatureOffsetGenerator) and set(g.offsets) == {4, 8}
+    assert all(float(o.abs().max()) > 0 for o in g.offsets.values())  # both moved from zero, in the same steps
+    assert len(result.feature_traces[0]) == 6
+    with torch.no_grad():
+        assert torch.allclose(g.synthesis(result.ws, noise_mode="const"), result.images, atol=1e-5)
 
 
 def test_the_feature_offset_fits_the_photo_and_leaves_the_prior_unchanged(prior):
@@ -112,6 +156,8 @@ def test_feature_steps_per_task_and_overrides():
     assert quick.for_task("invert").feature_steps == QUICK_FEATURE and quick.for_task("edit").feature_steps == 0
     assert quick.for_task("invert").pivotal_steps == 0 and quick.for_task("superres").feature_steps == 0
     assert task_settings("full").for_task("invert").feature_steps > QUICK_FEATURE
+    for preset in ("quick", "full", "pplus"):  # every preset's inversion fits the same blocks
+        assert task_settings(preset).for_task("invert").feature_resolution == FEATURE_RESOLUTION
     assert Invert(feature_steps=0).projection_settings().feature_steps == 0
     assert Invert(l2_full_weight=0).projection_settings().l2_full_weight == 0
     with pytest.raises(ValueError, match="feature_steps must be >= 0"):
