@@ -91,3 +91,15 @@ def test_fit_configs_parse(configs, capsys, monkeypatch):
     assert exit_info.value.code in (0, None), out.err[-2000:]
     assert "class_path: mystyle_pl.tuning.PersonalTuner" in out.out and "album: some/album" in out.out
     assert "use_distributed_sampler: false" in out.out
+
+
+def test_predict_invert_takes_a_list_of_feature_blocks(capsys, monkeypatch):
+    """``feature_resolution`` from the command line: one block or a list (the presets' [64, 256])."""
+    monkeypatch.setattr("sys.argv", ["mystyle-pl"])
+    args = ["predict", "--config", str(REPO_ROOT / "configs/predict/invert.yaml"), "--model.prior", "some/prior"]
+    args += ["--data.inputs", "some/photo.png", "--model.task.init_args.feature_resolution", "[64,128]", "--print_config"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr()
+    assert exit_info.value.code in (0, None), out.err[-2000:]
+    assert "feature_resolution:\n" in out.out and "- 64\n" in out.out and "- 128\n" in out.out

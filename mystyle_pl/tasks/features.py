@@ -1,6 +1,7 @@
-"""Feature-space refinement: after the projection, fit per photo an offset to the features that the
-generator's block at ``feature_resolution`` px outputs (Barbershop's FS space, SAM's feature layers;
-:mod:`mystyle_pl.generators.features`), with the projection's codes held fixed.
+"""Feature-space refinement: after the projection, fit per photo offsets to the features that the
+generator's blocks at ``feature_resolution`` px output (one block or several, fitted together;
+Barbershop's FS space, SAM's feature layers; :mod:`mystyle_pl.generators.features`), with the
+projection's codes held fixed.
 
 A W+ code paints what the person's generator can paint; the photo's own layout, light and
 background at 64 px lie outside it (a held-out inversion's pivot sits near 21-22 dB at 256 px).
@@ -14,6 +15,10 @@ Measured on album 00027's held-out photo (``outputs/s11/inv_probe.py``, 40-step 
 consistency at 1024 px / LPIPS-VGG): offset at 64 px 34.7 dB / 31.6 dB / 0.103, at 32 px (weight 10)
 31.7 / 29.2 / 0.162, at 128 px (weight 3) 31.0 / 28.7 / 0.178; pivotal tuning 50 steps from a
 60-step float32 pivot 29.2 / 28.0 / 0.204. Learning rate 0.05 (0.03 and 0.1 measured within 0.2 dB).
+A second offset at 256 px, fitted with the 64 px one, supplies the detail the codes paint only
+approximately: album 00001, 40 steps after the same pivot (``outputs/s12/joint.py``), consistency
+28.9 -> 34.0 dB, LPIPS-VGG 0.123 -> 0.034 (64 + 128 + 256 px 34.0; 256 px alone 28.9: it cannot move
+the light); four albums' mean 30.4 -> 35.8 dB (docs/fidelity.md, "Session 12").
 
 The cost: what the offset fixes, coarse edits cannot move (SAM's trade-off), so the presets use it
 for inversion and keep pivotal tuning for editing.
