@@ -44,11 +44,12 @@ def feature_tune(
     loss: PivotLoss,  # the projection's per-image loss
     settings: Any,  # ProjectionSettings: feature_steps, feature_lr, feature_resolution, precision, ramps, noise_mode
 ) -> PivotalResult:
-    """Fit one feature offset per image for ``settings.feature_steps`` Adam steps at
-    ``settings.feature_lr`` (with the projection's lr ramps; renders under ``settings.precision``).
-    ``generators`` in the result are :class:`~mystyle_pl.generators.features.FeatureOffsetGenerator`
-    sharing the base generator's weights; the offset's resolution is ``feature_resolution`` capped at
-    half the generator's (:func:`~mystyle_pl.generators.features.offset_resolution`). Raises
+    """Fit feature offsets per image, one per block of ``settings.feature_resolution`` (an int or
+    several, fitted together), for ``settings.feature_steps`` Adam steps at ``settings.feature_lr``
+    (with the projection's lr ramps; renders under ``settings.precision``). ``generators`` in the
+    result are :class:`~mystyle_pl.generators.features.FeatureOffsetGenerator` (nested, the finest
+    outermost; ``offsets`` lists them) sharing the base generator's weights; each resolution is capped
+    at half the generator's (:func:`~mystyle_pl.generators.features.offset_resolutions`). Raises
     ``ValueError`` for a ``feature_resolution`` the generator has no block at, a batch mismatch or
     fewer than 1 step."""
     resolutions = offset_resolutions(generators[0], settings.feature_resolution)

@@ -1,7 +1,7 @@
 """Inversion: ``D`` = identity. A face crop at the generator's resolution is projected into the
 person's space (``P_beta`` or ``P+``) through the shared projection loop (:mod:`.projection`);
-the presets then fit a feature offset at 64 px (:mod:`.features`), so the result is the photo
-itself with the person's generator painting the finer layers.
+the presets then fit feature offsets at 64 and 256 px (:mod:`.features`), so the result is the
+photo itself with the person's generator painting the layers between and above them.
 """
 
 from __future__ import annotations
