@@ -10,7 +10,7 @@ the demo and Python share.
   Inversion pivots on 40 bfloat16 steps and then fits offsets to the generator's 64 and 256 px
   features together for 40 steps (:mod:`.features`), under an extra MSE at the photo's own 1024 px
   (``l2_full_weight``): about 55-60 s per photo. Editing tunes a copy of the generator on the photo for 50 steps (pivotal
-  tuning, :mod:`.pivotal`), so its edits keep the photo's details.
+  tuning, :mod:`.pivotal`) under the same full-size MSE, so its edits keep the photo's details.
 * ``full``: the same method, 400 steps, 150 feature-offset steps for inversion and 200
   pivotal-tuning steps for editing (a GPU budget).
 * ``pplus``: the paper's P+ (anchors' coefficients per layer) at a CPU budget: 300 steps with early
@@ -47,6 +47,10 @@ L2_FULL = 30.0
 # 00001 (outputs/s12/joint.py, 40 steps after the same pivot): 64 px 28.9 dB, 64 + 256 px 34.0 dB (64 + 128 + 256
 # 34.0; 256 alone 28.9; 64 then 256 sequentially, 20 + 20 steps, 33.4); four albums in docs/fidelity.md, "Session 12".
 FEATURE_RESOLUTION = (64, 256)
+# Editing: pivotal tuning (float32) under the same full-size MSE. The held-out photo's edit projection (pplus: 300 P+
+# steps + 50 tuning steps), strength 0 against the photo (outputs/s12/edit_probe.py): consistency at 1024 px album
+# 00001 21.95 -> 25.33 dB, 00027 24.87 -> 27.67 dB; dlib 0.293 -> 0.271, 0.329 -> 0.204 (docs/fidelity.md, "Session 12").
+EDIT = dict(pivotal_steps=QUICK_PIVOTAL, precision="32", l2_full_weight=L2_FULL)
 # Inversion: a bfloat16 W+ pivot (40 steps), then the feature offsets (docs/fidelity.md, "Session 11" and "Session 12").
 INVERT = dict(
     face_weight=None, pull=(0.0, 0.0, 0.0), steps=40, feature_steps=QUICK_FEATURE, feature_resolution=FEATURE_RESOLUTION,
@@ -56,7 +60,7 @@ PRESETS: dict[str, dict] = {
     "official": dict(method="pplus", steps=1000, lr=5e-3, patience=None, resolution=0, lr_rampdown=0.0, delta_prox=False),
     "pplus": dict(method="pplus", steps=300, lr=5e-3, patience=50, resolution=256, lr_rampdown=0.25, delta_prox=True, precision="auto",
                   per_task={"invert": dict(feature_steps=QUICK_FEATURE, feature_resolution=FEATURE_RESOLUTION, l2_full_weight=L2_FULL),
-                            "edit": dict(pivotal_steps=QUICK_PIVOTAL, precision="32")}),
+                            "edit": EDIT}),
     "quick": dict(
         method="wplus", steps=60, w_lr=0.05, lr_rampup=0.05, lr_rampdown=0.25, patience=None, resolution=256,
         face_weight=0.1, face_weight_consistent=0.0, pull=(0.03, 0.03, 0.0), pull_target="hull", start="scan",
@@ -78,7 +82,7 @@ PRESETS: dict[str, dict] = {
         # can still move the coarse layout a feature offset would fix.
         per_task={
             "invert": INVERT,
-            "edit": dict(pivotal_steps=QUICK_PIVOTAL, precision="32"),
+            "edit": EDIT,
         },
     ),  # fmt: skip
 }

@@ -9,7 +9,7 @@ from mystyle_pl.demo_settings import QUALITIES, demo_projection_settings
 from mystyle_pl.evaluation.runner import projection_settings
 from mystyle_pl.tasks.edit import Edit
 from mystyle_pl.tasks.invert import Invert
-from mystyle_pl.tasks.presets import QUICK_PIVOTAL, task_settings
+from mystyle_pl.tasks.presets import L2_FULL, QUICK_PIVOTAL, task_settings
 from mystyle_pl.tasks.projection import ProjectionSettings
 
 from .conftest import FAST
@@ -62,6 +62,10 @@ def test_pivotal_steps_per_task_and_overrides():
     assert quick.for_task("edit").pivotal_steps == QUICK_PIVOTAL and quick.for_task("invert").pivotal_steps == 0
     assert quick.for_task("superres").pivotal_steps == 0 and quick.for_task("inpaint").pivotal_steps == 0
     assert task_settings("full").for_task("edit").pivotal_steps > QUICK_PIVOTAL
+    # editing's tuning sees the photo at its own size too, in every preset that tunes; restoration does not
+    for preset in ("quick", "full", "pplus"):
+        assert task_settings(preset).for_task("edit").l2_full_weight == L2_FULL
+    assert quick.for_task("superres").l2_full_weight == 0 and Edit(l2_full_weight=0).projection_settings().l2_full_weight == 0
     # the caller's value wins over the preset's per-task value, in Python, predict, evaluate and the demo alike
     assert Invert(pivotal_steps=4).projection_settings().pivotal_steps == 4
     assert Edit(pivotal_steps=7).projection_settings().pivotal_steps == 7
