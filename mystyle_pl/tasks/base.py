@@ -210,7 +210,7 @@ class ProjectingTask(Task):
         # most half the generator's resolution [presets: 64 and 256 px]; higher holds more of the photo, less to edits
         l2_full_weight: float | None = None,  # weight of a pixel MSE at the observation's own size next to the loss
         # at loss_resolution, in the refinements after the projection; 0 = off [official: off; quick, pplus, full:
-        # 30 for the inversion's feature offset]
+        # 30 for the inversion's feature offsets and editing's pivotal tuning]
         precision: str | None = None,  # the generator's render inside the optimisation steps: "32", "bf16-mixed"
         # (bfloat16 autocast; loss, optimiser and the result stay float32) or "auto" (bf16-mixed where the device has
         # native bfloat16) [quick/full/pplus: auto; official: 32]. Not --trainer.precision, which casts the whole step

@@ -9,8 +9,9 @@ the demo and Python share.
   against 0.356 and dlib 0.302 against 0.326 (docs/fidelity.md).
   Inversion pivots on 40 bfloat16 steps and then fits offsets to the generator's 64 and 256 px
   features together for 40 steps (:mod:`.features`), under an extra MSE at the photo's own 1024 px
-  (``l2_full_weight``): about 55-60 s per photo. Editing tunes a copy of the generator on the photo for 50 steps (pivotal
-  tuning, :mod:`.pivotal`) under the same full-size MSE, so its edits keep the photo's details.
+  (``l2_full_weight``): about 55-60 s per photo. Editing tunes a copy of the generator on the
+  photo for 50 steps (pivotal tuning, :mod:`.pivotal`) under the same full-size MSE, so its edits
+  keep the photo's details.
 * ``full``: the same method, 400 steps, 150 feature-offset steps for inversion and 200
   pivotal-tuning steps for editing (a GPU budget).
 * ``pplus``: the paper's P+ (anchors' coefficients per layer) at a CPU budget: 300 steps with early

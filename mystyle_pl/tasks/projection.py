@@ -116,6 +116,8 @@ class ProjectionSettings:
         object.__setattr__(self, "precision", canonical_precision(self.precision))  # 32, "32-true" -> "32"
         if not isinstance(self.feature_resolution, int):  # a list from a config -> a tuple (hashable, as presets write it)
             object.__setattr__(self, "feature_resolution", tuple(int(r) for r in self.feature_resolution))
+            if not self.feature_resolution:
+                raise ValueError("feature_resolution needs at least one block (px), e.g. 64 or [64, 256]; got []")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 

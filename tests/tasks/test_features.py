@@ -164,3 +164,5 @@ def test_feature_steps_per_task_and_overrides():
         Invert(feature_steps=-1)
     with pytest.raises(ValueError, match="feature_steps must be >= 0"):
         ProjectionSettings(feature_steps=-2)
+    with pytest.raises(ValueError, match="feature_resolution needs at least one block"):
+        Invert(feature_resolution=[])  # refused when the task is built, before any photo is read
