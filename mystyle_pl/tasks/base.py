@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..generators.features import FeatureOffsetGenerator
 from ..losses import LPIPS
 from ..prior import register_task
 from ..space import DEFAULT_BETA, PersonalSpace
@@ -316,10 +317,14 @@ class ProjectingTask(Task):
         )
 
 
-def refinement_steps(result: ProjectionResult, i: int) -> dict[str, int]:
-    """Image ``i``'s pivotal-tuning and feature-offset steps, for the result's record (absent when off)."""
-    out = {}
+def refinement_steps(result: ProjectionResult, i: int) -> dict[str, Any]:
+    """Image ``i``'s pivotal-tuning and feature-offset steps, and the blocks (px) its feature offsets
+    sit at (``feature_resolution``), for the result's record (absent when off)."""
+    out: dict[str, Any] = {}
     for key, traces in (("pivotal_steps", result.pivotal_traces), ("feature_steps", result.feature_traces)):
         if traces is not None:
             out[key] = len(traces[i])
+    generator = result.generators[i] if result.generators is not None else None
+    if result.feature_traces is not None and isinstance(generator, FeatureOffsetGenerator):
+        out["feature_resolution"] = sorted(generator.offsets)
     return out

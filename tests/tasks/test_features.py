@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mystyle_pl.generators.features import FeatureOffsetGenerator, block_features, blocks_features, offset_resolutions
+from mystyle_pl.tasks.base import refinement_steps
 from mystyle_pl.tasks.edit import Edit
 from mystyle_pl.tasks.invert import Invert
 from mystyle_pl.tasks.presets import FEATURE_RESOLUTION, QUICK_FEATURE, task_settings
@@ -80,6 +81,7 @@ def test_offsets_at_two_blocks_are_fitted_together(prior):
     assert isinstance(g, FeatureOffsetGenerator) and set(g.offsets) == {4, 8}
     assert all(float(o.abs().max()) > 0 for o in g.offsets.values())  # both moved from zero, in the same steps
     assert len(result.feature_traces[0]) == 6
+    assert refinement_steps(result, 0) == {"feature_steps": 6, "feature_resolution": [4, 8]}  # what record.json holds
     with torch.no_grad():
         assert torch.allclose(g.synthesis(result.ws, noise_mode="const"), result.images, atol=1e-5)
 
