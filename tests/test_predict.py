@@ -266,6 +266,11 @@ def test_edit_writes_one_image_per_strength_and_a_strip(prior_dir, prior, faces,
     record = json.loads((folder / "record.json").read_text())
     assert record["strengths"] == [-1.0, 0.0, 1.5] and len(record["applied"]) == 3 and record["policy"] == "project"
     assert record["pivotal_steps"] == 3  # the edits are rendered by the photo's tuned generator (PTI)
+    assert record["precision"] == "32"  # editing's tuning renders float32 (tasks.presets EDIT)
+    # consistency: the projection (strength 0) against the input crop, as the saved PNGs give it; 8-bit rounding of
+    # both files (and the invisible mark on the result) moves a PSNR in the 10-30 dB range by far less than 1 dB
+    saved = png(folder / "crop.png").astype(np.float64) - png(folder / "input.png").astype(np.float64)
+    assert abs(record["consistency"] - 10 * np.log10(255.0**2 / np.mean(saved**2))) < 1.0
 
     # A direction of the wrong size: an error naming the file, before any input is read.
     np.save(tmp_path / "bad.npy", np.zeros((1, g.w_dim + 3), np.float32))

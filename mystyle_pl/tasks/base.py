@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..generators.features import FeatureOffsetGenerator
+from ..generators.features import FeatureOffsetGenerator, offset_resolutions
 from ..losses import LPIPS
 from ..prior import register_task
 from ..space import DEFAULT_BETA, PersonalSpace
@@ -289,6 +289,8 @@ class ProjectingTask(Task):
             return
         self.space = PersonalSpace.from_prior(prior, beta=self.beta)
         settings = self.projection_settings(progress)
+        if settings.feature_steps > 0:  # a block this generator lacks fails here, before any photo is projected
+            offset_resolutions(prior.generator, settings.feature_resolution)
         if settings.method == "wplus":
             self.projector = AnchoredWPlusProjector(prior.generator, self.space, lpips, settings, renders=prior.anchor_renders)
         elif settings.method == "pplus":

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .base import Batch, Output, ProjectingTask, check_images, refinement_steps
+from .consistency import consistency_psnr
 from .projection import ProjectionResult
 
 POLICIES = ("continue", "stop", "project")
@@ -312,6 +313,7 @@ class Edit(ProjectingTask):
 
     def outputs(self, batch: Batch) -> list[Output]:
         result = self(batch.images)
+        _same = lambda img: img  # noqa: E731 - D = identity: the projection is scored against the crop itself
         proj = result.projection
         keys = [strength_key(s) for s in result.strengths]
         out = []
@@ -333,8 +335,11 @@ class Edit(ProjectingTask):
                     },
                     record={
                         "steps_used": int(proj.steps_used),
+                        "precision": proj.precision,
                         "final_loss": float(proj.final_loss[i]),
                         **refinement_steps(proj, i),
+                        # PSNR (dB) of the projection (strength 0) against the input crop: how much of the photo it keeps
+                        "consistency": round(float(consistency_psnr(proj.images[i : i + 1], batch.images[i : i + 1], _same)[0]), 2),
                         "strengths": list(result.strengths),
                         "applied": [float(a) for a in result.applied[i]],
                         "inside": [bool(b) for b in result.inside[i]],

@@ -116,7 +116,7 @@ def test_the_generator_flags_are_restored_and_pivotal_tuning_composes(prior):
     # the offset sits on the photo's tuned copy, not on the prior's generator
     assert any(not torch.equal(p, q) for p, q in zip(g.synthesis.base.parameters(), prior.generator.synthesis.parameters()))
     with pytest.raises(ValueError, match="feature_resolution 6 is not a block"):
-        Invert(**FAST, feature_steps=2, feature_resolution=6).bind(prior)(y)
+        Invert(**FAST, feature_steps=2, feature_resolution=6).bind(prior)  # at bind, before any photo is projected
     # a preset's 64 px on this 16 px generator: capped at half its resolution
     capped = Invert(**FAST, feature_steps=1, feature_resolution=64).bind(prior)(y)
     assert capped.generators[0].feature_resolution == 8
