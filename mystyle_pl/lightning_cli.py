@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import logging
 import os
 from importlib.resources import files
 from pathlib import Path
@@ -43,6 +44,19 @@ from lightning.pytorch.utilities import rank_zero_info
 DEFAULT_RUNS_DIR = "outputs/fit"  # where `fit` puts a new run folder when none is named
 RUN_DIR_ENV = "MYSTYLE_FIT_RUN_DIR"  # hands rank 0's new run folder to the DDP processes Lightning starts
 PREDICT_BASE = "predict/base.yaml"  # read before any predict config (the settings every task shares)
+
+
+class _NoProductTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: try installing litlogger / litmodels" lines, printed on every run: they
+    advertise cloud services this tool does not use and bury its own log. Lightning's other messages pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip:")
+
+
+# Lightning logs them through rank_zero_info on this logger (lightning 2.6: connectors/logger_connector.py,
+# callback_connector.py); a filter on the logger drops them before any handler sees them.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoProductTips())
 
 
 def config_path(name: str) -> Path:

@@ -103,3 +103,13 @@ def test_predict_invert_takes_a_list_of_feature_blocks(capsys, monkeypatch):
     out = capsys.readouterr()
     assert exit_info.value.code in (0, None), out.err[-2000:]
     assert "feature_resolution:\n" in out.out and "- 64\n" in out.out and "- 128\n" in out.out
+
+
+def test_lightnings_product_tips_are_dropped_and_its_other_messages_kept(caplog):
+    import mystyle_pl.lightning_cli  # noqa: F401 - installs the filter, as every Lightning command does
+    from lightning.pytorch.utilities import rank_zero_info
+
+    with caplog.at_level("INFO", logger="lightning.pytorch.utilities.rank_zero"):
+        rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]")
+        rank_zero_info("GPU available: False, used: False")
+    assert caplog.messages == ["GPU available: False, used: False"]
