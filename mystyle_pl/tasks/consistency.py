@@ -59,10 +59,10 @@ def back_project(
 def consistency_psnr(
     x: torch.Tensor,  # [B, 3, H, W] a result in [-1, 1]
     y: torch.Tensor,  # [B, 3, h, w] its observation in [-1, 1]
-    degrade: Callable[[torch.Tensor], torch.Tensor],  # D without noise
+    degrade: Callable[[torch.Tensor], torch.Tensor] | None,  # D without noise; None = identity (inversion, editing)
     mask: torch.Tensor | None = None,  # [B or 1, 1, h, w] 1 = known pixel (inpainting); None = all
 ) -> torch.Tensor:
     """PSNR (dB) ``[B]`` of ``D(x)`` against ``y`` at the observation's size: does the result
     reproduce what was observed? (For inpainting pass the known-mask: the known region only.)"""
     with torch.no_grad():
-        return psnr(degrade(x), y, mask)
+        return psnr(x if degrade is None else degrade(x), y, mask)

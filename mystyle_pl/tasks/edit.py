@@ -313,8 +313,9 @@ class Edit(ProjectingTask):
 
     def outputs(self, batch: Batch) -> list[Output]:
         result = self(batch.images)
-        _same = lambda img: img  # noqa: E731 - D = identity: the projection is scored against the crop itself
         proj = result.projection
+        # PSNR (dB) of the projection (strength 0) against the input crop: how much of the photo it keeps
+        consistency = consistency_psnr(proj.images, batch.images, None)
         keys = [strength_key(s) for s in result.strengths]
         out = []
         for i in range(batch.images.shape[0]):
@@ -338,8 +339,7 @@ class Edit(ProjectingTask):
                         "precision": proj.precision,
                         "final_loss": float(proj.final_loss[i]),
                         **refinement_steps(proj, i),
-                        # PSNR (dB) of the projection (strength 0) against the input crop: how much of the photo it keeps
-                        "consistency": round(float(consistency_psnr(proj.images[i : i + 1], batch.images[i : i + 1], _same)[0]), 2),
+                        "consistency": round(float(consistency[i]), 2),
                         "strengths": list(result.strengths),
                         "applied": [float(a) for a in result.applied[i]],
                         "inside": [bool(b) for b in result.inside[i]],

@@ -246,7 +246,7 @@ class Inpaint(ProjectingTask):
         feather = self.feather if self.feather is not None else max(1, self.resolution // 64)
         alpha = feathered_hole(mask, feather)
         blended = alpha * result.images + (1 - alpha) * images
-        consistency = consistency_psnr(result.images, images, lambda img: img, mask=mask)
+        consistency = consistency_psnr(result.images, images, None, mask=mask)
         return InpaintResult.extend(result, blended=blended, mask=mask, alpha=alpha, consistency=consistency)
 
     def outputs(self, batch: Batch) -> list[Output]:

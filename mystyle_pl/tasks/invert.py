@@ -35,7 +35,7 @@ class Invert(ProjectingTask):
         check_images(images, "images", self.resolution)
         images = images.to(self.device)
         result = self.projector.project(images)
-        return InvertResult.extend(result, consistency=consistency_psnr(result.images, images, lambda img: img))
+        return InvertResult.extend(result, consistency=consistency_psnr(result.images, images, None))
 
     def outputs(self, batch: Batch) -> list[Output]:
         result = self(batch.images)
