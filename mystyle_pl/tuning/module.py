@@ -9,6 +9,11 @@ resolution, held-out validation, logging and exact resume.
 At ``setup("fit")`` the module computes the anchors of the training photos (cached; see
 ``mystyle_pl.anchors``) unless the data module already has an anchors file, and hands them
 to the data module.
+
+``tune_anchors_lr > 0`` departs from the paper on measurement: the anchors' ``w`` are optimised
+with the generator (their own Adam group at that learning rate), so that a short CPU fit need not
+bend the generator toward a 25-step inversion's code. The tuned anchors are the ones checkpointed,
+measured and exported (docs/fidelity.md, "Session 13").
 """
 
 from __future__ import annotations
@@ -61,7 +66,11 @@ class PersonalTuner(LightningModule):
         anchor_precision: the render inside the anchors' inversion steps: ``32`` (default), ``bf16-mixed`` or
             ``auto`` (bf16-mixed where the device has native bfloat16; ``mystyle_pl.precision``). The tuning
             itself follows ``trainer.precision``.
-        anchors_cache: folder for cached anchors; None = ``$MYSTYLE_HOME/anchors``.
+        anchors_cache: folder for cached anchors; None = ``$MYSTYLE_HOME/anchors``. The cache holds the anchors
+            as inverted, before any tuning.
+        tune_anchors_lr: > 0 optimises the anchors' ``w [N, w_dim]`` together with the generator (Adam, this
+            learning rate, in W's units); 0 = anchors fixed (the paper). Needs ``data.hflip`` false (a mirrored
+            photo has its own anchor). The prior exports the tuned anchors.
         val_inversion_steps: W-inversion steps per held-out photo at each validation.
         num_hull_samples: samples from the anchors' convex hull in the image grids.
         noise_mode: the generator's noise inputs during tuning: ``const`` (deterministic) or ``random``.
@@ -84,12 +93,15 @@ class PersonalTuner(LightningModule):
         anchor_noise_reg: float = 0.0,
         anchor_precision: str = "32",
         anchors_cache: str | None = None,
+        tune_anchors_lr: float = 0.0,
         val_inversion_steps: int = 100,
         num_hull_samples: int = 4,
         noise_mode: str = "const",
         compile: bool = False,
     ):
         super().__init__()
+        if not tune_anchors_lr >= 0:
+            raise ValueError(f"tune_anchors_lr must be >= 0 (0 = anchors fixed), got {tune_anchors_lr}")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.generator: Generator = load_generator(generator)
         self.generator.mapping.requires_grad_(False)
@@ -101,6 +113,9 @@ class PersonalTuner(LightningModule):
             noise_reg=anchor_noise_reg, lpips_net=anchor_lpips_net, precision=anchor_precision,
         )
         self.anchors: Anchors | None = None
+        # The anchors' w as a parameter when they are tuned (tune_anchors_lr > 0), created at setup("fit").
+        self.anchor_w: torch.nn.Parameter | None = None
+        self._anchor_rows: dict[str, int] = {}
         self._batch_start: float | None = None
         # The compiled synthesis (model.compile) is kept out of the module tree, so that its
         # weights are not registered (and checkpointed) a second time.
@@ -121,11 +136,19 @@ class PersonalTuner(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "attach_anchors"):
             raise RuntimeError("PersonalTuner needs a PersonalPhotosDataModule (data.class_path) to find its photos")
+        if self.hparams.tune_anchors_lr > 0 and getattr(datamodule, "hflip", False):
+            raise ValueError(  # checked before the anchors' inversions, which take minutes
+                "model.tune_anchors_lr > 0 tunes one anchor per photo, and data.hflip pairs mirrored photos with "
+                "other anchors: set data.hflip false or model.tune_anchors_lr 0"
+            )
         if datamodule.anchor_set is not None:
             self.anchors = datamodule.anchor_set
-            return
-        self.anchors = self.compute_anchors(datamodule)
-        datamodule.attach_anchors(self.anchors)
+        else:
+            self.anchors = self.compute_anchors(datamodule)
+            datamodule.attach_anchors(self.anchors)
+        if self.hparams.tune_anchors_lr > 0:
+            self.anchor_w = torch.nn.Parameter(self.anchors.w.detach().clone().float().to(self.device))
+            self._anchor_rows = {name: i for i, name in enumerate(self.anchors.names)}
 
     def compute_anchors(self, datamodule) -> Anchors:
         """Invert the training photos into W (each rank its shard; gathered; cached)."""
@@ -149,6 +172,8 @@ class PersonalTuner(LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for p in self.generator.synthesis.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params) if self.optimizer_factory else torch.optim.Adam(params, lr=3e-4)
+        if self.anchor_w is not None:
+            optimizer.add_param_group({"params": [self.anchor_w], "lr": self.hparams.tune_anchors_lr})
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}}
@@ -177,7 +202,7 @@ class PersonalTuner(LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if "w" not in batch:
             raise RuntimeError("training batches carry no anchors 'w': the data module has no anchors attached")
-        fake = self.render(batch["w"])
+        fake = self.render(self.batch_w(batch))
         losses = self.reconstruction_loss(fake, batch["image"])
         loss = losses["loss"].mean()
         bs = batch["image"].shape[0]
@@ -187,10 +212,27 @@ class PersonalTuner(LightningModule):
         self.log("train/psnr", psnr(fake.detach(), batch["image"], clamp=False).mean(), batch_size=bs)
         return loss
 
+    def batch_w(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The anchors ``w [B, w_dim]`` of a batch: the data module's, or the tuned rows (``tune_anchors_lr > 0``)."""
+        if self.anchor_w is None:
+            return batch["w"]
+        try:
+            rows = [self._anchor_rows[name] for name in batch["name"]]
+        except KeyError as e:
+            raise RuntimeError(f"training photo {e.args[0]!r} has no tuned anchor (anchors: {len(self._anchor_rows)} photos)") from None
+        return self.anchor_w[rows]
+
+    def _sync_anchors(self) -> None:
+        """Point ``self.anchors`` (what callbacks measure, grids show and the prior exports) at the tuned ``w``."""
+        if self.anchor_w is not None and self.anchors is not None:
+            metadata = {**self.anchors.metadata, "tuned_with_generator": {"lr": self.hparams.tune_anchors_lr}}
+            self.anchors = Anchors(w=self.anchor_w.detach().float().cpu(), names=list(self.anchors.names), metadata=metadata)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._batch_start = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+        self._sync_anchors()
         if self._batch_start is not None:
             seconds = time.perf_counter() - self._batch_start
             images = batch["image"].shape[0] * self.trainer.world_size
@@ -235,8 +277,9 @@ class PersonalTuner(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen mapping network travels with the source generator, not with every checkpoint.
         state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith("generator.mapping.")]:
-            del state[key]
+        for key in [k for k in state if k.startswith("generator.mapping.") or k == "anchor_w"]:
+            del state[key]  # the tuned anchors travel in checkpoint["anchors"]
+        self._sync_anchors()
         # Plain tensors/ints only, so the checkpoint loads with torch.load(weights_only=True).
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         checkpoint["rng_states"] = {
@@ -258,5 +301,9 @@ class PersonalTuner(LightningModule):
             np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(rng["python"])
         saved = checkpoint.get("anchors")
+        state.pop("anchor_w", None)  # written by no release, but never let it clash with the anchors below
         if saved is not None:
             self.anchors = Anchors(w=saved["w"], names=list(saved["names"]), metadata={"source": "checkpoint"})
+            if self.anchor_w is not None:  # resuming a fit that tunes its anchors: start from the saved ones
+                state["anchor_w"] = saved["w"].to(self.anchor_w.dtype)
+                self._anchor_rows = {name: i for i, name in enumerate(saved["names"])}
