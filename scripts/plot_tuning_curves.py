@@ -19,16 +19,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from fidelity import plot_traces  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 
 
-def read_curve(run: Path, net: str) -> list[float]:
-    """The run's ``train/anchor_lpips_<net>`` values in epoch order (empty when never logged)."""
+def read_curve(run: Path, net: str) -> tuple[list[int], list[float]]:
+    """The run's ``train/anchor_lpips_<net>`` values in epoch order, with the epochs completed at each
+    (``ReconstructionTarget(every_n_epochs=k)`` measures every k-th epoch); empty lists when never logged."""
     values: dict[int, float] = {}
     for path in sorted(run.glob("lightning_logs/*/metrics.csv")):
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 value = row.get(f"train/anchor_lpips_{net}")
                 if value:
-                    values[int(row["epoch"])] = float(value)
-    return [values[k] for k in sorted(values)]
+                    values[int(row["epoch"]) + 1] = float(value)  # the CSV's epoch counts from 0
+    epochs = sorted(values)
+    return epochs, [values[k] for k in epochs]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,14 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     traces = []
     for run in args.runs:
-        curve = read_curve(run, args.net)
+        epochs, curve = read_curve(run, args.net)
         if not curve:
             print(f"{run}: no train/anchor_lpips_{args.net} logged (a fit without ReconstructionTarget?)", file=sys.stderr)
             continue
         wall = (run / "wall_time.txt").read_text().strip() if (run / "wall_time.txt").exists() else "wall time unknown"
-        name = run.parent.name if run.name == "fit" else run.name
-        print(f"{name}: {len(curve)} epochs, LPIPS-{args.net} {curve[0]:.3f} -> {curve[-1]:.3f} ({wall})")
-        traces.append({"method": name, "trace": curve, "seconds": None})
+        name = run.parent.name if run.name == "fit" else f"{run.parent.name}/{run.name}"
+        print(f"{name}: {epochs[-1]} epochs, LPIPS-{args.net} {curve[0]:.3f} -> {curve[-1]:.3f} ({wall})")
+        traces.append({"method": name, "trace": curve, "x": epochs, "seconds": None})
     if args.out and traces:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         plot_traces(traces, args.out, xlabel="epoch")
