@@ -112,10 +112,9 @@ class PersonalTuner(LightningModule):
             steps=anchor_steps, lr=anchor_lr, resolution=anchor_resolution, batch_size=anchor_batch_size,
             noise_reg=anchor_noise_reg, lpips_net=anchor_lpips_net, precision=anchor_precision,
         )
-        self.anchors: Anchors | None = None
         # The anchors' w as a parameter when they are tuned (tune_anchors_lr > 0), created at setup("fit").
         self.anchor_w: torch.nn.Parameter | None = None
-        self._anchor_rows: dict[str, int] = {}
+        self.anchors = None  # as inverted or loaded; the property below reads the tuned w from anchor_w
         self._batch_start: float | None = None
         # The compiled synthesis (model.compile) is kept out of the module tree, so that its
         # weights are not registered (and checkpointed) a second time.
@@ -148,7 +147,20 @@ class PersonalTuner(LightningModule):
             datamodule.attach_anchors(self.anchors)
         if self.hparams.tune_anchors_lr > 0:
             self.anchor_w = torch.nn.Parameter(self.anchors.w.detach().clone().float().to(self.device))
-            self._anchor_rows = {name: i for i, name in enumerate(self.anchors.names)}
+
+    @property
+    def anchors(self) -> Anchors | None:
+        """The training photos' anchors (what callbacks measure, grids show, checkpoints hold and the prior
+        exports): as inverted or loaded, or, while ``tune_anchors_lr > 0``, with the tuned ``w`` (a CPU copy)."""
+        base = self.__dict__.get("_anchors")
+        if base is None or self.anchor_w is None:
+            return base
+        metadata = {**base.metadata, "tuned_with_generator": {"lr": self.hparams.tune_anchors_lr}}
+        return Anchors(w=self.anchor_w.detach().float().cpu(), names=list(base.names), metadata=metadata)
+
+    @anchors.setter
+    def anchors(self, value: Anchors | None) -> None:
+        self.__dict__["_anchors"] = value
 
     def compute_anchors(self, datamodule) -> Anchors:
         """Invert the training photos into W (each rank its shard; gathered; cached)."""
@@ -216,23 +228,17 @@ class PersonalTuner(LightningModule):
         """The anchors ``w [B, w_dim]`` of a batch: the data module's, or the tuned rows (``tune_anchors_lr > 0``)."""
         if self.anchor_w is None:
             return batch["w"]
+        rows_of = {name: i for i, name in enumerate(self.__dict__["_anchors"].names)}
         try:
-            rows = [self._anchor_rows[name] for name in batch["name"]]
+            rows = [rows_of[name] for name in batch["name"]]
         except KeyError as e:
-            raise RuntimeError(f"training photo {e.args[0]!r} has no tuned anchor (anchors: {len(self._anchor_rows)} photos)") from None
+            raise RuntimeError(f"training photo {e.args[0]!r} has no tuned anchor (anchors: {len(rows_of)} photos)") from None
         return self.anchor_w[rows]
-
-    def _sync_anchors(self) -> None:
-        """Point ``self.anchors`` (what callbacks measure, grids show and the prior exports) at the tuned ``w``."""
-        if self.anchor_w is not None and self.anchors is not None:
-            metadata = {**self.anchors.metadata, "tuned_with_generator": {"lr": self.hparams.tune_anchors_lr}}
-            self.anchors = Anchors(w=self.anchor_w.detach().float().cpu(), names=list(self.anchors.names), metadata=metadata)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._batch_start = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
-        self._sync_anchors()
         if self._batch_start is not None:
             seconds = time.perf_counter() - self._batch_start
             images = batch["image"].shape[0] * self.trainer.world_size
@@ -279,7 +285,6 @@ class PersonalTuner(LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("generator.mapping.") or k == "anchor_w"]:
             del state[key]  # the tuned anchors travel in checkpoint["anchors"]
-        self._sync_anchors()
         # Plain tensors/ints only, so the checkpoint loads with torch.load(weights_only=True).
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         checkpoint["rng_states"] = {
@@ -306,4 +311,3 @@ class PersonalTuner(LightningModule):
             self.anchors = Anchors(w=saved["w"], names=list(saved["names"]), metadata={"source": "checkpoint"})
             if self.anchor_w is not None:  # resuming a fit that tunes its anchors: start from the saved ones
                 state["anchor_w"] = saved["w"].to(self.anchor_w.dtype)
-                self._anchor_rows = {name: i for i, name in enumerate(saved["names"])}
