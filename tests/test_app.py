@@ -10,6 +10,7 @@ chromedriver or dlib the tests skip with the reason (scripts/setup.sh installs t
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import socket
 import time
@@ -136,11 +137,17 @@ def text_of(driver, css) -> str:
     return els[0].text if els else ""
 
 
+# Gradio shows a running event's timer ("0.1s") over an output while it is pending, beside the output's
+# previous text: a status read then is the last run's, not this one's.
+PENDING = re.compile(r"^\s*\d+(\.\d+)?s\b")
+
+
 def wait_text(driver, css, words, timeout=90.0) -> str:
+    """The text of ``css`` once it shows one of ``words`` and no pending event's timer."""
     end = time.time() + timeout
     while time.time() < end:
         text = text_of(driver, css)
-        if any(w in text for w in words):
+        if any(w in text for w in words) and not PENDING.match(text):
             return text
         time.sleep(0.3)
     raise AssertionError(f"{css} never showed {words}: {text_of(driver, css)!r}; status {text_of(driver, '#status')!r}")
