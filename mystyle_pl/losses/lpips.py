@@ -147,6 +147,10 @@ class LPIPS(nn.Module):
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
         _freeze_into_buffers(self)
+        # Channels-last convolutions: oneDNN (CPU) and cuDNN run them faster. LPIPS-VGG forward +
+        # backward at 256 px on a 2-core CPU: 0.33 -> 0.26 s under bfloat16, 0.56 -> 0.45 s in
+        # float32 (outputs/s14/bench_cl.py; docs/fidelity.md, "Session 14").
+        self.backbone.to(memory_format=torch.channels_last)
         self.min_input_size = self.backbone.min_input_size
         super().train(False)
 
@@ -191,17 +195,31 @@ class LPIPS(nn.Module):
             _check_mask(mask, x)
             mask = mask.to(dtype=x.dtype)
             x, y = x * mask, y * mask
-        batch = x.shape[0]
-        both = torch.cat([x, y]).to(self.shift.dtype)
-        feats = self.backbone((both - self.shift) / self.scale)
+        if torch.is_grad_enabled() and y.requires_grad:
+            batch = x.shape[0]
+            feats = self._features(torch.cat([x, y]))
+            pairs = [(feat[:batch], feat[batch:]) for feat in feats]
+        else:
+            # A fixed target (every loss here: the photo, the observation): its features are taken
+            # without autograd. In one batch with x, every conv's backward would also compute the
+            # gradient of y's half, and keep its activations: LPIPS-VGG forward + backward at
+            # 256 px took 0.57-0.67 s per image pair on a 2-core CPU that way, xx s this way
+            # (outputs/s14/bench_lpips_split.py; docs/fidelity.md, "Session 14").
+            with torch.no_grad():
+                feats_y = self._features(y)
+            pairs = list(zip(self._features(x), feats_y))
         terms = []
         with torch.autocast(device_type=x.device.type, enabled=False):
-            for feat, lin in zip(feats, self.lins):
-                normed = _unit_normalize(feat)
-                diff = (normed[:batch] - normed[batch:]).square()
+            for (feat_x, feat_y), lin in zip(pairs, self.lins):
+                diff = (_unit_normalize(feat_x) - _unit_normalize(feat_y)).square()
                 score = F.conv2d(diff, lin.weight.float())
                 terms.append(_masked_spatial_mean(score, mask))
         return terms
+
+    def _features(self, images: Tensor) -> list[Tensor]:
+        """The trunk's five feature maps of ``images [N, 3, H, W]`` in ``[-1, 1]`` (ScalingLayer applied)."""
+        scaled = (images.to(self.shift.dtype) - self.shift) / self.scale
+        return self.backbone(scaled.contiguous(memory_format=torch.channels_last))
 
     def forward(self, x: Tensor, y: Tensor, mask: Tensor | None = None, reduction: Reduction = "none") -> Tensor:
         """LPIPS distance of ``x`` and ``y`` (``[B, 3, H, W]`` in ``[-1, 1]``).

@@ -224,6 +224,26 @@ def test_identical_inputs_give_zero_and_gradient_flows(random_alex: LPIPS) -> No
     assert x_grad.grad is not None and torch.isfinite(x_grad.grad).all() and x_grad.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_a_fixed_target_gives_the_same_distance_and_gradient_as_a_differentiable_one(net: str) -> None:
+    """A target without grad takes its features outside autograd (the fast path of every loss here);
+    the distance and x's gradient equal the joint path's, where y requires grad and gets one too.
+    1e-5: the two paths run the same convolutions on batches of different size, float32 rounding."""
+    loss_fn = random_lpips(net)
+    x, y = _images(), _images(seed=1)
+    x_fixed = x.clone().requires_grad_(True)
+    fixed = loss_fn(x_fixed, y)
+    fixed.sum().backward()
+    x_joint, y_joint = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+    joint = loss_fn(x_joint, y_joint)
+    joint.sum().backward()
+    assert torch.allclose(fixed, joint, atol=1e-5), (fixed, joint)
+    assert torch.allclose(x_fixed.grad, x_joint.grad, atol=1e-5)
+    assert y_joint.grad is not None and y_joint.grad.abs().sum() > 0
+    # the layout of the inputs does not matter (the trunk runs channels-last whatever it is given)
+    assert torch.allclose(loss_fn(x.contiguous(memory_format=torch.channels_last), y), fixed.detach(), atol=1e-6)
+
+
 def test_frozen_and_absent_from_parent_checkpoint(random_alex: LPIPS) -> None:
     assert list(random_alex.parameters()) == []
     assert random_alex.state_dict() == {}
