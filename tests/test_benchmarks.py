@@ -102,3 +102,27 @@ def test_step_precision_benchmark_times_every_row_and_restores_the_rule(tmp_path
     assert all(seconds > 0 for seconds in rows.values())
     assert json.loads(out.read_text()) == figures
     assert msg._kernel_gradient_is_cheap is shipped  # the benchmark's patch does not outlive it
+
+
+def test_lpips_speed_benchmark_times_every_row_and_compares_like_with_like(tmp_path: Path) -> None:
+    import torch
+
+    from mystyle_pl.losses import LPIPS
+
+    bench = load_benchmark("lpips_speed")
+    out = tmp_path / "lpips.json"
+    figures = bench.main(
+        ["--generator", "tiny", "--lpips", "random", "--size", "64", "--steps", "1", "--warmup", "0",
+         "--threads", "1", "--json", str(out)]
+    )  # fmt: skip
+    rows = figures["seconds"]
+    assert sorted(rows) == sorted(
+        f"{kind} {precision} {version}" for kind in ("lpips-random", "tuning") for precision in ("32", "bf16-mixed")
+        for version in ("before", "after")
+    )  # fmt: skip
+    assert all(seconds > 0 for seconds in rows.values())
+    assert json.loads(out.read_text()) == figures
+    # "before" is the same distance computed the old way (one batch, contiguous): 1e-5, float32 rounding
+    module = LPIPS("alex", pretrained=False)
+    x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    assert torch.allclose(bench.lpips_before(module)(x, y), module(x, y), atol=1e-5)

@@ -121,8 +121,11 @@ class LPIPS(nn.Module):
     Frozen by construction: all weights are non-persistent buffers, so the module has no
     parameters (nothing to optimise, nothing for DDP to sync), contributes nothing to a parent's
     ``state_dict`` (a LightningModule checkpoint stays free of it; the weights are re-read from
-    their files when the parent is built), follows ``.to(device)``, and stays in eval mode.
-    It is differentiable with respect to its inputs.
+    their files when the parent is built) and follows ``.to(device)``. It is built in eval mode and
+    then follows its parent's ``train()`` / ``eval()`` like any module, which changes nothing: the
+    trunks have no dropout or batch norm (convolutions, ReLU, max-pooling), so both modes compute the
+    same distance. (Pinned to eval mode, it made Lightning warn "Found N module(s) in eval mode at the
+    start of training" on every fit.) It is differentiable with respect to its inputs.
 
     Under autocast the trunk runs in the autocast dtype, while the normalisation, linear layers
     and averaging run in float32; the result is float32.
@@ -149,7 +152,7 @@ class LPIPS(nn.Module):
         _freeze_into_buffers(self)
         # Channels-last convolutions: oneDNN (CPU) and cuDNN run them faster. LPIPS-VGG forward +
         # backward at 256 px on a 2-core CPU: 0.33 -> 0.26 s under bfloat16, 0.56 -> 0.45 s in
-        # float32 (outputs/s14/bench_cl.py; docs/fidelity.md, "Session 14").
+        # float32 (benchmarks/lpips_speed.py; docs/fidelity.md, "Session 14").
         self.backbone.to(memory_format=torch.channels_last)
         self.min_input_size = self.backbone.min_input_size
         super().train(False)
@@ -177,10 +180,6 @@ class LPIPS(nn.Module):
         for lin in self.lins:
             lin.weight.abs_()
 
-    def train(self, mode: bool = True) -> LPIPS:
-        """Always stays in eval mode (a parent's ``.train()`` does not switch it)."""
-        return super().train(False)
-
     def layer_distances(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> list[Tensor]:
         """The five per-layer terms ``[B]`` (float32) whose sum is :meth:`forward`'s distance.
 
@@ -203,8 +202,8 @@ class LPIPS(nn.Module):
             # A fixed target (every loss here: the photo, the observation): its features are taken
             # without autograd. In one batch with x, every conv's backward would also compute the
             # gradient of y's half, and keep its activations: LPIPS-VGG forward + backward at
-            # 256 px took 0.57-0.67 s per image pair on a 2-core CPU that way, xx s this way
-            # (outputs/s14/bench_lpips_split.py; docs/fidelity.md, "Session 14").
+            # 256 px under bfloat16 took 0.53-0.58 s per image pair on a 2-core CPU that way,
+            # 0.34 s this way (benchmarks/lpips_speed.py; docs/fidelity.md, "Session 14").
             with torch.no_grad():
                 feats_y = self._features(y)
             pairs = list(zip(self._features(x), feats_y))

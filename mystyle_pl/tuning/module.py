@@ -181,6 +181,13 @@ class PersonalTuner(LightningModule):
         log.info("anchors: %d photos, mean reconstruction LPIPS %.4f", len(names), anchors.metadata.get("lpips_mean", float("nan")))
         return anchors
 
+    def on_fit_start(self) -> None:
+        # Lightning (>= 2.2) keeps the modes modules were left in, and the anchors' inversion in setup() leaves
+        # the generator in eval mode. Tuning is training: StyleGAN2's modulated convolutions take the official
+        # training path (per-sample modulation, not grouped, for batches), and Lightning no longer warns that
+        # "N module(s) [are] in eval mode at the start of training" on every fit.
+        self.train()
+
     def configure_optimizers(self) -> Any:
         params = [p for p in self.generator.synthesis.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params) if self.optimizer_factory else torch.optim.Adam(params, lr=3e-4)

@@ -251,8 +251,23 @@ def test_frozen_and_absent_from_parent_checkpoint(random_alex: LPIPS) -> None:
     parent.head = nn.Linear(2, 2)
     parent.lpips = random_alex
     assert set(parent.state_dict()) == {"head.weight", "head.bias"}
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_train_mode_changes_nothing_so_a_fit_has_no_module_left_in_eval_mode(net: str) -> None:
+    """LPIPS follows its parent's mode (Lightning warns about modules left in eval mode at every
+    fit) because no layer of it behaves differently in training: same distances in both modes."""
+    loss_fn = LPIPS(net, pretrained=False)
+    assert not loss_fn.training  # built in eval mode
+    mode_dependent = (nn.Dropout, nn.modules.batchnorm._BatchNorm)
+    assert not [m for m in loss_fn.modules() if isinstance(m, mode_dependent)]
+    x, y = _images(), _images(seed=1)
+    evaluated = loss_fn(x, y)
+    parent = nn.Module()
+    parent.lpips = loss_fn
     parent.train()
-    assert not random_alex.training
+    assert all(m.training for m in loss_fn.modules())
+    assert torch.equal(loss_fn(x, y), evaluated)
 
 
 @pytest.mark.parametrize("net", ["alex", "vgg"])
