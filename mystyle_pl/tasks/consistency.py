@@ -9,6 +9,13 @@ to a result with ``D(x) = y`` (the range-null-space split of Wang et al., DDNM, 
 smooth rather than a blocky pseudo-inverse). :func:`consistency_psnr` measures ``D(x)`` against
 ``y``: the observation a result should reproduce.
 
+Back-projection adds the observation's low frequencies to the projection's detail wherever the
+projection put it. Where the projection does not explain the input (its head narrower or elsewhere,
+another background), that detail is a second outline over the input's blur. :func:`agreement` maps
+where the projection explains the input; ``back_project(..., detail_gate=tau)`` starts from the
+projection there and from the input's bicubic up-sampling elsewhere (a confidence-weighted detail
+transfer), and then corrects as before.
+
 Images are float ``[B, 3, H, W]`` in ``[-1, 1]``.
 """
 
@@ -26,6 +33,40 @@ BACK_PROJECTION_ITERATIONS = 30  # x8 area down-sampling: 30 iterations reach D(
 # Four real pairs (docs/fidelity.md, Session 8), dlib / LPIPS-VGG / consistency through area: 30 area iterations
 # 0.561 / 0.439 / 67 dB; 1 area iteration 0.539 / 0.422 / 40 dB; 1 through the blur 0.510 / 0.419 / 33 dB.
 BLIND_BACK_PROJECTION_ITERATIONS = 1
+# The residual (image units, [-1, 1] scale) at which the projection's detail weight falls to 1/e. Four albums'
+# held-out photo (docs/fidelity.md, Session 14; dlib / LPIPS-VGG / PSNR, ungated -> 0.5): x8 0.347 / 0.371 / 24.02
+# -> 0.343 / 0.357 / 24.35, x16 0.421 / 0.402 / 20.03 -> 0.415 / 0.395 / 20.82, real 0.378 / 0.390 / 21.25 ->
+# 0.382 / 0.388 / 22.21. Tighter gates (0.05-0.2) blur the face until dlib finds none on one album.
+DETAIL_GATE = 0.5
+
+
+def _binomial3(r: torch.Tensor) -> torch.Tensor:
+    """``r [B, 1, h, w]`` smoothed by the 3x3 binomial kernel (1 2 1)^2 / 16, edges replicated."""
+    k = torch.tensor([1.0, 2.0, 1.0], dtype=r.dtype, device=r.device)
+    kernel = (k[:, None] * k[None, :] / 16).view(1, 1, 3, 3)
+    return F.conv2d(F.pad(r, (1, 1, 1, 1), mode="replicate"), kernel)
+
+
+def agreement(
+    x: torch.Tensor,  # [B, 3, H, W] the projection's result in [-1, 1]
+    y: torch.Tensor,  # [B, 3, h, w] the observation in [-1, 1]
+    degrade: Callable[[torch.Tensor], torch.Tensor],  # D: [B, 3, H, W] -> [B, 3, h, w] (without noise)
+    tau: float,  # the residual at which the weight falls to 1/e (image units, [-1, 1] scale), > 0
+) -> torch.Tensor:
+    """Where ``x`` explains ``y``: ``[B, 1, H, W]`` in ``(0, 1]``, ``exp(-(r / tau)^2)`` with ``r`` the
+    channel mean of ``|y - D(x)|`` per observed pixel, smoothed by a 3x3 binomial filter (one pixel's
+    noise does not switch the weight) and bilinearly up-sampled to ``x``'s size. 1 where ``D(x) = y``.
+
+    Raises ``ValueError`` for ``tau <= 0`` or when ``D(x)`` and ``y`` differ in shape."""
+    if not tau > 0:
+        raise ValueError(f"detail_gate (tau) must be > 0, got {tau}")
+    with torch.no_grad():
+        residual = y - degrade(x)
+        if residual.shape != y.shape:
+            raise ValueError(f"D(x) has shape {tuple(residual.shape)}, y has {tuple(y.shape)}")
+        r = _binomial3(residual.abs().mean(dim=1, keepdim=True))
+        weight = torch.exp(-((r / float(tau)) ** 2))
+        return F.interpolate(weight, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def back_project(
@@ -34,11 +75,14 @@ def back_project(
     degrade: Callable[[torch.Tensor], torch.Tensor],  # D: [B, 3, H, W] -> [B, 3, h, w] (without noise)
     iterations: int = BACK_PROJECTION_ITERATIONS,  # 0 = x unchanged
     step: float = 1.0,  # relaxation of each correction (1 = the plain Irani-Peleg update)
+    detail_gate: float | None = None,  # tau of agreement(): start from a * x + (1 - a) * bicubic(y), keeping
+    # the projection's detail only where it explains y; None = start from x (the plain back-projection)
 ) -> torch.Tensor:
     """``x`` corrected so that ``D(x)`` matches ``y``: ``[B, 3, H, W]`` (not clamped, like ``G(w)``:
     clamping to ``[-1, 1]`` happens where images are written).
 
-    Raises ``ValueError`` when ``D(x)`` and ``y`` differ in shape.
+    Raises ``ValueError`` when ``D(x)`` and ``y`` differ in shape, for negative ``iterations`` or a
+    ``detail_gate`` that is not > 0.
 
     >>> x = torch.zeros(1, 3, 32, 32); y = torch.full((1, 3, 4, 4), 0.5)
     >>> down = lambda img: F.interpolate(img, size=(4, 4), mode="area")
@@ -48,6 +92,9 @@ def back_project(
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
     with torch.no_grad():
+        if detail_gate is not None and iterations > 0:
+            a = agreement(x, y, degrade, detail_gate)
+            x = a * x + (1 - a) * F.interpolate(y, size=x.shape[-2:], mode="bicubic", align_corners=False)
         for _ in range(iterations):
             residual = y - degrade(x)
             if residual.shape != y.shape:

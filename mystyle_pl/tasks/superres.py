@@ -16,7 +16,13 @@ import torch.nn.functional as F
 
 from ..imaging import area_downsample  # D's down-sampling (also importable from here)
 from .base import Batch, Output, ProjectingTask, check_images
-from .consistency import BACK_PROJECTION_ITERATIONS, BLIND_BACK_PROJECTION_ITERATIONS, back_project, consistency_psnr
+from .consistency import (
+    BACK_PROJECTION_ITERATIONS,
+    BLIND_BACK_PROJECTION_ITERATIONS,
+    DETAIL_GATE,
+    back_project,
+    consistency_psnr,
+)
 from .projection import ProjectionResult
 
 MIN_FACTOR, MAX_FACTOR = 2, 32
@@ -118,11 +124,17 @@ class SuperResolve(ProjectingTask):
         # (tasks.consistency.back_project: the input's low frequencies, the projection's detail); 0 = the raw projection
         blind_back_projection: int = BLIND_BACK_PROJECTION_ITERATIONS,  # blind mode: iterations through the blind
         # operator (blur, area; no noise) instead; 0 with back_projection > 0 = none either
+        detail_gate: float | None = DETAIL_GATE,  # back-projection keeps the projection's detail where D(raw)
+        # explains the input (weight exp(-(residual / detail_gate)^2), residual in [-1, 1] units) and starts from
+        # the input's bicubic up-sampling elsewhere (tasks.consistency.agreement); None = everywhere
         **kwargs,  # ProjectingTask arguments (preset, steps, w_lr, pull, beta, ...)
     ) -> None:
         super().__init__(**kwargs)
         if back_projection < 0 or blind_back_projection < 0:
             raise ValueError(f"back_projection and blind_back_projection must be >= 0 iterations, got {back_projection}, {blind_back_projection}")
+        if detail_gate is not None and not float(detail_gate) > 0:
+            raise ValueError(f"detail_gate must be > 0 (a residual in [-1, 1] units) or None (no gate), got {detail_gate}")
+        self.detail_gate = None if detail_gate is None else float(detail_gate)
         self.blind, self.blur_sigma, self.noise_std, self.seed = blind, blur_sigma, noise_std, seed
         self.back_projection, self.output_resolution = int(back_projection), output_resolution
         self.blind_back_projection = int(blind_back_projection)
@@ -226,9 +238,9 @@ class SuperResolve(ProjectingTask):
             if not self.back_projection:
                 out = raw
             elif self.blind:
-                out = back_project(raw, images, clean, self.blind_back_projection)
+                out = back_project(raw, images, clean, self.blind_back_projection, detail_gate=self.detail_gate)
             else:
-                out = back_project(raw, images, consistent, self.back_projection)
+                out = back_project(raw, images, consistent, self.back_projection, detail_gate=self.detail_gate)
             return SuperResolveResult.extend(
                 result,
                 images=out,
@@ -247,6 +259,7 @@ class SuperResolve(ProjectingTask):
             pred = self.projected(result, i, crop=result.images[i], raw=result.raw[i], degraded=result.degraded[i])
             pred.upscale = int(result.factor)
             pred.record["factor"] = int(result.factor)
+            pred.record["detail_gate"] = self.detail_gate if self.back_projection else None
             if self.projector.settings.method == "wplus":
                 pred.record["pull"] = list(result.pull)
             out.append(pred)
