@@ -151,8 +151,9 @@ class LPIPS(nn.Module):
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
         _freeze_into_buffers(self)
         # Channels-last convolutions: oneDNN (CPU) and cuDNN run them faster. LPIPS-VGG forward +
-        # backward at 256 px on a 2-core CPU: 0.33 -> 0.26 s under bfloat16, 0.56 -> 0.45 s in
-        # float32 (benchmarks/lpips_speed.py; docs/fidelity.md, "Session 14").
+        # backward at 256 px on a 2-core CPU, this change alone: 0.33 -> 0.26 s under bfloat16,
+        # 0.56 -> 0.45 s in float32 (with the fixed target's features below: benchmarks/lpips_speed.py,
+        # docs/fidelity.md, "Session 14").
         self.backbone.to(memory_format=torch.channels_last)
         self.min_input_size = self.backbone.min_input_size
         super().train(False)
@@ -203,7 +204,7 @@ class LPIPS(nn.Module):
             # without autograd. In one batch with x, every conv's backward would also compute the
             # gradient of y's half, and keep its activations: LPIPS-VGG forward + backward at
             # 256 px under bfloat16 took 0.53-0.58 s per image pair on a 2-core CPU that way,
-            # 0.34 s this way (benchmarks/lpips_speed.py; docs/fidelity.md, "Session 14").
+            # 0.34 s this way, this change alone (with channels-last: benchmarks/lpips_speed.py).
             with torch.no_grad():
                 feats_y = self._features(y)
             pairs = list(zip(self._features(x), feats_y))

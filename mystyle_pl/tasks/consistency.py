@@ -34,9 +34,9 @@ BACK_PROJECTION_ITERATIONS = 30  # x8 area down-sampling: 30 iterations reach D(
 # 0.561 / 0.439 / 67 dB; 1 area iteration 0.539 / 0.422 / 40 dB; 1 through the blur 0.510 / 0.419 / 33 dB.
 BLIND_BACK_PROJECTION_ITERATIONS = 1
 # The residual (image units, [-1, 1] scale) at which the projection's detail weight falls to 1/e. Four albums'
-# held-out photo (docs/fidelity.md, Session 14; dlib / LPIPS-VGG / PSNR, ungated -> 0.5): x8 0.347 / 0.371 / 24.02
-# -> 0.343 / 0.357 / 24.35, x16 0.421 / 0.402 / 20.03 -> 0.415 / 0.395 / 20.82, real 0.378 / 0.390 / 21.25 ->
-# 0.382 / 0.388 / 22.21. Tighter gates (0.05-0.2) blur the face until dlib finds none on one album.
+# held-out photo (docs/fidelity.md, Session 14; dlib / LPIPS-VGG / PSNR, ungated -> 0.5, the evaluation's command):
+# x8 0.347 / 0.372 / 24.0 -> 0.343 / 0.358 / 24.4, x16 0.421 / 0.404 / 20.0 -> 0.415 / 0.397 / 20.8, real
+# 0.378 / 0.390 / 21.2 -> 0.380 / 0.388 / 22.1. Tighter gates (0.05-0.2) blur the face until dlib finds none on one album.
 DETAIL_GATE = 0.5
 
 

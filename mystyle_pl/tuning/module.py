@@ -184,7 +184,8 @@ class PersonalTuner(LightningModule):
     def on_fit_start(self) -> None:
         # Lightning (>= 2.2) keeps the modes modules were left in, and the anchors' inversion in setup() leaves
         # the generator in eval mode. Tuning is training: StyleGAN2's modulated convolutions take the official
-        # training path (per-sample modulation, not grouped, for batches), and Lightning no longer warns that
+        # training path for batches (activations scaled around one shared convolution, not a grouped convolution
+        # of per-sample weights: stylegan2.py, fused_modconv), and Lightning no longer warns that
         # "N module(s) [are] in eval mode at the start of training" on every fit.
         self.train()
 
