@@ -20,6 +20,17 @@ def load_benchmark(name: str):
     return module
 
 
+def assert_every_row_timed(figures: dict, key: str, kinds: tuple[str, ...], out: Path) -> None:
+    """A before/after benchmark timed every ``"<kind> <precision> <version>"`` row (> 0 s) and wrote its figures."""
+    rows = figures[key]
+    assert sorted(rows) == sorted(
+        f"{kind} {precision} {version}" for kind in kinds for precision in ("32", "bf16-mixed")
+        for version in ("before", "after")
+    )  # fmt: skip
+    assert all(seconds > 0 for seconds in rows.values())
+    assert json.loads(out.read_text()) == figures
+
+
 def test_projection_benchmark_runs_tiny(tmp_path: Path) -> None:
     bench = load_benchmark("projection")
     out = tmp_path / "projection.json"
@@ -94,13 +105,7 @@ def test_step_precision_benchmark_times_every_row_and_restores_the_rule(tmp_path
     bench = load_benchmark("step_precision")
     out = tmp_path / "steps.json"
     figures = bench.main(["--generator", "tiny", "--lpips", "random", "--steps", "1", "--threads", "1", "--json", str(out)])
-    rows = figures["seconds_per_step"]
-    assert sorted(rows) == sorted(
-        f"{kind} {precision} {version}" for kind in ("projection", "tuning") for precision in ("32", "bf16-mixed")
-        for version in ("before", "after")
-    )  # fmt: skip
-    assert all(seconds > 0 for seconds in rows.values())
-    assert json.loads(out.read_text()) == figures
+    assert_every_row_timed(figures, "seconds_per_step", ("projection", "tuning"), out)
     assert msg._kernel_gradient_is_cheap is shipped  # the benchmark's patch does not outlive it
 
 
@@ -115,13 +120,7 @@ def test_lpips_speed_benchmark_times_every_row_and_compares_like_with_like(tmp_p
         ["--generator", "tiny", "--lpips", "random", "--size", "64", "--steps", "1", "--warmup", "0",
          "--threads", "1", "--json", str(out)]
     )  # fmt: skip
-    rows = figures["seconds"]
-    assert sorted(rows) == sorted(
-        f"{kind} {precision} {version}" for kind in ("lpips-random", "tuning") for precision in ("32", "bf16-mixed")
-        for version in ("before", "after")
-    )  # fmt: skip
-    assert all(seconds > 0 for seconds in rows.values())
-    assert json.loads(out.read_text()) == figures
+    assert_every_row_timed(figures, "seconds", ("lpips-random", "tuning"), out)
     # "before" is the same distance computed the old way (one batch, contiguous): 1e-5, float32 rounding
     module = LPIPS("alex", pretrained=False)
     x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
