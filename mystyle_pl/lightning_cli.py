@@ -32,6 +32,7 @@ import datetime
 import importlib
 import logging
 import os
+import warnings
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,21 @@ class _NoProductTips(logging.Filter):
 # Lightning logs them through rank_zero_info on this logger (lightning 2.6: connectors/logger_connector.py,
 # callback_connector.py); a filter on the logger drops them before any handler sees them.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoProductTips())
+
+
+def quiet_lightning_deprecations() -> None:
+    """Ignore the FutureWarning "`isinstance(treespec, LeafSpec)` is deprecated" that torch (>= 2.10) raises
+    from Lightning's own ``lightning/pytorch/utilities/_pytree.py`` on every fit and predict: nothing a
+    user can act on (Lightning has to change). Only that message from that module is ignored."""
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+
+
+quiet_lightning_deprecations()
 
 
 def config_path(name: str) -> Path:
