@@ -21,6 +21,7 @@ Lazy imports: :mod:`mystyle_pl.lightning_cli` and :mod:`mystyle_pl.predict` are 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -105,11 +106,50 @@ def run_tool(name: str, argv: Sequence[str]) -> int:
     return command.run(args)
 
 
+_YAML_NULLS = ("null", "Null", "NULL", "~")
+_SUBCLASS_GROUPS = ("model", "data")  # LightningCLI's subclass-mode groups (class_path + init_args)
+
+
+def nulls_as_inline_configs(args: Sequence[str]) -> list[str]:
+    """``args`` with each ``--model.KEY null`` / ``--data.KEY null`` (also ``--model.KEY=null``) replaced, in
+    place, by the inline config ``--config '{"model": {... {"KEY": null}}}'``, which sets the same value.
+
+    Why: jsonargparse (4.x) hands a dotted option of a subclass-mode group to the class's init_args by
+    formatting the parsed value back into an argument (``f"--{key}={val}"``), so null arrives as the
+    string ``'None'``: refused for a number (``--model.task.detail_gate null``,
+    ``--model.task.patience null``) and silently a string for a text option. Inline configs are merged
+    like config files, nulls included. Other arguments are returned unchanged."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg, key, value, used = args[i], None, None, 1
+        if arg.startswith("--") and "=" in arg:
+            key, value = arg[2:].split("=", 1)
+        elif arg.startswith("--") and i + 1 < len(args):
+            key, value, used = arg[2:], args[i + 1], 2
+        parts = key.split(".") if key else []
+        if value in _YAML_NULLS and len(parts) >= 2 and parts[0] in _SUBCLASS_GROUPS and all(parts):
+            nested: object = None
+            for part in reversed(parts):
+                nested = {part: nested}
+            out += ["--config", json.dumps(nested)]
+            i += used
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def run_lightning(argv: Sequence[str] | None) -> int:
-    """Hand over to LightningCLI (``argv=None``: it reads ``sys.argv`` itself). ``predict`` runs
-    with SIGTERM turned into a clean stop (see :mod:`mystyle_pl.predict.stop`)."""
+    """Hand over to LightningCLI (``argv=None``: it reads ``sys.argv`` itself, rewritten by
+    :func:`nulls_as_inline_configs`, which DDP's child processes re-run). ``predict`` runs with
+    SIGTERM turned into a clean stop (see :mod:`mystyle_pl.predict.stop`)."""
     from .lightning_cli import MyStyleLightningCLI  # lazy: see module docstring
 
+    if argv is None:
+        sys.argv = [sys.argv[0], *nulls_as_inline_configs(sys.argv[1:])]
+    else:
+        argv = nulls_as_inline_configs(argv)
     command = (list(sys.argv[1:]) if argv is None else list(argv))[:1]
     if command != ["predict"]:
         MyStyleLightningCLI(args=None if argv is None else list(argv))

@@ -137,3 +137,27 @@ def test_lightnings_leafspec_deprecation_is_quiet_and_other_warnings_are_not():
     quiet = leafspec_warnings(quiet=True)
     assert not any("LeafSpec" in m for m in quiet)
     assert "another FutureWarning" in quiet
+
+
+@pytest.mark.parametrize("form", ["separate", "equals"])
+def test_null_reaches_a_tasks_option_from_the_command_line(capsys, monkeypatch, form):
+    """jsonargparse turns ``--model.task.X null`` into the string 'None' on its way into the task's
+    init_args; the CLI passes such nulls as inline configs, so the README's ``detail_gate null`` and
+    ``patience null`` work, next to other overrides, in the order given."""
+    from mystyle_pl.cli import nulls_as_inline_configs
+
+    monkeypatch.setattr("sys.argv", ["mystyle-pl"])
+    nulls = ["--model.task.detail_gate", "null", "--model.task.init_args.patience", "~"]
+    if form == "equals":
+        nulls = ["--model.task.detail_gate=null", "--model.task.init_args.patience=~"]
+    args = ["predict", "--config", str(REPO_ROOT / "configs/predict/superres.yaml"), "--model.prior", "some/prior"]
+    args += ["--data.inputs", "some/photo.png", *nulls, "--model.task.back_projection", "3", "--print_config"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr()
+    assert exit_info.value.code in (0, None), out.err[-2000:]
+    assert "detail_gate: null" in out.out and "patience: null" in out.out and "back_projection: 3" in out.out
+    assert "prior: some/prior" in out.out and "preset: quick" in out.out  # merged, not replaced
+    # what the rewrite leaves alone: other values, other groups, a null of a top-level option
+    same = ["--model.task.detail_gate", "0.3", "--trainer.max_time", "null", "--model", "null", "--data.x=1"]
+    assert nulls_as_inline_configs(same) == same

@@ -133,7 +133,7 @@ class SuperResolve(ProjectingTask):
         if back_projection < 0 or blind_back_projection < 0:
             raise ValueError(f"back_projection and blind_back_projection must be >= 0 iterations, got {back_projection}, {blind_back_projection}")
         if detail_gate is not None and not float(detail_gate) > 0:
-            raise ValueError(f"detail_gate must be > 0 (a residual in [-1, 1] units) or None (no gate), got {detail_gate}")
+            raise ValueError(f"detail_gate must be > 0 (a residual in [-1, 1] units), or null / None for no gate; got {detail_gate}")
         self.detail_gate = None if detail_gate is None else float(detail_gate)
         self.blind, self.blur_sigma, self.noise_std, self.seed = blind, blur_sigma, noise_std, seed
         self.back_projection, self.output_resolution = int(back_projection), output_resolution
