@@ -49,7 +49,7 @@ LIGHTNING_COMMANDS = {
     "fit": "tune a personal prior (LightningCLI: trainer + model + data from YAML/flags)",
     "validate": "run validation of a model on its data (LightningCLI)",
     "test": "run the test loop (LightningCLI)",
-    "predict": "run a task (invert, inpaint, superres, edit, sample) over inputs (LightningCLI)",
+    "predict": "run a task (invert, inpaint, superres, colorize, edit, sample) over inputs (LightningCLI)",
 }
 
 

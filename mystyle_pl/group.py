@@ -251,7 +251,7 @@ def load_photo_faces(
     if len(selection.faces) > 1:
         listing = "; ".join(f.describe() for f in selection.faces)
         kept = "; every other face is kept as it was" if len(selection.selected) < len(selection.faces) else ""
-        warnings.append(f"{src.label}: {len(selection.faces)} faces found ({listing}); processing {selection.note}{kept} "
+        warnings.append(f"{src.label}: {len(selection.faces)} faces found ({listing}); processing: {selection.note}{kept} "
                         "(--data.faces person|all|largest, or --data.face N for one face)")  # fmt: skip
     for w in warnings:
         log.warning("%s", w)

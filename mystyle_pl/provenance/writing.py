@@ -255,7 +255,8 @@ class Provenance:
         out = {"provenance": "on", "watermark": crop_note, "content_credentials": credentials}
         if pred.paste and photo_note != crop_note:
             out["watermark_photo"] = photo_note
-            log.warning("%s: %s", item.source or item.name, photo_note)
+            # about the watermark in photo.png, not the input (the results are written): say so
+            log.warning("%s: photo.png's watermark %s (crop.png is %s)", item.source or item.name, photo_note, crop_note)
         return out
 
     def _photo_note(self, pred, crop_note: str) -> str:
